@@ -1,0 +1,90 @@
+/**
+ * The composition root: opens the database, applies migrations, wires the services. The HTTP
+ * and WebSocket transports (server.ts) and in-process callers (index.ts) share one `App`.
+ */
+import path from 'node:path';
+import { AuditRepository } from './audit/repository.js';
+import { AuditService } from './audit/service.js';
+import { systemClock, type Clock } from './clock.js';
+import type { HeliosConfig } from './config.js';
+import { openDatabase, type Db } from './db/connection.js';
+import { migrate, readMigrations } from './db/migrate.js';
+import { EventBus } from './events.js';
+import { FlagService } from './flags/service.js';
+import { createLogger, type Logger } from './logger.js';
+import { packageRoot } from './paths.js';
+import { readFileSync } from 'node:fs';
+
+export interface Services {
+  version: string;
+  startedAt: number;
+  clock: Clock;
+  bus: EventBus;
+  logger: Logger;
+  audit: AuditService;
+  flags: FlagService;
+}
+
+export interface App {
+  config: HeliosConfig;
+  db: Db;
+  services: Services;
+  /** Stops timers and closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Randomness for flag evaluations without a sticky value (tests inject it). */
+  random?: () => number;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? '0.0.0';
+}
+
+export async function createApp(config: HeliosConfig, options: AppOptions = {}): Promise<App> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const db = openDatabase(config.dbPath);
+  try {
+    const applied = migrate(db, readMigrations(path.join(packageRoot(), 'migrations')));
+    if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: config.dbPath });
+
+    const bus = new EventBus();
+    const auditRepo = new AuditRepository(db);
+    const flags = new FlagService({
+      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile,
+      ...(options.random ? { random: options.random } : {}),
+    });
+    flags.start();
+
+    const services: Services = {
+      version: packageVersion(),
+      startedAt: clock.now(),
+      clock,
+      bus,
+      logger,
+      audit: new AuditService(auditRepo),
+      flags,
+    };
+
+    let closed = false;
+    return {
+      config,
+      db,
+      services,
+      async close() {
+        if (closed) return;
+        closed = true;
+        flags.stop();
+        db.close();
+      },
+    };
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The flags file (`config/feature_flags.json`, the seed's format): an object keyed by flag
+ * name. Strategy names are accepted in the seed's lower case or in upper case. Optional keys
+ * beyond the seed: `whitelist` ({ "symbols": ["BTCZAR"] } or [{ "attribute", "values" }]),
+ * `gradual` ({ start_percentage, target_percentage, duration_seconds, start_at? }) and
+ * `stickiness`. A file with any error is rejected whole, listing every problem.
+ */
+import { UserError, UserErrors } from '../errors.js';
+import { validateName } from '../validation.js';
+import type { FlagDefinition, GradualSchedule, WhitelistEntry } from './engine.js';
+import {
+  normalizeAttribute,
+  parseStrategy,
+  validateDescription,
+  validateDuration,
+  validatePercentage,
+  validateStickiness,
+  validateWhitelistValue,
+} from './validation.js';
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function fileError(flag: string, message: string): UserError {
+  return new UserError('INVALID_CONFIG_FILE', `Flags file, flag "${flag}": ${message}`, flag);
+}
+
+function readNumber(obj: Json, keys: string[]): number | undefined {
+  for (const key of keys) {
+    const v = obj[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number') throw new UserError('INVALID_CONFIG_FILE', `${key} must be a number`);
+    return v;
+  }
+  return undefined;
+}
+
+function readWhitelist(raw: unknown): WhitelistEntry[] {
+  const entries = new Map<string, Set<string>>();
+  const add = (attribute: string, values: unknown) => {
+    if (!Array.isArray(values)) throw new UserError('INVALID_CONFIG_FILE', `whitelist values for "${attribute}" must be a list`);
+    const attr = normalizeAttribute(attribute);
+    const set = entries.get(attr) ?? new Set<string>();
+    for (const v of values) set.add(validateWhitelistValue(String(v)));
+    entries.set(attr, set);
+  };
+  if (Array.isArray(raw)) {
+    for (const item of raw) {
+      if (!isObject(item) || typeof item.attribute !== 'string') {
+        throw new UserError('INVALID_CONFIG_FILE', 'whitelist entries must look like { "attribute": "...", "values": [...] }');
+      }
+      add(item.attribute, item.values);
+    }
+  } else if (isObject(raw)) {
+    for (const [attribute, values] of Object.entries(raw)) add(attribute, values);
+  } else if (raw !== undefined && raw !== null) {
+    throw new UserError('INVALID_CONFIG_FILE', 'whitelist must be an object or a list');
+  }
+  return [...entries].map(([attribute, values]) => ({ attribute, values: [...values] }));
+}
+
+function readGradual(raw: unknown, now: number, previousStartAt: number | null): GradualSchedule | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isObject(raw)) throw new UserError('INVALID_CONFIG_FILE', 'gradual must be an object');
+  const start = readNumber(raw, ['start_percentage', 'startPercentage']) ?? 0;
+  const target = readNumber(raw, ['target_percentage', 'targetPercentage']);
+  const duration = readNumber(raw, ['duration_seconds', 'durationSeconds']);
+  if (target === undefined) throw new UserError('INVALID_CONFIG_FILE', 'gradual.target_percentage is required');
+  if (duration === undefined) throw new UserError('INVALID_CONFIG_FILE', 'gradual.duration_seconds is required');
+  const startAtRaw = raw.start_at ?? raw.startAt;
+  // Without start_at a schedule starts when first imported; re-applying the file keeps that start.
+  let startAt = previousStartAt ?? now;
+  if (startAtRaw !== undefined && startAtRaw !== null) {
+    startAt = typeof startAtRaw === 'string' ? Date.parse(startAtRaw) : Number.NaN;
+    if (Number.isNaN(startAt)) throw new UserError('INVALID_CONFIG_FILE', 'gradual.start_at must be an ISO-8601 date-time');
+  }
+  return {
+    startPercentage: validatePercentage(start, 'gradual.start_percentage'),
+    targetPercentage: validatePercentage(target, 'gradual.target_percentage'),
+    startAt,
+    durationSeconds: validateDuration(duration, 'gradual.duration_seconds'),
+  };
+}
+
+/**
+ * Parses the file's text into flag definitions stamped with `now`; throws UserErrors.
+ * `existing` lets a re-applied file keep the start of a running schedule that has no start_at.
+ */
+export function parseFlagsFile(
+  text: string,
+  now: number,
+  existing: (name: string) => FlagDefinition | null = () => null,
+): FlagDefinition[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new UserError('INVALID_CONFIG_FILE', `Flags file is not valid JSON: ${(error as Error).message}`);
+  }
+  if (!isObject(raw)) throw new UserError('INVALID_CONFIG_FILE', 'Flags file must be a JSON object keyed by flag name');
+
+  const flags: FlagDefinition[] = [];
+  const problems: UserError[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    try {
+      const name = validateName(key, 'name', 'Flag name');
+      if (!isObject(value)) throw new UserError('INVALID_CONFIG_FILE', 'must be an object');
+      if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
+        throw new UserError('INVALID_CONFIG_FILE', 'enabled must be true or false');
+      }
+      if (typeof value.strategy !== 'string') throw new UserError('INVALID_CONFIG_FILE', 'strategy is required');
+      const strategy = parseStrategy(value.strategy);
+      const gradual = readGradual(value.gradual, now, existing(name)?.gradual?.startAt ?? null);
+      if (strategy === 'GRADUAL' && !gradual) throw new UserError('INVALID_CONFIG_FILE', 'a gradual flag needs a "gradual" schedule');
+      flags.push({
+        name,
+        description: validateDescription(typeof value.description === 'string' ? value.description : ''),
+        enabled: value.enabled === true,
+        strategy,
+        percentage: validatePercentage(readNumber(value, ['percentage']) ?? 0),
+        stickiness: validateStickiness(typeof value.stickiness === 'string' ? value.stickiness : 'default'),
+        whitelist: readWhitelist(value.whitelist),
+        gradual,
+        createdAt: now,
+        updatedAt: now,
+      });
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      problems.push(fileError(key, error.message));
+    }
+  }
+  if (problems.length > 0) throw new UserErrors(problems);
+  return flags;
+}

@@ -1,0 +1,411 @@
+/**
+ * Feature flags: the service owns the compiled in-memory copy of every flag (evaluations never
+ * touch SQLite), writes changes and their audit entries in one transaction, and publishes a
+ * `featureFlagChanged` event after the commit.
+ *
+ * Rules worth knowing:
+ * - First start imports the flags file (`config/feature_flags.json`); later starts never do, so
+ *   edits made through the API survive restarts.
+ * - `reload` applies the file again: every flag the file names is created or replaced by the
+ *   file's version (whitelist and schedule included, `createdAt` kept); flags the file does not
+ *   name are left alone. An invalid file changes nothing.
+ * - A mutation that would change nothing writes, audits and publishes nothing.
+ * - GRADUAL flags move in whole-point steps computed from the clock; one timer fires at the
+ *   next step of any flag and publishes the new effective percentage like any other change.
+ */
+import { readFileSync } from 'node:fs';
+import type { AuditRepository } from '../audit/repository.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Db } from '../db/connection.js';
+import { MetaRepository } from '../db/meta.js';
+import { UserError } from '../errors.js';
+import type { EventBus } from '../events.js';
+import type { Logger } from '../logger.js';
+import { validateName } from '../validation.js';
+import {
+  compileFlag,
+  effectivePercentage,
+
+  nextGradualChangeAt,
+  notFound,
+  type CompiledFlag,
+  type EvaluationContext,
+  type FlagDefinition,
+  type FlagEvaluation,
+  type GradualSchedule,
+  type RolloutStrategy,
+} from './engine.js';
+import { parseFlagsFile } from './file.js';
+import { FlagRepository } from './repository.js';
+import {
+  normalizeAttribute,
+  validateDescription,
+  validateDuration,
+  validatePercentage,
+  validateStickiness,
+  validateWhitelistValue,
+} from './validation.js';
+
+export const FLAG_CHANGE_KINDS = ['CREATED', 'UPDATED', 'DELETED', 'PERCENTAGE_ADVANCED'] as const;
+export type FlagChangeKind = (typeof FLAG_CHANGE_KINDS)[number];
+
+export interface FlagChangeEvent {
+  name: string;
+  kind: FlagChangeKind;
+  /** The mutation that caused it, or `gradualRollout` for a step of a schedule. */
+  action: string;
+  actor: string | null;
+  at: number;
+  /** The flag after the change; null when deleted. */
+  flag: FlagDefinition | null;
+  previous: FlagDefinition | null;
+}
+
+export interface CreateFlagInput {
+  name: string;
+  description?: string | null;
+  strategy?: RolloutStrategy | null;
+  percentage?: number | null;
+  enabled?: boolean | null;
+  stickiness?: string | null;
+}
+
+export interface GradualInput {
+  startPercentage: number;
+  targetPercentage: number;
+  startAt?: number | null;
+  durationSeconds: number;
+}
+
+interface FlagServiceDeps {
+  db: Db;
+  audit: AuditRepository;
+  bus: EventBus;
+  clock: Clock;
+  logger: Logger;
+  flagsFile: string;
+  random?: () => number;
+}
+
+const SEEDED_KEY = 'flags_seeded_at';
+/** setTimeout's ceiling; longer waits are re-armed when they fire. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class FlagService {
+  private readonly repo: FlagRepository;
+  private readonly meta: MetaRepository;
+  private compiled = new Map<string, CompiledFlag>();
+  private gradualTimer: TimerHandle | null = null;
+  /** Effective percentage last published per GRADUAL flag, to publish each step once. */
+  private publishedGradual = new Map<string, number | null>();
+
+  constructor(private readonly deps: FlagServiceDeps) {
+    this.repo = new FlagRepository(deps.db);
+    this.meta = new MetaRepository(deps.db);
+  }
+
+  /** Loads flags into memory, importing the flags file on the very first start. */
+  start(): { imported: number } {
+    let imported = 0;
+    if (this.meta.get(SEEDED_KEY) === null) {
+      const now = this.deps.clock.now();
+      const defs = this.readFile();
+      this.repo.transaction(() => {
+        for (const def of defs) {
+          if (this.repo.get(def.name)) continue;
+          this.repo.save(def);
+          this.deps.audit.record({
+            at: now, actor: 'system', action: 'importFeatureFlags', targetType: 'FEATURE_FLAG',
+            target: def.name, before: null, after: def,
+          });
+          imported++;
+        }
+        this.meta.set(SEEDED_KEY, new Date(now).toISOString());
+      });
+      this.deps.logger.info('imported default feature flags', { file: this.deps.flagsFile, imported });
+    }
+    for (const def of this.repo.all()) this.compiled.set(def.name, this.compile(def));
+    for (const c of this.compiled.values()) this.publishedGradual.set(c.definition.name, this.gradualPercentage(c.definition));
+    this.scheduleGradual();
+    return { imported };
+  }
+
+  stop(): void {
+    this.gradualTimer?.cancel();
+    this.gradualTimer = null;
+  }
+
+  // ---- reads (from memory) ----
+
+  list(): FlagDefinition[] {
+    return [...this.compiled.values()].map((c) => c.definition).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): FlagDefinition | null {
+    return this.compiled.get(name)?.definition ?? null;
+  }
+
+  count(): number {
+    return this.compiled.size;
+  }
+
+  effectivePercentage(def: FlagDefinition): number | null {
+    return effectivePercentage(def, this.deps.clock.now());
+  }
+
+  evaluate(name: string, context: EvaluationContext = {}): FlagEvaluation {
+    const flag = this.compiled.get(name);
+    return flag ? flag.evaluate(context, this.deps.clock.now()) : notFound(name);
+  }
+
+  /** Evaluates the named flags (all flags when `names` is omitted), in the order asked. */
+  evaluateMany(context: EvaluationContext = {}, names?: readonly string[] | null): FlagEvaluation[] {
+    const now = this.deps.clock.now();
+    const list = names ?? this.list().map((f) => f.name);
+    return list.map((name) => this.compiled.get(name)?.evaluate(context, now) ?? notFound(name));
+  }
+
+  /** The in-process library API: answers from memory. */
+  isEnabled(name: string, context: EvaluationContext = {}): boolean {
+    return this.evaluate(name, context).enabled;
+  }
+
+  /** Registers a listener for every flag change (for in-process code and module workers). */
+  onChange(listener: (event: FlagChangeEvent) => void): () => void {
+    return this.deps.bus.on('featureFlagChanged', listener);
+  }
+
+  // ---- mutations ----
+
+  create(actor: string, input: CreateFlagInput): FlagDefinition {
+    const name = validateName(input.name, 'name', 'Flag name');
+    const description = validateDescription(input.description ?? '');
+    const percentage = validatePercentage(input.percentage ?? 0);
+    const stickiness = validateStickiness(input.stickiness ?? 'default');
+    const strategy = input.strategy ?? (input.percentage != null ? 'PERCENTAGE' : 'ALL_ON');
+    if (strategy === 'GRADUAL') {
+      throw new UserError('INVALID_STRATEGY', 'Create the flag first, then start a schedule with configureGradualRollout', 'strategy');
+    }
+    return this.change(actor, 'createFeatureFlag', name, (current, now) => {
+      if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag "${name}" already exists`, 'name');
+      return {
+        name, description, enabled: input.enabled ?? false, strategy, percentage, stickiness,
+        whitelist: [], gradual: null, createdAt: now, updatedAt: now,
+      };
+    })!;
+  }
+
+  /** Enables a flag, optionally switching its strategy; creates the flag when missing (seed workflow). */
+  enable(actor: string, rawName: string, strategy?: RolloutStrategy | null): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    return this.change(actor, 'enableFeatureFlag', name, (current, now) => {
+      const next = current ?? this.blank(name, now);
+      const chosen = strategy ?? (current ? current.strategy : 'ALL_ON');
+      if (chosen === 'GRADUAL' && !next.gradual) {
+        throw new UserError('INVALID_STRATEGY', `Flag "${name}" has no gradual schedule: use configureGradualRollout`, 'strategy');
+      }
+      return { ...next, enabled: true, strategy: chosen };
+    })!;
+  }
+
+  /** Rolls a flag out to a share of contexts: strategy PERCENTAGE, enabled; creates it when missing. */
+  setPercentage(actor: string, rawName: string, rawPercentage: number): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    const percentage = validatePercentage(rawPercentage);
+    return this.change(actor, 'setFlagPercentage', name, (current, now) => ({
+      ...(current ?? this.blank(name, now)),
+      enabled: true,
+      strategy: 'PERCENTAGE',
+      percentage,
+    }))!;
+  }
+
+  disable(actor: string, rawName: string): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    return this.change(actor, 'disableFeatureFlag', name, (current) => ({ ...this.existing(name, current), enabled: false }))!;
+  }
+
+  addToWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    const attribute = normalizeAttribute(rawAttribute);
+    const value = validateWhitelistValue(rawValue);
+    return this.change(actor, 'addToWhitelist', name, (current) => {
+      const flag = this.existing(name, current);
+      const whitelist = flag.whitelist.map((e) => ({ attribute: e.attribute, values: [...e.values] }));
+      const entry = whitelist.find((e) => e.attribute === attribute);
+      if (entry) {
+        if (!entry.values.includes(value)) entry.values.push(value);
+      } else {
+        whitelist.push({ attribute, values: [value] });
+      }
+      return { ...flag, whitelist };
+    })!;
+  }
+
+  removeFromWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    const attribute = normalizeAttribute(rawAttribute);
+    return this.change(actor, 'removeFromWhitelist', name, (current) => {
+      const flag = this.existing(name, current);
+      const whitelist = flag.whitelist
+        .map((e) => (e.attribute === attribute ? { attribute, values: e.values.filter((v) => v !== rawValue) } : e))
+        .filter((e) => e.values.length > 0);
+      return { ...flag, whitelist };
+    })!;
+  }
+
+  /** Starts (or replaces) a time-based rollout: strategy GRADUAL, enabled. */
+  configureGradual(actor: string, rawName: string, input: GradualInput): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    const startPercentage = validatePercentage(input.startPercentage, 'startPercentage');
+    const targetPercentage = validatePercentage(input.targetPercentage, 'targetPercentage');
+    const durationSeconds = validateDuration(input.durationSeconds);
+    return this.change(actor, 'configureGradualRollout', name, (current, now) => {
+      const flag = this.existing(name, current);
+      const gradual: GradualSchedule = { startPercentage, targetPercentage, startAt: input.startAt ?? now, durationSeconds };
+      return { ...flag, enabled: true, strategy: 'GRADUAL', gradual };
+    })!;
+  }
+
+  delete(actor: string, rawName: string): FlagDefinition {
+    const name = validateName(rawName, 'name', 'Flag name');
+    let deleted: FlagDefinition | null = null;
+    this.change(actor, 'deleteFeatureFlag', name, (current) => {
+      deleted = this.existing(name, current);
+      return null;
+    });
+    return deleted!;
+  }
+
+  /** Applies the flags file again (see the rule at the top of this file); returns the flags it changed. */
+  reload(actor: string): FlagDefinition[] {
+    const now = this.deps.clock.now();
+    const defs = this.readFile();
+    const events: FlagChangeEvent[] = [];
+    this.repo.transaction(() => {
+      for (const def of defs) {
+        const current = this.repo.get(def.name);
+        const next: FlagDefinition = current ? { ...def, createdAt: current.createdAt } : def;
+        if (current && sameFlag(current, next)) continue;
+        this.repo.save(next);
+        this.deps.audit.record({
+          at: now, actor, action: 'reloadFeatureFlags', targetType: 'FEATURE_FLAG', target: def.name,
+          before: current, after: next,
+        });
+        events.push({ name: def.name, kind: current ? 'UPDATED' : 'CREATED', action: 'reloadFeatureFlags', actor, at: now, flag: next, previous: current });
+      }
+    });
+    for (const event of events) this.applyCommitted(event);
+    if (events.length > 0) this.scheduleGradual();
+    return events.map((e) => e.flag!);
+  }
+
+  // ---- internals ----
+
+  private readFile(): FlagDefinition[] {
+    let text: string;
+    try {
+      text = readFileSync(this.deps.flagsFile, 'utf8');
+    } catch (error) {
+      throw new UserError('INVALID_CONFIG_FILE', `Cannot read the flags file ${this.deps.flagsFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    return parseFlagsFile(text, this.deps.clock.now(), (name) => this.repo.get(name));
+  }
+
+  private blank(name: string, now: number): FlagDefinition {
+    return {
+      name, description: '', enabled: false, strategy: 'ALL_ON', percentage: 0, stickiness: 'default',
+      whitelist: [], gradual: null, createdAt: now, updatedAt: now,
+    };
+  }
+
+  private existing(name: string, current: FlagDefinition | null): FlagDefinition {
+    if (!current) throw new UserError('FLAG_NOT_FOUND', `Feature flag "${name}" does not exist`, 'name');
+    return current;
+  }
+
+  /**
+   * The one write path: reads the current row, lets `apply` compute the next state (or null to
+   * delete), writes it with its audit entry in one transaction, then updates memory and publishes.
+   */
+  private change(
+    actor: string,
+    action: string,
+    name: string,
+    apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
+  ): FlagDefinition | null {
+    const now = this.deps.clock.now();
+    const event = this.repo.transaction((): FlagChangeEvent | null => {
+      const current = this.repo.get(name);
+      const proposed = apply(current, now);
+      if (proposed === null) {
+        if (!current) return null;
+        this.repo.delete(name);
+        this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: null });
+        return { name, kind: 'DELETED', action, actor, at: now, flag: null, previous: current };
+      }
+      if (current && sameFlag(current, proposed)) return null;
+      const next = { ...proposed, updatedAt: now };
+      this.repo.save(next);
+      this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
+      return { name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current };
+    });
+    if (!event) return this.get(name);
+    this.applyCommitted(event);
+    this.scheduleGradual();
+    return event.flag;
+  }
+
+  private applyCommitted(event: FlagChangeEvent): void {
+    if (event.flag) {
+      this.compiled.set(event.name, this.compile(event.flag));
+      this.publishedGradual.set(event.name, this.gradualPercentage(event.flag));
+    } else {
+      this.compiled.delete(event.name);
+      this.publishedGradual.delete(event.name);
+    }
+    this.deps.bus.publish('featureFlagChanged', event);
+  }
+
+  private compile(def: FlagDefinition): CompiledFlag {
+    return compileFlag(def, this.deps.random);
+  }
+
+  private gradualPercentage(def: FlagDefinition): number | null {
+    return def.strategy === 'GRADUAL' && def.enabled ? effectivePercentage(def, this.deps.clock.now()) : null;
+  }
+
+  /** Arms one timer for the next step of any running gradual rollout. */
+  private scheduleGradual(): void {
+    this.gradualTimer?.cancel();
+    this.gradualTimer = null;
+    const now = this.deps.clock.now();
+    let next: number | null = null;
+    for (const { definition: def } of this.compiled.values()) {
+      if (def.strategy !== 'GRADUAL' || !def.enabled || !def.gradual) continue;
+      const at = nextGradualChangeAt(def.gradual, now);
+      if (at !== null && (next === null || at < next)) next = at;
+    }
+    if (next === null) return;
+    this.gradualTimer = this.deps.clock.setTimer(Math.min(next - now, MAX_TIMER_MS), () => this.publishGradualSteps());
+  }
+
+  private publishGradualSteps(): void {
+    const now = this.deps.clock.now();
+    for (const { definition: def } of this.compiled.values()) {
+      const current = this.gradualPercentage(def);
+      if (current === null || current === this.publishedGradual.get(def.name)) continue;
+      this.publishedGradual.set(def.name, current);
+      this.deps.bus.publish('featureFlagChanged', {
+        name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def,
+      });
+    }
+    this.scheduleGradual();
+  }
+}
+
+function sameFlag(a: FlagDefinition, b: FlagDefinition): boolean {
+  const strip = ({ updatedAt: _u, createdAt: _c, ...rest }: FlagDefinition) => rest;
+  return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
+}
+

@@ -1,0 +1,90 @@
+/**
+ * Shared schema pieces: root types, scalars, the `UserError` type every payload carries, and
+ * `runMutation`, which turns a service's `UserError` into payload data (unexpected errors are
+ * re-thrown for Yoga to mask and log).
+ */
+import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
+import { GraphQLError } from 'graphql';
+import { ERROR_CODES, isUserError, userErrorsOf, type ErrorCode } from '../errors.js';
+import { builder } from './builder.js';
+
+builder.addScalarType('DateTime', DateTimeISOResolver);
+builder.addScalarType('JSON', JSONResolver);
+
+builder.queryType({ description: 'Read the state of the control plane.' });
+builder.mutationType({ description: 'Change the live system. Every mutation is audited and returns typed errors.' });
+builder.subscriptionType({ description: 'Live feeds over graphql-ws (and SSE).' });
+
+export const ErrorCodeEnum = builder.enumType('ErrorCode', {
+  description: 'Machine-readable reason a mutation was refused.',
+  values: ERROR_CODES,
+});
+
+/** Plain data: graphql-js treats an Error instance returned by a resolver as a field error. */
+export interface UserErrorData {
+  code: ErrorCode;
+  message: string;
+  field: string | null;
+}
+
+export const UserErrorRef = builder.objectRef<UserErrorData>('UserError').implement({
+  description: 'A business error: the mutation changed nothing.',
+  fields: (t) => ({
+    code: t.field({ type: ErrorCodeEnum, resolve: (e) => e.code }),
+    message: t.exposeString('message'),
+    field: t.string({ nullable: true, description: 'The argument at fault, when one is.', resolve: (e) => e.field }),
+  }),
+});
+
+export interface Payload<T> {
+  value: T | null;
+  errors: UserErrorData[];
+}
+
+export async function runMutation<T>(fn: () => T | Promise<T>): Promise<Payload<T>> {
+  try {
+    return { value: await fn(), errors: [] };
+  } catch (error) {
+    if (isUserError(error)) {
+      return { value: null, errors: userErrorsOf(error).map(({ code, message, field }) => ({ code, message, field })) };
+    }
+    throw error;
+  }
+}
+
+/** Epoch milliseconds to the DateTime scalar; null stays null. */
+export function toDate(ms: number): Date;
+export function toDate(ms: number | null | undefined): Date | null;
+export function toDate(ms: number | null | undefined): Date | null {
+  return ms === null || ms === undefined ? null : new Date(ms);
+}
+
+/** Relay-style opaque cursor over a numeric id. */
+export function encodeCursor(kind: string, id: number | string): string {
+  return Buffer.from(`${kind}:${id}`, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(kind: string, cursor: string): string {
+  const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
+  const prefix = `${kind}:`;
+  if (!decoded.startsWith(prefix)) {
+    throw new GraphQLError(`Invalid cursor "${cursor}"`, { extensions: { code: 'INVALID_CURSOR' } });
+  }
+  return decoded.slice(prefix.length);
+}
+
+export function validateFirst(first: number, max = 500): number {
+  if (!Number.isInteger(first) || first < 1 || first > max) {
+    throw new GraphQLError(`"first" must be between 1 and ${max}`, { extensions: { code: 'INVALID_ARGUMENT' } });
+  }
+  return first;
+}
+
+export const PageInfoRef = builder
+  .objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo')
+  .implement({
+    fields: (t) => ({
+      hasNextPage: t.exposeBoolean('hasNextPage'),
+      endCursor: t.exposeString('endCursor', { nullable: true }),
+    }),
+  });

@@ -1,0 +1,18 @@
+/** Assembles the schema from the domain files; sorted so the printed SDL is stable. */
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { builder } from './builder.js';
+import './common.js';
+import './flags.js';
+import './audit.js';
+import './status.js';
+
+let schema: GraphQLSchema | null = null;
+
+export function buildSchema(): GraphQLSchema {
+  schema ??= lexicographicSortSchema(builder.toSchema());
+  return schema;
+}
+
+export function printSortedSchema(): string {
+  return printSchema(buildSchema()) + '\n';
+}

@@ -1,0 +1,14 @@
+/**
+ * The in-process library API, for code running inside the Helios server process (and for
+ * embedding Helios in another Node service): the same engines the GraphQL API uses, without
+ * GraphQL in between.
+ *
+ *   const helios = await startServer(loadConfig());
+ *   if (helios.app.services.flags.isEnabled('new_trading_engine', { userId })) { ... }
+ */
+export { createApp, type App, type AppOptions, type Services } from './app.js';
+export { loadConfig, type HeliosConfig } from './config.js';
+export { startServer, type HeliosServer } from './server.js';
+export { systemClock, ManualClock, type Clock } from './clock.js';
+export type { EvaluationContext, FlagDefinition, FlagEvaluation, RolloutStrategy } from './flags/engine.js';
+export type { FlagService, FlagChangeEvent } from './flags/service.js';

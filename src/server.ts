@@ -1,0 +1,167 @@
+/**
+ * One port for everything: Yoga answers HTTP (GraphQL, GraphiQL, SSE) on /graphql, graphql-ws
+ * (`graphql-transport-ws`) upgrades WebSockets on the same path, and /health and /ready answer
+ * probes. Shutdown stops accepting, lets in-flight requests finish, completes subscriptions,
+ * then closes the database, all within `shutdownTimeoutMs`.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GraphQLError, type ExecutionArgs } from 'graphql';
+import type { OperationResult } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { createYoga } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { createApp, type App, type AppOptions } from './app.js';
+import type { HeliosConfig } from './config.js';
+import type { GraphQLContext } from './graphql/context.js';
+import { buildSchema } from './graphql/schema.js';
+import { errorFields } from './logger.js';
+
+export interface HeliosServer {
+  app: App;
+  port: number;
+  url: string;
+  /** Graceful stop; resolves when everything is closed. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const GRAPHQL_PATH = '/graphql';
+
+export async function startServer(config: HeliosConfig, options: AppOptions = {}): Promise<HeliosServer> {
+  const app = await createApp(config, options);
+  const { services } = app;
+  const logger = services.logger.child({ component: 'server' });
+  let ready = false;
+  let stopping: Promise<void> | null = null;
+
+  const contextFor = (): GraphQLContext => ({ actor: 'anonymous', services });
+
+  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
+    schema: buildSchema(),
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    // GraphiQL's assets are served inline, so it works on networks without access to a CDN.
+    renderGraphiQL,
+    graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
+    context: () => contextFor(),
+    logging: {
+      debug: (...args) => logger.debug(String(args[0]), { args: args.slice(1).map(String) }),
+      info: (...args) => logger.info(String(args[0]), { args: args.slice(1).map(String) }),
+      warn: (...args) => logger.warn(String(args[0]), { args: args.slice(1).map(String) }),
+      error: (...args) => logger.error(String(args[0]), { args: args.slice(1).map(String) }),
+    },
+    maskedErrors: {
+      maskError(error, message) {
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (error instanceof GraphQLError && !original) return error;
+        if (original instanceof GraphQLError) return original;
+        logger.error('unexpected error', errorFields(original));
+        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+      },
+    },
+  });
+
+  let inFlight = 0;
+  const httpServer = createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (url === '/health' || url.startsWith('/health?')) {
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    if (url === '/ready' || url.startsWith('/ready?')) {
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', version: services.version });
+      return;
+    }
+    inFlight++;
+    let counted = true;
+    const done = () => {
+      if (counted) {
+        counted = false;
+        inFlight--;
+      }
+    };
+    res.on('finish', done);
+    res.on('close', done);
+    void yoga(req, res);
+  });
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
+    {
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+        // A throwing parse or validation rule would make graphql-ws close the whole socket:
+        // turn every failure into errors for this one operation instead.
+        try {
+          const document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors;
+          const args: ExecutionArgs = {
+            schema: enveloped.schema,
+            operationName: payload.operationName ?? null,
+            document,
+            variableValues: payload.variables ?? null,
+            contextValue: await enveloped.contextFactory(),
+            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          };
+          return args;
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          logger.error('websocket subscribe failed', errorFields(error));
+          return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
+        }
+      },
+    },
+    wsServer,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  ready = true;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}${GRAPHQL_PATH}`;
+  logger.info('helios listening', { url });
+
+  const stop = async () => {
+    ready = false;
+    httpServer.close();
+    httpServer.closeIdleConnections();
+    const deadline = Date.now() + config.shutdownTimeoutMs;
+    while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (inFlight > 0) logger.warn('shutdown deadline passed with requests in flight', { inFlight });
+    // Completes every subscription and closes sockets with 1001 "Going away".
+    await Promise.race([wsDisposable.dispose(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    for (const client of wsServer.clients) client.terminate();
+    wsServer.close();
+    httpServer.closeAllConnections();
+    await app.close();
+    logger.info('helios stopped');
+  };
+
+  return {
+    app,
+    port,
+    url,
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+interface Enveloped {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

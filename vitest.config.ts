@@ -1,0 +1,20 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: {
+    // graphql@16 ships CJS (main) and ESM (module) builds without an exports map. Node loads the
+    // CJS build for our dependencies (Pothos, Yoga), so our own code must get the same copy,
+    // or the schema's types come from "another realm".
+    alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Forks keep each test file in its own process: module worker threads and native SQLite
+    // handles never share a process with another file's server.
+    pool: 'forks',
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    fileParallelism: true,
+    reporters: process.env.CI ? ['default'] : ['default'],
+  },
+});
