@@ -10,6 +10,7 @@ import type { HeliosConfig } from './config.js';
 import { openDatabase, type Db } from './db/connection.js';
 import { migrate, readMigrations } from './db/migrate.js';
 import { EventBus } from './events.js';
+import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
 import { createLogger, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
@@ -23,6 +24,7 @@ export interface Services {
   logger: Logger;
   audit: AuditService;
   flags: FlagService;
+  breakers: BreakerService;
 }
 
 export interface App {
@@ -60,6 +62,8 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       ...(options.random ? { random: options.random } : {}),
     });
     flags.start();
+    const breakers = new BreakerService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }) });
+    breakers.start();
 
     const services: Services = {
       version: packageVersion(),
@@ -69,6 +73,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       logger,
       audit: new AuditService(auditRepo),
       flags,
+      breakers,
     };
 
     let closed = false;
@@ -80,6 +85,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         if (closed) return;
         closed = true;
         flags.stop();
+        breakers.stop();
         db.close();
       },
     };

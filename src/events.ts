@@ -7,10 +7,12 @@
  * SLOW_CONSUMER error (it can resubscribe and re-read state) instead of growing memory without
  * bound or slowing the publisher. No other subscriber is affected.
  */
+import type { BreakerTransition } from './breakers/states.js';
 import type { FlagChangeEvent } from './flags/service.js';
 
 export interface EventMap {
   featureFlagChanged: FlagChangeEvent;
+  breakerStateChanged: BreakerTransition;
 }
 
 export type Topic = keyof EventMap;

@@ -12,3 +12,7 @@ export { startServer, type HeliosServer } from './server.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
 export type { EvaluationContext, FlagDefinition, FlagEvaluation, RolloutStrategy } from './flags/engine.js';
 export type { FlagService, FlagChangeEvent } from './flags/service.js';
+export { CircuitOpenError, CallTimeoutError } from './breakers/errors.js';
+export type { CircuitBreaker, BreakerPermit } from './breakers/engine.js';
+export type { BreakerConfig } from './breakers/config.js';
+export type { BreakerState, BreakerTransition, BreakerMetrics } from './breakers/states.js';

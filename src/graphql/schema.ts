@@ -3,6 +3,7 @@ import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphq
 import { builder } from './builder.js';
 import './common.js';
 import './flags.js';
+import './breakers.js';
 import './audit.js';
 import './status.js';
 
