@@ -1,0 +1,65 @@
+/**
+ * Messages between the host and a module worker. Plain objects with numeric ids and no
+ * nesting on the hot path (`call` / `ok`), so a round trip costs one structured clone each
+ * way. Each side numbers its own requests; replies carry the requester's id.
+ */
+import type { FlagDefinition } from '../../flags/engine.js';
+import type { BreakerConfig } from '../../breakers/config.js';
+import type { InvocationContext, ModuleLogLevel, ModuleType } from '../contract.js';
+import type { BreakerOutcome } from './host.js';
+import type { RemoteError } from './errors.js';
+import type { ModuleTestInfo } from './version.js';
+
+/** Operations the host asks of an instance (both isolation modes run them through `InstanceDriver`). */
+export type InstanceRequest =
+  | { t: 'call'; id: number; method: string; arg: unknown; context?: InvocationContext }
+  | { t: 'health'; id: number }
+  | { t: 'export'; id: number }
+  | { t: 'import'; id: number; state: unknown; fromVersion: string }
+  | { t: 'test'; id: number; name: string }
+  | { t: 'dispose'; id: number };
+
+export type InstanceOperation = InstanceRequest['t'];
+
+export type HostToWorker =
+  | InstanceRequest
+  | { t: 'ping'; id: number }
+  | { t: 'memory'; id: number }
+  | { t: 'flags'; definitions: FlagDefinition[] }
+  /** Replies to the worker's own requests (`acquire`, `dep`). */
+  | { t: 'ok'; id: number; value: unknown }
+  | { t: 'err'; id: number; error: RemoteError };
+
+export interface InstanceDescription {
+  type: ModuleType | null;
+  methods: string[];
+  tests: ModuleTestInfo[];
+  lifecycle: { healthCheck: boolean; exportState: boolean; importState: boolean; dispose: boolean };
+}
+
+export type LoadStage = 'import' | 'definition' | 'init';
+
+/** What the reply error means to the host: the module threw, or the value could not be cloned. */
+export type ReplyErrorKind = 'failed' | 'clone';
+
+export type WorkerToHost =
+  | { t: 'imported' }
+  | { t: 'ready'; description: InstanceDescription }
+  | { t: 'loadFailed'; stage: LoadStage; error: RemoteError }
+  | { t: 'ok'; id: number; value: unknown }
+  | { t: 'err'; id: number; kind: ReplyErrorKind; error: RemoteError }
+  | { t: 'log'; level: ModuleLogLevel; message: string; data?: unknown }
+  | { t: 'acquire'; id: number; name: string; config?: Partial<BreakerConfig> }
+  | { t: 'complete'; permitId: string; outcome: BreakerOutcome; durationMs: number; error?: string }
+  | { t: 'dep'; id: number; dependency: string; method: string; args: unknown[] };
+
+/** Handed to the worker through `workerData`. */
+export interface WorkerBootData {
+  name: string;
+  version: string;
+  fileUrl: string;
+  config: Record<string, unknown>;
+  dependencyNames: string[];
+  previousState: { state: unknown; fromVersion: string } | null;
+  flags: FlagDefinition[];
+}

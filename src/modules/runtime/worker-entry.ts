@@ -1,0 +1,188 @@
+/**
+ * Runs inside a module worker: imports the module file, creates the instance and answers the
+ * host. Flags are evaluated here from definitions the host pushes, so `ctx.flags.isEnabled`
+ * is synchronous; breakers and dependency calls are requests to the host.
+ *
+ * Worker isolation protects Helios from a module's faults (a throw, a hang, a leak), not from
+ * a hostile module: module code can reach `parentPort`, the file system and everything else
+ * Node offers.
+ */
+import { getHeapStatistics } from 'node:v8';
+import { parentPort, workerData } from 'node:worker_threads';
+import { compileFlag, type CompiledFlag, type FlagDefinition } from '../../flags/engine.js';
+import { buildModuleContext, type ContextBridge } from './context.js';
+import { readModuleDefinition } from './definition.js';
+import { InstanceDriver } from './driver.js';
+import { fromRemoteError, toRemoteError } from './errors.js';
+import type { BreakerAdmission } from './host.js';
+import type { HostToWorker, InstanceRequest, LoadStage, WorkerBootData, WorkerToHost } from './protocol.js';
+import type { ModuleMemoryUsage } from './version.js';
+
+if (!parentPort) throw new Error('worker-entry must run in a worker thread');
+const port = parentPort;
+const boot = workerData as WorkerBootData;
+
+function post(message: WorkerToHost): void {
+  port.postMessage(message);
+}
+
+function compileAll(definitions: FlagDefinition[]): Map<string, CompiledFlag> {
+  const compiled = new Map<string, CompiledFlag>();
+  for (const definition of definitions) {
+    try {
+      compiled.set(definition.name, compileFlag(definition));
+    } catch {
+      // A definition this engine cannot compile evaluates like an unknown flag: false.
+    }
+  }
+  return compiled;
+}
+
+let flags = compileAll(boot.flags);
+let driver: InstanceDriver | null = null;
+
+let lastRequestId = 0;
+const outgoing = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+
+function requestHost(message: Extract<WorkerToHost, { t: 'acquire' | 'dep' }>): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    outgoing.set(message.id, { resolve, reject });
+    try {
+      post(message);
+    } catch (error) {
+      outgoing.delete(message.id);
+      reject(error);
+    }
+  });
+}
+
+/** Log data that cannot be cloned still reaches the host, as text. */
+function loggable(data: unknown): string {
+  try {
+    return JSON.stringify(data) ?? String(data);
+  } catch {
+    return String(data);
+  }
+}
+
+const bridge: ContextBridge = {
+  isEnabled(name, context) {
+    const flag = flags.get(name);
+    return flag ? flag.evaluate(context, Date.now()).enabled : false;
+  },
+  acquire(name, config) {
+    const message: WorkerToHost = config === undefined ? { t: 'acquire', id: ++lastRequestId, name } : { t: 'acquire', id: ++lastRequestId, name, config };
+    return requestHost(message) as Promise<BreakerAdmission>;
+  },
+  complete(permitId, outcome, durationMs, error) {
+    post(error === undefined ? { t: 'complete', permitId, outcome, durationMs } : { t: 'complete', permitId, outcome, durationMs, error });
+  },
+  callDependency(dependency, method, args) {
+    return requestHost({ t: 'dep', id: ++lastRequestId, dependency, method, args });
+  },
+  log(level, message, data) {
+    try {
+      post(data === undefined ? { t: 'log', level, message } : { t: 'log', level, message, data });
+    } catch {
+      post({ t: 'log', level, message, data: loggable(data) });
+    }
+  },
+};
+
+async function answer(request: InstanceRequest): Promise<void> {
+  let value: unknown;
+  try {
+    value = await driver!.handle(request);
+  } catch (error) {
+    post({ t: 'err', id: request.id, kind: 'failed', error: toRemoteError(error) });
+    return;
+  }
+  try {
+    post({ t: 'ok', id: request.id, value });
+  } catch (error) {
+    post({ t: 'err', id: request.id, kind: 'clone', error: toRemoteError(error) });
+  }
+}
+
+function memoryUsage(): ModuleMemoryUsage {
+  const heap = getHeapStatistics();
+  return {
+    heapUsedBytes: heap.used_heap_size,
+    heapTotalBytes: heap.total_heap_size,
+    heapLimitBytes: heap.heap_size_limit,
+    externalBytes: heap.external_memory,
+  };
+}
+
+port.on('message', (message: HostToWorker) => {
+  switch (message.t) {
+    case 'call':
+    case 'health':
+    case 'export':
+    case 'import':
+    case 'test':
+    case 'dispose':
+      void answer(message);
+      break;
+    case 'ok':
+    case 'err': {
+      const waiter = outgoing.get(message.id);
+      if (!waiter) break;
+      outgoing.delete(message.id);
+      if (message.t === 'ok') waiter.resolve(message.value);
+      else waiter.reject(fromRemoteError(message.error));
+      break;
+    }
+    case 'flags':
+      flags = compileAll(message.definitions);
+      break;
+    case 'ping':
+      post({ t: 'ok', id: message.id, value: null });
+      break;
+    case 'memory':
+      post({ t: 'ok', id: message.id, value: memoryUsage() });
+      break;
+    default: {
+      const unknown: never = message;
+      throw new Error(`unknown message ${JSON.stringify(unknown)}`);
+    }
+  }
+});
+
+function loadFailed(stage: LoadStage, error: unknown): void {
+  post({ t: 'loadFailed', stage, error: toRemoteError(error) });
+}
+
+async function start(): Promise<void> {
+  let namespace: unknown;
+  try {
+    namespace = await import(boot.fileUrl);
+  } catch (error) {
+    return loadFailed('import', error);
+  }
+  post({ t: 'imported' });
+  let definition;
+  try {
+    definition = readModuleDefinition(namespace);
+  } catch (error) {
+    return loadFailed('definition', error);
+  }
+  const ctx = buildModuleContext(
+    {
+      name: boot.name,
+      version: boot.version,
+      config: boot.config,
+      dependencyNames: boot.dependencyNames,
+      previousState: boot.previousState,
+    },
+    bridge,
+  );
+  try {
+    driver = await InstanceDriver.create(definition, ctx);
+  } catch (error) {
+    return loadFailed('init', error);
+  }
+  post({ t: 'ready', description: driver.description });
+}
+
+void start();
