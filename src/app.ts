@@ -12,6 +12,7 @@ import { migrate, readMigrations } from './db/migrate.js';
 import { EventBus } from './events.js';
 import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
+import { ModuleService } from './modules/service.js';
 import { createLogger, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
 import { readFileSync } from 'node:fs';
@@ -25,6 +26,7 @@ export interface Services {
   audit: AuditService;
   flags: FlagService;
   breakers: BreakerService;
+  modules: ModuleService;
 }
 
 export interface App {
@@ -64,6 +66,18 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
     flags.start();
     const breakers = new BreakerService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }) });
     breakers.start();
+    const modules = new ModuleService({
+      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
+      limits: {
+        maxOldGenerationSizeMb: config.modules.maxHeapMb,
+        loadTimeoutMs: config.modules.loadTimeoutMs,
+        initTimeoutMs: config.modules.initTimeoutMs,
+        callTimeoutMs: config.modules.callTimeoutMs,
+      },
+      drainTimeoutMs: config.modules.drainTimeoutMs,
+    });
+    const recovery = await modules.start();
+    if (recovery.recovered + recovery.failed > 0) logger.info('modules recovered', recovery);
 
     const services: Services = {
       version: packageVersion(),
@@ -74,6 +88,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       audit: new AuditService(auditRepo),
       flags,
       breakers,
+      modules,
     };
 
     let closed = false;
@@ -84,6 +99,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       async close() {
         if (closed) return;
         closed = true;
+        await modules.stop();
         flags.stop();
         breakers.stop();
         db.close();

@@ -19,6 +19,14 @@ export interface HeliosConfig {
   /** Upper bound for a graceful shutdown before connections are cut. */
   shutdownTimeoutMs: number;
   graphiql: boolean;
+  /** Limits for every loaded module version (see the README). */
+  modules: {
+    maxHeapMb: number;
+    loadTimeoutMs: number;
+    initTimeoutMs: number;
+    callTimeoutMs: number;
+    drainTimeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -59,5 +67,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel,
     shutdownTimeoutMs: intFrom(env, 'HELIOS_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     graphiql: boolFrom(env, 'HELIOS_GRAPHIQL', true),
+    modules: {
+      maxHeapMb: intFrom(env, 'HELIOS_MODULE_MAX_HEAP_MB', 128, 8, 65_536),
+      loadTimeoutMs: intFrom(env, 'HELIOS_MODULE_LOAD_TIMEOUT_MS', 10_000, 100, 600_000),
+      initTimeoutMs: intFrom(env, 'HELIOS_MODULE_INIT_TIMEOUT_MS', 5_000, 100, 600_000),
+      callTimeoutMs: intFrom(env, 'HELIOS_MODULE_CALL_TIMEOUT_MS', 5_000, 10, 600_000),
+      drainTimeoutMs: intFrom(env, 'HELIOS_MODULE_DRAIN_TIMEOUT_MS', 5_000, 0, 600_000),
+    },
   };
 }

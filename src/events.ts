@@ -9,10 +9,12 @@
  */
 import type { BreakerTransition } from './breakers/states.js';
 import type { FlagChangeEvent } from './flags/service.js';
+import type { ModuleStateEvent } from './modules/service.js';
 
 export interface EventMap {
   featureFlagChanged: FlagChangeEvent;
   breakerStateChanged: BreakerTransition;
+  moduleStateChanged: ModuleStateEvent;
 }
 
 export type Topic = keyof EventMap;

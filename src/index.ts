@@ -16,3 +16,12 @@ export { CircuitOpenError, CallTimeoutError } from './breakers/errors.js';
 export type { CircuitBreaker, BreakerPermit } from './breakers/engine.js';
 export type { BreakerConfig } from './breakers/config.js';
 export type { BreakerState, BreakerTransition, BreakerMetrics } from './breakers/states.js';
+export { defineModule } from './modules/contract.js';
+export type {
+  InvocationContext,
+  ModuleContext,
+  ModuleDefinition,
+  ModuleTestDefinition,
+  ModuleType,
+} from './modules/contract.js';
+export type { ModuleService, ModuleHandle, ReloadHook } from './modules/service.js';

@@ -86,7 +86,7 @@ const FlagEvaluationRef = builder.objectRef<FlagEvaluation>('FlagEvaluation').im
   }),
 });
 
-const EvaluationContextInput = builder.inputType('EvaluationContextInput', {
+export const EvaluationContextInput = builder.inputType('EvaluationContextInput', {
   description: 'Who or what a flag is evaluated for. `attributes` holds any further key/value pairs.',
   fields: (t) => ({
     sessionId: t.string(),
@@ -99,7 +99,7 @@ const EvaluationContextInput = builder.inputType('EvaluationContextInput', {
 
 type ContextInput = typeof EvaluationContextInput.$inferInput;
 
-function toEvaluationContext(input: ContextInput | null | undefined): EvaluationContext {
+export function toEvaluationContext(input: ContextInput | null | undefined): EvaluationContext {
   if (!input) return {};
   const { attributes } = input;
   if (attributes !== null && attributes !== undefined && (typeof attributes !== 'object' || Array.isArray(attributes))) {

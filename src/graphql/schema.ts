@@ -4,6 +4,7 @@ import { builder } from './builder.js';
 import './common.js';
 import './flags.js';
 import './breakers.js';
+import './modules.js';
 import './audit.js';
 import './status.js';
 
