@@ -232,6 +232,41 @@ describe('misbehaving modules', () => {
     const rejected = await h.query(InvokeModuleDocument, { name: 'counter', method: 'get' });
     expect(rejected.invokeModule.errors[0]).toMatchObject({ code: 'CIRCUIT_OPEN' });
     expect((await h.query(ModuleDocument, { name: 'counter' })).module!.breaker).toEqual({ name: 'module:counter', state: 'OPEN' });
+
+    // A version that runs out of memory mid-call is marked FAILED; the server carries on.
+    const states = subscribe(h.wsClient(), ModuleStateChangedDocument, { name: 'flaky' });
+    await untilListening(h, 'moduleStateChanged');
+    const leak = await h.query(InvokeModuleDocument, { name: 'flaky', method: 'leak' });
+    expect(leak.invokeModule.errors[0]?.code).toMatch(/MODULE_UNAVAILABLE|CALL_TIMEOUT/);
+    expect((await states.next(10_000)).moduleStateChanged).toMatchObject({ from: 'ACTIVE', to: 'FAILED', action: 'crash' });
+    const flaky = (await h.query(ModuleDocument, { name: 'flaky' })).module!;
+    expect(flaky).toMatchObject({ state: 'FAILED', desiredState: 'ACTIVE' });
+    expect(flaky.lastError).toMatch(/OUT_OF_MEMORY|UNRESPONSIVE/);
+    expect((await fetch(h.url.replace('/graphql', '/health'))).status).toBe(200);
+    // Loading it again brings it back.
+    expect((await h.query(LoadModuleDocument, { name: 'flaky' })).loadModule.module!.state).toBe('ACTIVE');
+  });
+});
+
+describe('INLINE isolation', () => {
+  it('serves dependency calls, ctx.flags and ctx.breakers on the server thread, and swaps like WORKER', async () => {
+    const h = await start();
+    await h.query(RegisterModuleDocument, { name: 'feature_extractor', modulePath: 'feature_extractor.js', version: '1', isolation: 'INLINE' });
+    await h.query(RegisterModuleDocument, { name: 'predictor', modulePath: 'ml/neural_predictor.js', version: '1', isolation: 'INLINE', dependencies: ['feature_extractor'] });
+    expect((await h.query(LoadModuleDocument, { name: 'predictor' })).loadModule.module).toMatchObject({ state: 'ACTIVE', isolation: 'INLINE' });
+    await h.query(SwapModuleDocument, { name: 'predictor', newVersionPath: 'ml/neural_predictor_v2.js', newVersion: '2' });
+
+    const flags = h.server.app.services.flags;
+    flags.setPercentage('test', 'neural_network_v2', 100);
+    const boosted = await h.query(InvokeModuleDocument, { name: 'predictor', method: 'predict', args: { prices: [100, 110] }, context: { sessionId: 's1' } });
+    flags.disable('test', 'neural_network_v2');
+    const plain = await h.query(InvokeModuleDocument, { name: 'predictor', method: 'predict', args: { prices: [100, 110] }, context: { sessionId: 's1' } });
+    expect(boosted.invokeModule).toMatchObject({ servedBy: '2', errors: [], result: { model: 'v2', prediction: 'up' } });
+    const confidence = (r: typeof boosted) => (r.invokeModule.result as { confidence: number }).confidence;
+    expect(confidence(boosted)).toBeCloseTo(0.7);
+    expect(confidence(plain)).toBeCloseTo(0.6);
+    // The module's own breaker is a Helios breaker, visible to operators.
+    expect(h.server.app.services.breakers.get('feature_extractor_calls')!.metrics.successes).toBe(2);
   });
 });
 
