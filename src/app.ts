@@ -13,6 +13,7 @@ import { EventBus } from './events.js';
 import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
 import { ModuleService } from './modules/service.js';
+import { TestRunService } from './testing/service.js';
 import { createLogger, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
 import { readFileSync } from 'node:fs';
@@ -27,6 +28,7 @@ export interface Services {
   flags: FlagService;
   breakers: BreakerService;
   modules: ModuleService;
+  testing: TestRunService;
 }
 
 export interface App {
@@ -76,6 +78,9 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       },
       drainTimeoutMs: config.modules.drainTimeoutMs,
     });
+    const testing = new TestRunService({ db, audit: auditRepo, clock, logger: logger.child({ domain: 'testing' }), modules });
+    const { interrupted } = testing.start();
+    if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
     const recovery = await modules.start();
     if (recovery.recovered + recovery.failed > 0) logger.info('modules recovered', recovery);
 
@@ -89,6 +94,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       flags,
       breakers,
       modules,
+      testing,
     };
 
     let closed = false;
@@ -99,6 +105,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       async close() {
         if (closed) return;
         closed = true;
+        await testing.stop();
         await modules.stop();
         flags.stop();
         breakers.stop();

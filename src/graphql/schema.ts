@@ -5,6 +5,7 @@ import './common.js';
 import './flags.js';
 import './breakers.js';
 import './modules.js';
+import './testing.js';
 import './audit.js';
 import './status.js';
 

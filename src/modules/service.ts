@@ -87,7 +87,7 @@ export interface ModuleHandle {
 export type ReloadHook = (handle: ModuleHandle) => void | Promise<void>;
 
 /** Runs a staged test run of a module version; returns whether it passed and the run's id (issue: gated swaps). */
-export type SwapTestGate = (moduleName: string, version: { modulePath: string; absolutePath: string; version: string }, moduleType: ModuleType) => Promise<{ passed: boolean; runId: string; summary: string }>;
+export type SwapTestGate = (actor: string, moduleName: string, version: { modulePath: string; absolutePath: string; version: string }, moduleType: ModuleType) => Promise<{ passed: boolean; runId: string; summary: string }>;
 
 interface ModuleServiceDeps {
   db: Db;
@@ -332,7 +332,7 @@ export class ModuleService {
       let testRunId: string | null = null;
       if (input.testWith) {
         if (!this.testGate) throw new UserError('INVALID_ARGUMENT', 'Test runs are not available', 'testWith');
-        const outcome = await this.testGate(name, target, input.testWith);
+        const outcome = await this.testGate(actor, name, target, input.testWith);
         testRunId = outcome.runId;
         if (!outcome.passed) {
           const message = `Swap of "${name}" to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`;

@@ -8,5 +8,6 @@ export function makeModulesDir(): string {
   cpSync('examples/modules', dir, { recursive: true });
   cpSync('test/fixtures/modules/bad', path.join(dir, 'bad'), { recursive: true });
   cpSync('test/fixtures/modules/good/counter_v1.js', path.join(dir, 'counter.js'));
+  cpSync('test/fixtures/modules/testing', path.join(dir, 'testing'), { recursive: true });
   return dir;
 }
