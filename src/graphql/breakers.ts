@@ -5,7 +5,7 @@ import type { CircuitBreaker } from '../breakers/engine.js';
 import { BREAKER_STATES, TRANSITION_REASONS, type BreakerMetrics, type BreakerTransition } from '../breakers/states.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import { builder } from './builder.js';
-import { runMutation, toDate, UserErrorRef, type Payload } from './common.js';
+import { entityPayload, runMutation, toDate, UserErrorRef, type Payload } from './common.js';
 import { ModularityStatusRef } from './status.js';
 
 const BreakerStateEnum = builder.enumType('BreakerState', {
@@ -130,15 +130,7 @@ builder.queryFields((t) => ({
 
 // ---- mutations ----
 
-function breakerPayload(name: string, description: string) {
-  return builder.objectRef<Payload<CircuitBreaker>>(name).implement({
-    description,
-    fields: (t) => ({
-      breaker: t.field({ type: CircuitBreakerRef, nullable: true, resolve: (p) => p.value }),
-      errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
-    }),
-  });
-}
+const breakerPayload = (name: string, description: string) => entityPayload(name, 'breaker', CircuitBreakerRef, description);
 
 const ConfigureCircuitBreakerPayload = builder
   .objectRef<Payload<{ breaker: CircuitBreaker; created: boolean }>>('ConfigureCircuitBreakerPayload')

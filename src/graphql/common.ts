@@ -6,7 +6,8 @@
 import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
 import { GraphQLError } from 'graphql';
 import { ERROR_CODES, isUserError, userErrorsOf, type ErrorCode } from '../errors.js';
-import { builder } from './builder.js';
+import type { ObjectRef } from '@pothos/core';
+import { builder, type HeliosSchemaTypes } from './builder.js';
 
 builder.addScalarType('DateTime', DateTimeISOResolver);
 builder.addScalarType('JSON', JSONResolver);
@@ -50,6 +51,21 @@ export async function runMutation<T>(fn: () => T | Promise<T>): Promise<Payload<
     }
     throw error;
   }
+}
+
+/**
+ * `<Mutation>Payload { <field>: <Type>, errors: [UserError!]! }` for a mutation that returns one
+ * object: the shape most mutations share.
+ */
+export function entityPayload<T>(name: string, field: string, type: ObjectRef<PothosSchemaTypes.ExtendDefaultTypes<HeliosSchemaTypes>, T>, description: string) {
+  return builder.objectRef<Payload<T>>(name).implement({
+    description,
+    fields: (t) => ({
+      // Pothos cannot narrow its output-shape types through the generic T; the ref guarantees them.
+      [field]: t.field({ type, nullable: true, resolve: (p) => p.value as never }),
+      errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
+    }),
+  });
 }
 
 /** Epoch milliseconds to the DateTime scalar; null stays null. */

@@ -11,7 +11,7 @@ import {
 } from '../flags/engine.js';
 import { FLAG_CHANGE_KINDS, type FlagChangeEvent } from '../flags/service.js';
 import { builder } from './builder.js';
-import { runMutation, toDate, UserErrorRef, type Payload } from './common.js';
+import { entityPayload, runMutation, toDate, UserErrorRef, type Payload } from './common.js';
 
 export const RolloutStrategyEnum = builder.enumType('RolloutStrategy', {
   description: 'How a flag decides for a context. PERCENTAGE and GRADUAL bucket sticky values deterministically.',
@@ -155,15 +155,7 @@ builder.queryFields((t) => ({
 
 // ---- mutations ----
 
-function flagPayload(name: string, description: string) {
-  return builder.objectRef<Payload<FlagDefinition>>(name).implement({
-    description,
-    fields: (t) => ({
-      flag: t.field({ type: FeatureFlagRef, nullable: true, resolve: (p) => p.value }),
-      errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
-    }),
-  });
-}
+const flagPayload = (name: string, description: string) => entityPayload(name, 'flag', FeatureFlagRef, description);
 
 const CreateFeatureFlagPayload = flagPayload('CreateFeatureFlagPayload', 'The created flag.');
 const EnableFeatureFlagPayload = flagPayload('EnableFeatureFlagPayload', 'The enabled flag (created when it did not exist).');

@@ -6,7 +6,7 @@ import { MODULE_ISOLATIONS } from '../modules/runtime/index.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import { builder } from './builder.js';
 import { CircuitBreakerRef } from './breakers.js';
-import { runMutation, toDate, UserErrorRef, type Payload } from './common.js';
+import { entityPayload, runMutation, toDate, UserErrorRef, type Payload } from './common.js';
 import { EvaluationContextInput, toEvaluationContext } from './flags.js';
 import { ModularityStatusRef } from './status.js';
 import { isUserError, userErrorsOf } from '../errors.js';
@@ -100,15 +100,7 @@ builder.queryFields((t) => ({
 
 // ---- mutations ----
 
-function modulePayload(name: string, description: string) {
-  return builder.objectRef<Payload<ModuleRecord>>(name).implement({
-    description,
-    fields: (t) => ({
-      module: t.field({ type: ModuleRef, nullable: true, resolve: (p) => p.value }),
-      errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
-    }),
-  });
-}
+const modulePayload = (name: string, description: string) => entityPayload(name, 'module', ModuleRef, description);
 
 const RegisterModulePayload = modulePayload('RegisterModulePayload', 'The registered module (UNLOADED).');
 const LoadModulePayload = modulePayload('LoadModulePayload', 'The module after loading. On failure `errors` says why and the module is FAILED with lastError.');

@@ -5,7 +5,7 @@ import { RUN_STATUSES, TEST_SOURCES, TEST_STATUSES, type TestCaseResult } from '
 import type { TestRunRecord } from '../testing/repository.js';
 import type { TestProgressEvent } from '../testing/service.js';
 import { builder } from './builder.js';
-import { decodeCursor, encodeCursor, PageInfoRef, runMutation, toDate, UserErrorRef, validateFirst, type Payload } from './common.js';
+import { decodeCursor, encodeCursor, entityPayload, PageInfoRef, runMutation, toDate, validateFirst } from './common.js';
 import { ModuleRef, ModuleTypeEnum } from './modules.js';
 
 const CURSOR_KIND = 'testrun';
@@ -117,19 +117,8 @@ builder.queryFields((t) => ({
   }),
 }));
 
-const TestModulePayload = builder.objectRef<Payload<TestRunRecord>>('TestModulePayload').implement({
-  description: 'The run, RUNNING: follow it on testProgress(runId).',
-  fields: (t) => ({
-    testRun: t.field({ type: TestRunRef, nullable: true, resolve: (p) => p.value }),
-    errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
-  }),
-});
-const CancelTestRunPayload = builder.objectRef<Payload<TestRunRecord>>('CancelTestRunPayload').implement({
-  fields: (t) => ({
-    testRun: t.field({ type: TestRunRef, nullable: true, resolve: (p) => p.value }),
-    errors: t.field({ type: [UserErrorRef], resolve: (p) => p.errors }),
-  }),
-});
+const TestModulePayload = entityPayload('TestModulePayload', 'testRun', TestRunRef, 'The run, RUNNING: follow it on testProgress(runId).');
+const CancelTestRunPayload = entityPayload('CancelTestRunPayload', 'testRun', TestRunRef, 'The run, being cancelled.');
 
 builder.mutationFields((t) => ({
   testModule: t.field({
