@@ -1,0 +1,110 @@
+/**
+ * Who is calling, decided the same way for HTTP (`Authorization` header) and graphql-ws (the
+ * `connection_init` payload `{ authorization: "Bearer <token>" }`):
+ * - no credentials: the anonymous caller (VIEWER) when anonymous access is on, refused otherwise;
+ * - credentials that are malformed, unknown or revoked: refused, never downgraded to anonymous,
+ *   so a client with a broken token finds out at once instead of silently losing rights.
+ */
+import { UserError } from '../errors.js';
+import type { AnonymousMode } from './anonymous.js';
+import { roleAllows, type Role } from './roles.js';
+
+/** The actor recorded for callers without a token (they can only read, so it is rarely seen). */
+export const ANONYMOUS_ACTOR = 'anonymous';
+/** Longer headers are refused before any work is done on them. */
+const MAX_AUTHORIZATION_LENGTH = 1024;
+
+export interface AuthenticatedToken {
+  name: string;
+  role: Role;
+}
+
+export interface Caller {
+  /** The token's name (recorded as the audit actor) or `anonymous`. */
+  name: string;
+  role: Role;
+  anonymous: boolean;
+}
+
+export type AuthenticationFailure = 'MISSING_TOKEN' | 'MALFORMED_AUTHORIZATION' | 'INVALID_TOKEN';
+
+export type CallerResolution =
+  | { ok: true; caller: Caller }
+  | { ok: false; code: 'UNAUTHENTICATED'; reason: AuthenticationFailure; message: string };
+
+export class MalformedAuthorizationError extends Error {
+  override name = 'MalformedAuthorizationError';
+  readonly code = 'UNAUTHENTICATED' as const;
+}
+
+/**
+ * `Bearer <token>` (scheme case-insensitive) to the token; null when there is no header at all.
+ * Throws `MalformedAuthorizationError` for anything else (another scheme, no token, spaces).
+ */
+export function parseAuthorization(header: string | undefined | null): string | null {
+  if (header === undefined || header === null) return null;
+  const value = header.trim();
+  if (value === '') return null;
+  if (value.length > MAX_AUTHORIZATION_LENGTH) {
+    throw new MalformedAuthorizationError('Authorization header is too long');
+  }
+  const match = /^(\S+)\s+(\S+)$/.exec(value);
+  if (!match || match[1]!.toLowerCase() !== 'bearer') {
+    throw new MalformedAuthorizationError('Authorization must be "Bearer <token>"');
+  }
+  const token = match[2]!;
+  // Visible ASCII only: anything else cannot be a Helios token or a sane HELIOS_ADMIN_TOKEN.
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new MalformedAuthorizationError('The bearer token contains invalid characters');
+  return token;
+}
+
+/**
+ * The `authorization` entry of a graphql-ws `connection_init` payload (`Authorization` is
+ * accepted too); null when absent. A non-string value is malformed.
+ */
+export function authorizationFromConnectionParams(params: unknown): string | null {
+  if (params === null || params === undefined || typeof params !== 'object') return null;
+  const record = params as Record<string, unknown>;
+  const value = record.authorization ?? record.Authorization;
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') throw new MalformedAuthorizationError('connection_init "authorization" must be a string');
+  return value;
+}
+
+export interface CallerResolver {
+  authenticate(token: string | null): AuthenticatedToken | null;
+}
+
+/** Never throws: turns an Authorization value into a caller or the reason it was refused. */
+export function resolveCaller(
+  authorization: string | null | undefined,
+  tokens: CallerResolver,
+  anonymous: AnonymousMode,
+): CallerResolution {
+  let token: string | null;
+  try {
+    token = parseAuthorization(authorization);
+  } catch (error) {
+    const message = error instanceof MalformedAuthorizationError ? error.message : 'Invalid Authorization header';
+    return { ok: false, code: 'UNAUTHENTICATED', reason: 'MALFORMED_AUTHORIZATION', message };
+  }
+  if (token === null) {
+    if (anonymous === 'viewer') return { ok: true, caller: { name: ANONYMOUS_ACTOR, role: 'VIEWER', anonymous: true } };
+    return { ok: false, code: 'UNAUTHENTICATED', reason: 'MISSING_TOKEN', message: 'A bearer token is required' };
+  }
+  const found = tokens.authenticate(token);
+  if (!found) return { ok: false, code: 'UNAUTHENTICATED', reason: 'INVALID_TOKEN', message: 'Invalid or revoked token' };
+  return { ok: true, caller: { name: found.name, role: found.role, anonymous: false } };
+}
+
+/**
+ * Throws a `UserError` when `caller` may not do what needs `need`: UNAUTHENTICATED for the
+ * anonymous caller (a token would help), FORBIDDEN for a token whose role is too low.
+ */
+export function requireRole(caller: Caller | null, need: Role): void {
+  if (caller && roleAllows(caller.role, need)) return;
+  if (!caller || caller.anonymous) {
+    throw new UserError('UNAUTHENTICATED', `This operation needs a token with the ${need} role`);
+  }
+  throw new UserError('FORBIDDEN', `Token "${caller.name}" has the ${caller.role} role; this operation needs ${need}`);
+}
