@@ -1,0 +1,89 @@
+/**
+ * Caps HTTP request bodies before Yoga sees them. A declared `Content-Length` over the limit is
+ * refused at once; a body without one (chunked) is counted while it streams in and refused the
+ * moment it passes the limit, so no more than `limit` bytes are ever held in memory.
+ *
+ * The accepted body is handed to Yoga as a Buffer on `req.body`: Yoga's node adapter
+ * (@whatwg-node/server) uses a `Uint8Array` found there instead of reading the stream again.
+ * Refusals answer 413 with a GraphQL-shaped error body and `Connection: close`, so the client
+ * cannot keep streaming the rest of an oversized body into a kept-alive connection.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_HARDENING_LIMITS } from './limits.js';
+
+const CONTENT_LENGTH = /^\d+$/;
+
+export function sendGraphQLError(res: ServerResponse, status: number, code: string, message: string, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ errors: [{ message, extensions: { code } }] });
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/**
+ * Reads the body of `req` up to `limit` bytes. Resolves true when the request may go on to Yoga
+ * (body in `req.body`; GET and HEAD are passed through untouched), false when a response was
+ * already sent (413, 400) or the client went away.
+ */
+export function guardRequestBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number = DEFAULT_HARDENING_LIMITS.maxRequestBodyBytes,
+): Promise<boolean> {
+  if (req.method === 'GET' || req.method === 'HEAD') return Promise.resolve(true);
+  const declared = req.headers['content-length'];
+  if (declared !== undefined) {
+    if (!CONTENT_LENGTH.test(declared)) {
+      sendGraphQLError(res, 400, 'BAD_REQUEST', 'Content-Length header is invalid', true);
+      return Promise.resolve(false);
+    }
+    if (Number(declared) > limit) {
+      sendGraphQLError(res, 413, 'REQUEST_ENTITY_TOO_LARGE', `Request body is larger than ${limit} bytes`, true);
+      return Promise.resolve(false);
+    }
+  }
+  return new Promise<boolean>((resolve) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit) {
+        cleanup();
+        chunks.length = 0;
+        req.pause();
+        sendGraphQLError(res, 413, 'REQUEST_ENTITY_TOO_LARGE', `Request body is larger than ${limit} bytes`, true);
+        resolve(false);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      (req as IncomingMessage & { body?: Buffer }).body = Buffer.concat(chunks, received);
+      resolve(true);
+    };
+    const onError = () => {
+      cleanup();
+      if (!res.headersSent) res.destroy();
+      resolve(false);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onError);
+  });
+}
