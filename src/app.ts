@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { AuditRepository } from './audit/repository.js';
 import { AuditService } from './audit/service.js';
+import { TokenService } from './auth/service.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HeliosConfig } from './config.js';
 import { openDatabase, type Db } from './db/connection.js';
@@ -29,6 +30,7 @@ export interface Services {
   breakers: BreakerService;
   modules: ModuleService;
   testing: TestRunService;
+  tokens: TokenService;
 }
 
 export interface App {
@@ -42,6 +44,8 @@ export interface App {
 export interface AppOptions {
   clock?: Clock;
   logger?: Logger;
+  /** Where a first-start admin token is shown (default: stdout). */
+  print?: (text: string) => void;
   /** Randomness for flag evaluations without a sticky value (tests inject it). */
   random?: () => number;
 }
@@ -61,6 +65,13 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
 
     const bus = new EventBus();
     const auditRepo = new AuditRepository(db);
+    const tokens = new TokenService({ db, audit: auditRepo, clock, logger: logger.child({ domain: 'auth' }) });
+    tokens.bootstrap({
+      adminToken: config.adminToken,
+      tokenFile: config.adminTokenFile,
+      logger,
+      print: options.print ?? ((text) => process.stdout.write(text)),
+    });
     const flags = new FlagService({
       db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile,
       ...(options.random ? { random: options.random } : {}),
@@ -95,6 +106,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       breakers,
       modules,
       testing,
+      tokens,
     };
 
     let closed = false;

@@ -4,6 +4,8 @@
  * plain typed values.
  */
 import path from 'node:path';
+import { parseAnonymousMode, resolveAnonymousRole, type AnonymousMode } from './auth/anonymous.js';
+import { DEFAULT_HARDENING_LIMITS, type HardeningLimits } from './hardening/limits.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
@@ -15,6 +17,14 @@ export interface HeliosConfig {
   modulesDir: string;
   flagsFile: string;
   adminToken: string | null;
+  /** Where the first start writes the admin token it creates (mode 0600). */
+  adminTokenFile: string | null;
+  /** What a caller without a token may do: `viewer` (read) or `none`. */
+  anonymous: AnonymousMode;
+  /** Browser origins allowed besides Helios's own (CSRF / cross-site WebSocket protection). */
+  allowedOrigins: string[];
+  introspection: boolean;
+  limits: HardeningLimits;
   logLevel: LogLevel;
   /** Upper bound for a graceful shutdown before connections are cut. */
   shutdownTimeoutMs: number;
@@ -57,13 +67,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }
   const dbPath = env.HELIOS_DB_PATH || './data/helios.db';
+  const host = env.HOST || '127.0.0.1';
+  let anonymousMode: AnonymousMode | undefined;
+  try {
+    anonymousMode = parseAnonymousMode(env.HELIOS_ANONYMOUS);
+  } catch (error) {
+    throw new ConfigError(`HELIOS_ANONYMOUS ${(error as Error).message}`);
+  }
+  const resolvedDb = dbPath === ':memory:' ? dbPath : path.resolve(cwd, dbPath);
+  const L = DEFAULT_HARDENING_LIMITS;
   return {
     port: intFrom(env, 'PORT', 8000, 0, 65535),
-    host: env.HOST || '127.0.0.1',
-    dbPath: dbPath === ':memory:' ? dbPath : path.resolve(cwd, dbPath),
+    host,
+    dbPath: resolvedDb,
     modulesDir: path.resolve(cwd, env.HELIOS_MODULES_DIR || './examples/modules'),
     flagsFile: path.resolve(cwd, env.HELIOS_FLAGS_FILE || './config/feature_flags.json'),
     adminToken: env.HELIOS_ADMIN_TOKEN || null,
+    adminTokenFile: env.HELIOS_ADMIN_TOKEN_FILE
+      ? path.resolve(cwd, env.HELIOS_ADMIN_TOKEN_FILE)
+      : resolvedDb === ':memory:'
+        ? null
+        : path.join(path.dirname(resolvedDb), 'admin-token'),
+    anonymous: resolveAnonymousRole(anonymousMode, host),
+    allowedOrigins: (env.HELIOS_ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    introspection: boolFrom(env, 'HELIOS_INTROSPECTION', true),
+    limits: {
+      maxDepth: intFrom(env, 'HELIOS_MAX_DEPTH', L.maxDepth, 1, 1000),
+      maxAliases: intFrom(env, 'HELIOS_MAX_ALIASES', L.maxAliases, 0, 100_000),
+      maxDirectives: intFrom(env, 'HELIOS_MAX_DIRECTIVES', L.maxDirectives, 0, 100_000),
+      maxTokens: intFrom(env, 'HELIOS_MAX_TOKENS', L.maxTokens, 10, 1_000_000),
+      maxCost: intFrom(env, 'HELIOS_MAX_COST', L.maxCost, 1, 100_000_000),
+      listFactor: L.listFactor,
+      maxBatchSize: intFrom(env, 'HELIOS_MAX_BATCH_SIZE', L.maxBatchSize, 1, 1000),
+      maxRequestBodyBytes: intFrom(env, 'HELIOS_MAX_BODY_BYTES', L.maxRequestBodyBytes, 1024, 100 * 1024 * 1024),
+      maxWsConnectionsPerClient: intFrom(env, 'HELIOS_MAX_WS_PER_CLIENT', L.maxWsConnectionsPerClient, 1, 1_000_000),
+      maxOperationsPerConnection: intFrom(env, 'HELIOS_MAX_OPERATIONS_PER_SOCKET', L.maxOperationsPerConnection, 1, 100_000),
+    },
     logLevel,
     shutdownTimeoutMs: intFrom(env, 'HELIOS_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     graphiql: boolFrom(env, 'HELIOS_GRAPHIQL', true),

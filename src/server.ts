@@ -6,13 +6,19 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { createYoga } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
+import { isLoopbackHost } from './auth/anonymous.js';
+import { authorizationFromConnectionParams, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
+import { checkRequestOrigin, verifyWebSocketOrigin, type OriginPolicy } from './hardening/browser-origin.js';
+import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from './hardening/connections.js';
+import { useDocumentLimits } from './hardening/plugin.js';
+import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
@@ -35,7 +41,17 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   let ready = false;
   let stopping: Promise<void> | null = null;
 
-  const contextFor = (): GraphQLContext => ({ actor: 'anonymous', services });
+  const origins: OriginPolicy = { allowedOrigins: config.allowedOrigins, requireLoopbackHost: isLoopbackHost(config.host) };
+  const limits = config.limits;
+
+  /** The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP). */
+  const contextFor = (authorization: string | null | undefined): GraphQLContext => {
+    const resolution = resolveCaller(authorization, services.tokens, config.anonymous);
+    if (!resolution.ok) {
+      throw new GraphQLError(resolution.message, { extensions: { code: resolution.code, http: { status: 401 } } });
+    }
+    return { actor: resolution.caller.name, caller: resolution.caller, services };
+  };
 
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
     schema: buildSchema(),
@@ -44,7 +60,17 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // GraphiQL's assets are served inline, so it works on networks without access to a CDN.
     renderGraphiQL,
     graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
-    context: () => contextFor(),
+    // Same-origin only by default; other browser origins are refused before Yoga (origin check).
+    cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
+    batching: { limit: limits.maxBatchSize },
+    maxRequestBodySize: limits.maxRequestBodyBytes,
+    // These run for HTTP and, through getEnveloped(), for graphql-ws too.
+    plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()])],
+    // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
+    context: (initial) => {
+      const resolved = initial as Partial<GraphQLContext>;
+      return resolved.caller ? (resolved as GraphQLContext) : contextFor(initial.request.headers.get('authorization'));
+    },
     logging: {
       debug: (...args) => logger.debug(String(args[0]), { args: args.slice(1).map(String) }),
       info: (...args) => logger.info(String(args[0]), { args: args.slice(1).map(String) }),
@@ -57,7 +83,9 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
         if (error instanceof GraphQLError && !original) return error;
         if (original instanceof GraphQLError) return original;
         logger.error('unexpected error', errorFields(original));
-        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+        // Keep where it happened (locations, path), drop what happened (message, stack).
+        const at = error instanceof GraphQLError ? { nodes: error.nodes ?? null, source: error.source ?? null, positions: error.positions ?? null, path: error.path ?? null } : {};
+        return new GraphQLError(message, { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },
     },
   });
@@ -73,6 +101,11 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', version: services.version });
       return;
     }
+    const origin = checkRequestOrigin(req.headers, origins);
+    if (!origin.ok) {
+      sendGraphQLError(res, 403, origin.code, origin.message);
+      return;
+    }
     inFlight++;
     let counted = true;
     const done = () => {
@@ -83,15 +116,38 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     };
     res.on('finish', done);
     res.on('close', done);
-    void yoga(req, res);
+    void guardRequestBody(req, res, limits.maxRequestBodyBytes).then((accepted) => {
+      if (accepted) void yoga(req, res);
+    });
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
-  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
+  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, verifyClient: verifyWebSocketOrigin(origins) });
+  limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
+  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller }>(
     {
+      // A missing, malformed or revoked token closes the socket with 4403 Forbidden.
+      onConnect: (ctx) => {
+        let authorization: string | null;
+        try {
+          authorization = authorizationFromConnectionParams(ctx.connectionParams);
+        } catch {
+          return false;
+        }
+        const resolution = resolveCaller(authorization, services.tokens, config.anonymous);
+        if (!resolution.ok) return false;
+        ctx.extra.caller = resolution.caller;
+        return true;
+      },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, payload) => {
+        const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
+        if (quota.length > 0) return quota;
+        const caller = ctx.extra.caller!;
+        // A token revoked since the socket opened may not start anything new.
+        if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
+          return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
         // A throwing parse or validation rule would make graphql-ws close the whole socket:
         // turn every failure into errors for this one operation instead.
@@ -104,7 +160,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
             operationName: payload.operationName ?? null,
             document,
             variableValues: payload.variables ?? null,
-            contextValue: await enveloped.contextFactory(),
+            contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
             rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
           };
           return args;
@@ -152,6 +208,23 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     port,
     url,
     stop: () => (stopping ??= stop()),
+  };
+}
+
+function tokenOf(params: unknown): string | null {
+  try {
+    return parseAuthorization(authorizationFromConnectionParams(params));
+  } catch {
+    return null;
+  }
+}
+
+/** Turns introspection off (HELIOS_INTROSPECTION=false), on both transports. */
+function useNoIntrospection(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+    },
   };
 }
 

@@ -172,37 +172,37 @@ builder.mutationFields((t) => ({
     },
     resolve: (_root, { name, ...settings }, ctx) => {
       const partial = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as Partial<BreakerConfig>;
-      return runMutation(() => ctx.services.breakers.configure(ctx.actor, name, partial));
+      return runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.configure(ctx.actor, name, partial));
     },
   }),
   openCircuitBreaker: t.field({
     type: OpenCircuitBreakerPayload,
     description: 'Forces the breaker open (FORCED_OPEN): every call is rejected until resetCircuitBreaker.',
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.breakers.open(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.open(ctx.actor, args.name)),
   }),
   resetCircuitBreaker: t.field({
     type: ResetCircuitBreakerPayload,
     description: 'Closes the breaker and clears its streaks (lifetime counters are kept).',
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.breakers.reset(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.reset(ctx.actor, args.name)),
   }),
   disableCircuitBreaker: t.field({
     type: DisableCircuitBreakerPayload,
     description: 'Lets every call through while still counting (resilience4j\'s DISABLED/METRICS_ONLY).',
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.breakers.disable(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.disable(ctx.actor, args.name)),
   }),
   enableCircuitBreaker: t.field({
     type: EnableCircuitBreakerPayload,
     description: 'Ends DISABLED: the breaker is CLOSED and acts on failures again.',
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.breakers.enable(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.enable(ctx.actor, args.name)),
   }),
   resetAllCircuitBreakers: t.field({
     type: ResetAllCircuitBreakersPayload,
     description: 'Closes every breaker except DISABLED ones.',
-    resolve: (_root, _args, ctx) => runMutation(() => ctx.services.breakers.resetAll(ctx.actor)),
+    resolve: (_root, _args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.breakers.resetAll(ctx.actor)),
   }),
 }));
 

@@ -5,7 +5,11 @@
  */
 import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
 import { GraphQLError } from 'graphql';
-import { ERROR_CODES, isUserError, userErrorsOf, type ErrorCode } from '../errors.js';
+import { requireRole } from '../auth/authorization.js';
+import type { Role } from '../auth/roles.js';
+import { ERROR_CODES, isUserError, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
+import { sanitizeMessage } from '../hardening/safe-messages.js';
+import type { GraphQLContext } from './context.js';
 import type { ObjectRef } from '@pothos/core';
 import { builder, type HeliosSchemaTypes } from './builder.js';
 
@@ -42,13 +46,30 @@ export interface Payload<T> {
   errors: UserErrorData[];
 }
 
-export async function runMutation<T>(fn: () => T | Promise<T>): Promise<Payload<T>> {
+/**
+ * Runs a mutation for a caller who needs `need`; business errors (including FORBIDDEN and
+ * UNAUTHENTICATED) become payload errors, with file paths and SQL stripped from messages.
+ */
+export async function runMutation<T>(ctx: GraphQLContext, need: Role, fn: () => T | Promise<T>): Promise<Payload<T>> {
   try {
+    requireRole(ctx.caller, need);
     return { value: await fn(), errors: [] };
   } catch (error) {
-    if (isUserError(error)) {
-      return { value: null, errors: userErrorsOf(error).map(({ code, message, field }) => ({ code, message, field })) };
-    }
+    if (isUserError(error)) return { value: null, errors: toErrorData(error) };
+    throw error;
+  }
+}
+
+export function toErrorData(error: UserError | UserErrors): UserErrorData[] {
+  return userErrorsOf(error).map(({ code, message, field }) => ({ code, message: sanitizeMessage(message), field }));
+}
+
+/** For queries and subscriptions: a role check that fails the field with a typed GraphQL error. */
+export function requireRoleOrThrow(ctx: GraphQLContext, need: Role): void {
+  try {
+    requireRole(ctx.caller, need);
+  } catch (error) {
+    if (error instanceof UserError) throw new GraphQLError(error.message, { extensions: { code: error.code } });
     throw error;
   }
 }

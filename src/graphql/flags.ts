@@ -185,22 +185,22 @@ builder.mutationFields((t) => ({
       enabled: t.arg.boolean({ description: 'Defaults to false: a new flag starts off.' }),
       stickiness: t.arg.string(),
     },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.flags.create(ctx.actor, args)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.create(ctx.actor, args)),
   }),
   enableFeatureFlag: t.field({
     type: EnableFeatureFlagPayload,
     args: { name: t.arg.string({ required: true }), strategy: t.arg({ type: RolloutStrategyEnum }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.flags.enable(ctx.actor, args.name, args.strategy)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.enable(ctx.actor, args.name, args.strategy)),
   }),
   setFlagPercentage: t.field({
     type: SetFlagPercentagePayload,
     args: { name: t.arg.string({ required: true }), percentage: t.arg.float({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.flags.setPercentage(ctx.actor, args.name, args.percentage)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.setPercentage(ctx.actor, args.name, args.percentage)),
   }),
   disableFeatureFlag: t.field({
     type: DisableFeatureFlagPayload,
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.flags.disable(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.disable(ctx.actor, args.name)),
   }),
   addToWhitelist: t.field({
     type: AddToWhitelistPayload,
@@ -210,13 +210,13 @@ builder.mutationFields((t) => ({
       value: t.arg.string({ required: true }),
     },
     resolve: (_root, args, ctx) =>
-      runMutation(() => ctx.services.flags.addToWhitelist(ctx.actor, args.name, args.attribute, args.value)),
+      runMutation(ctx, 'OPERATOR', () => ctx.services.flags.addToWhitelist(ctx.actor, args.name, args.attribute, args.value)),
   }),
   removeFromWhitelist: t.field({
     type: RemoveFromWhitelistPayload,
     args: { name: t.arg.string({ required: true }), attribute: t.arg.string({ required: true }), value: t.arg.string({ required: true }) },
     resolve: (_root, args, ctx) =>
-      runMutation(() => ctx.services.flags.removeFromWhitelist(ctx.actor, args.name, args.attribute, args.value)),
+      runMutation(ctx, 'OPERATOR', () => ctx.services.flags.removeFromWhitelist(ctx.actor, args.name, args.attribute, args.value)),
   }),
   configureGradualRollout: t.field({
     type: ConfigureGradualRolloutPayload,
@@ -228,7 +228,7 @@ builder.mutationFields((t) => ({
       durationSeconds: t.arg.int({ required: true }),
     },
     resolve: (_root, args, ctx) =>
-      runMutation(() =>
+      runMutation(ctx, 'OPERATOR', () =>
         ctx.services.flags.configureGradual(ctx.actor, args.name, {
           startPercentage: args.startPercentage,
           targetPercentage: args.targetPercentage,
@@ -240,13 +240,13 @@ builder.mutationFields((t) => ({
   deleteFeatureFlag: t.field({
     type: DeleteFeatureFlagPayload,
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => runMutation(() => ctx.services.flags.delete(ctx.actor, args.name)),
+    resolve: (_root, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.delete(ctx.actor, args.name)),
   }),
   reloadFeatureFlags: t.field({
     type: ReloadFeatureFlagsPayload,
     description:
       'Applies the flags file again: each flag it names is created or replaced by the file\'s version; other flags are kept. An invalid file changes nothing.',
-    resolve: (_root, _args, ctx) => runMutation(() => ctx.services.flags.reload(ctx.actor)),
+    resolve: (_root, _args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.flags.reload(ctx.actor)),
   }),
 }));
 

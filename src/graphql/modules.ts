@@ -6,10 +6,12 @@ import { MODULE_ISOLATIONS } from '../modules/runtime/index.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import { builder } from './builder.js';
 import { CircuitBreakerRef } from './breakers.js';
-import { entityPayload, runMutation, toDate, UserErrorRef, type Payload } from './common.js';
+import { entityPayload, runMutation, toDate, toErrorData, UserErrorRef, type Payload } from './common.js';
 import { EvaluationContextInput, toEvaluationContext } from './flags.js';
 import { ModularityStatusRef } from './status.js';
-import { isUserError, userErrorsOf } from '../errors.js';
+import { requireRole } from '../auth/authorization.js';
+import { isUserError } from '../errors.js';
+import { sanitizeMessage } from '../hardening/safe-messages.js';
 
 const ModuleStateEnum = builder.enumType('ModuleState', { values: MODULE_STATES });
 export const ModuleTypeEnum = builder.enumType('ModuleType', {
@@ -36,7 +38,7 @@ export const ModuleRef = builder.objectRef<ModuleRecord>('Module').implement({
     isolation: t.field({ type: IsolationEnum, resolve: (m) => m.isolation }),
     moduleType: t.field({ type: ModuleTypeEnum, nullable: true, resolve: (m) => m.moduleType }),
     config: t.field({ type: 'JSON', resolve: (m) => m.config }),
-    lastError: t.exposeString('lastError', { nullable: true }),
+    lastError: t.string({ nullable: true, resolve: (m) => (m.lastError === null ? null : sanitizeMessage(m.lastError)) }),
     loadedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => toDate(m.loadedAt) }),
     previousVersion: t.exposeString('previousVersion', { nullable: true, description: 'What rollbackModule returns to.' }),
     previousModulePath: t.exposeString('previousModulePath', { nullable: true }),
@@ -80,7 +82,11 @@ const ModuleStateChangeRef = builder.objectRef<ModuleStateEvent>('ModuleStateCha
     version: t.exposeString('version'),
     action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, recovery or crash.' }),
     actor: t.exposeString('actor', { nullable: true }),
-    error: t.exposeString('error', { nullable: true, description: 'Set when the operation failed; the old version may still be serving.' }),
+    error: t.string({
+      nullable: true,
+      description: 'Set when the operation failed; the old version may still be serving.',
+      resolve: (e) => (e.error === null ? null : sanitizeMessage(e.error)),
+    }),
     at: t.field({ type: 'DateTime', resolve: (e) => toDate(e.at) }),
     module: t.field({ type: ModuleRef, nullable: true, resolve: (e, _a, ctx) => ctx.services.modules.get(e.name) }),
   }),
@@ -150,7 +156,8 @@ builder.mutationFields((t) => ({
       moduleType: t.arg({ type: ModuleTypeEnum }),
       config: t.arg({ type: 'JSON', description: 'Handed to the module as ctx.config.' }),
     },
-    resolve: (_r, args, ctx) => runMutation(() => ctx.services.modules.register(ctx.actor, args)),
+    // Registering chooses the code the server will run: admins only.
+    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', () => ctx.services.modules.register(ctx.actor, args)),
   }),
   loadModule: t.field({
     type: LoadModulePayload,
@@ -161,7 +168,7 @@ builder.mutationFields((t) => ({
       activate: t.arg.boolean({ defaultValue: true, description: 'false loads it without serving (LOADED).' }),
     },
     resolve: async (_r, args, ctx) => {
-      const payload = await runMutation(() =>
+      const payload = await runMutation(ctx, 'OPERATOR', () =>
         ctx.services.modules.load(ctx.actor, args.name, { forceReload: args.forceReload ?? false, activate: args.activate ?? true }),
       );
       // A failed load leaves the module FAILED with its error: show it.
@@ -174,7 +181,7 @@ builder.mutationFields((t) => ({
       name: t.arg.string({ required: true }),
       cascade: t.arg.boolean({ defaultValue: false, description: 'Also unload loaded dependents (they go first).' }),
     },
-    resolve: (_r, args, ctx) => runMutation(() => ctx.services.modules.unload(ctx.actor, args.name, args.cascade ?? false)),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.modules.unload(ctx.actor, args.name, args.cascade ?? false)),
   }),
   swapModule: t.field({
     type: SwapModulePayload,
@@ -188,6 +195,7 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_r, args, ctx): Promise<SwapOutcome> => {
       try {
+        requireRole(ctx.caller, 'OPERATOR');
         const { record, testRunId } = await ctx.services.modules.swap(ctx.actor, args.name, args);
         return { module: record, testRunId, errors: [] };
       } catch (error) {
@@ -195,7 +203,7 @@ builder.mutationFields((t) => ({
         return {
           module: ctx.services.modules.get(args.name),
           testRunId: error instanceof SwapRefused ? error.testRunId : null,
-          errors: userErrorsOf(error).map(({ code, message, field }) => ({ code, message, field })),
+          errors: toErrorData(error),
         };
       }
     },
@@ -203,7 +211,7 @@ builder.mutationFields((t) => ({
   rollbackModule: t.field({
     type: RollbackModulePayload,
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_r, args, ctx) => runMutation(() => ctx.services.modules.rollback(ctx.actor, args.name)),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.modules.rollback(ctx.actor, args.name)),
   }),
   invokeModule: t.field({
     type: InvokeModulePayload,
@@ -216,7 +224,7 @@ builder.mutationFields((t) => ({
     },
     resolve: (_r, args, ctx) => {
       const context: EvaluationContext | null = args.context ? toEvaluationContext(args.context) : null;
-      return runMutation(() => ctx.services.modules.invoke(args.name, args.method, args.args ?? null, context));
+      return runMutation(ctx, 'OPERATOR', () => ctx.services.modules.invoke(args.name, args.method, args.args ?? null, context));
     },
   }),
 }));

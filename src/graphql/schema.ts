@@ -6,6 +6,7 @@ import './flags.js';
 import './breakers.js';
 import './modules.js';
 import './testing.js';
+import './tokens.js';
 import './audit.js';
 import './status.js';
 

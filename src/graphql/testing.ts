@@ -1,6 +1,7 @@
 /** Module test runs in GraphQL: start, cancel, live progress, history. */
 import { GraphQLError } from 'graphql';
 import { isUserError, userErrorsOf } from '../errors.js';
+import { sanitizeMessage } from '../hardening/safe-messages.js';
 import { RUN_STATUSES, TEST_SOURCES, TEST_STATUSES, type TestCaseResult } from '../testing/engine.js';
 import type { TestRunRecord } from '../testing/repository.js';
 import type { TestProgressEvent } from '../testing/service.js';
@@ -27,7 +28,7 @@ const TestResultRef = builder.objectRef<TestCaseResult>('TestResult').implement(
     source: t.field({ type: TestSourceEnum, resolve: (r) => r.source }),
     status: t.field({ type: TestStatusEnum, resolve: (r) => r.status }),
     durationMs: t.exposeFloat('durationMs'),
-    error: t.exposeString('error', { nullable: true }),
+    error: t.string({ nullable: true, resolve: (r) => (r.error === null ? null : sanitizeMessage(r.error)) }),
   }),
 });
 
@@ -125,13 +126,13 @@ builder.mutationFields((t) => ({
     type: TestModulePayload,
     description: 'Tests the module\'s current version on a staged instance (never the one serving) with the suite of `moduleType` plus its own tests. Returns at once.',
     args: { name: t.arg.string({ required: true }), moduleType: t.arg({ type: ModuleTypeEnum, required: true }) },
-    resolve: (_r, args, ctx) => runMutation(() => ctx.services.testing.testModule(ctx.actor, args.name, args.moduleType)),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.testing.testModule(ctx.actor, args.name, args.moduleType)),
   }),
   cancelTestRun: t.field({
     type: CancelTestRunPayload,
     description: 'Stops a RUNNING run: the test in progress and the rest end SKIPPED, the run CANCELLED.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, args, ctx) => runMutation(() => ctx.services.testing.cancel(ctx.actor, String(args.id))),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.testing.cancel(ctx.actor, String(args.id))),
   }),
 }));
 

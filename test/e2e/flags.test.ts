@@ -252,7 +252,7 @@ describe('featureFlagChanged', () => {
       name: 'neural_network_v2',
       kind: 'UPDATED',
       action: 'setFlagPercentage',
-      actor: 'anonymous',
+      actor: 'bootstrap-admin',
       flag: { enabled: true, percentage: 25 },
       previous: { enabled: false },
     });
@@ -331,7 +331,7 @@ describe('auditLog', () => {
     expect(page1.auditLog.edges.map((e) => e.node.action)).toEqual(['disableFeatureFlag', 'setFlagPercentage']);
     expect(page1.auditLog.pageInfo.hasNextPage).toBe(true);
     const latest = page1.auditLog.edges[1]!.node;
-    expect(latest).toMatchObject({ actor: 'anonymous', targetType: 'FEATURE_FLAG', target: 'websocket_v2' });
+    expect(latest).toMatchObject({ actor: 'bootstrap-admin', targetType: 'FEATURE_FLAG', target: 'websocket_v2' });
     expect((latest.before as { percentage: number }).percentage).toBe(30);
     expect((latest.after as { percentage: number }).percentage).toBe(40);
 

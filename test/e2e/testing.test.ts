@@ -61,7 +61,7 @@ describe('testModule and testProgress', () => {
     const started = await h.query(TestModuleDocument, { name: 'feature_extractor', moduleType: 'DATA_PIPELINE' });
     expect(started.testModule.errors).toEqual([]);
     const run = started.testModule.testRun!;
-    expect(run).toMatchObject({ status: 'RUNNING', moduleName: 'feature_extractor', moduleVersion: '1.0.0', moduleType: 'DATA_PIPELINE', trigger: 'testModule', actor: 'anonymous' });
+    expect(run).toMatchObject({ status: 'RUNNING', moduleName: 'feature_extractor', moduleVersion: '1.0.0', moduleType: 'DATA_PIPELINE', trigger: 'testModule', actor: 'bootstrap-admin' });
 
     const events = await collect(h, run.id);
     expectWellFormed(events, run.id);

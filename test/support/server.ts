@@ -15,6 +15,9 @@ import type { EventMap } from '../../src/events.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type HeliosServer } from '../../src/server.js';
 
+/** Every test server bootstraps this admin token; `request` and `wsClient` send it unless told otherwise. */
+export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
 export interface TestServer {
   server: HeliosServer;
   url: string;
@@ -26,7 +29,8 @@ export interface TestServer {
   request<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, headers?: Record<string, string>): Promise<ExecutionResult<R>>;
   /** Like request, but fails the test on GraphQL errors and returns `data`. */
   query<R, V>(doc: TypedDocumentNode<R, V>, variables?: V): Promise<R>;
-  wsClient(): Client;
+  /** A graphql-ws client; `token: null` connects without one. */
+  wsClient(options?: { token?: string | null }): Client;
   stop(): Promise<void>;
 }
 
@@ -36,6 +40,8 @@ export interface TestServerOptions {
   clock?: Clock;
   random?: () => number;
   env?: Record<string, string>;
+  /** Receives a first-start admin token banner (default: discarded). */
+  print?: (text: string) => void;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -47,10 +53,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     HELIOS_DB_PATH: dbPath,
     LOG_LEVEL: process.env.HELIOS_TEST_LOG_LEVEL ?? 'silent',
     HELIOS_SHUTDOWN_TIMEOUT_MS: '5000',
+    HELIOS_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     ...options.env,
   });
   const server = await startServer(config, {
     logger: createLogger(config.logLevel),
+    print: options.print ?? (() => {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.random ? { random: options.random } : {}),
   });
@@ -58,7 +66,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const wsUrl = url.replace(/^http/, 'ws');
   const clients: Client[] = [];
 
-  const request = async <R, V>(doc: TypedDocumentNode<R, V>, variables?: V, headers: Record<string, string> = {}) => {
+  const request = async <R, V>(doc: TypedDocumentNode<R, V>, variables?: V, headers: Record<string, string> = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }) => {
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
@@ -80,8 +88,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
       return result.data!;
     },
-    wsClient() {
-      const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+    wsClient({ token = TEST_ADMIN_TOKEN }: { token?: string | null } = {}) {
+      const client = createClient({
+        url: wsUrl,
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        lazy: true,
+        ...(token ? { connectionParams: { authorization: `Bearer ${token}` } } : {}),
+      });
       clients.push(client);
       return client;
     },
