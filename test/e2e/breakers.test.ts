@@ -1,5 +1,5 @@
 /** Circuit breakers end to end: operator controls, the live feed, the library API in-process, restarts. */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CircuitOpenError } from '../../src/breakers/errors.js';
 import { ManualClock } from '../../src/clock.js';
 import {
@@ -16,26 +16,12 @@ import {
   ResetAllCircuitBreakersDocument,
   ResetCircuitBreakerDocument,
 } from '../gql/graphql.js';
-import { removeDir, startTestServer, subscribe, untilListening, type TestServer } from '../support/server.js';
+import { serverPool } from '../support/pool.js';
+import { subscribe, untilListening } from '../support/server.js';
 
-let servers: TestServer[] = [];
-const dirs = new Set<string>();
-async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-  const server = await startTestServer(options);
-  servers.push(server);
-  dirs.add(server.dir);
-  return server;
-}
-async function stopOne(server: TestServer) {
-  await server.stop();
-  servers = servers.filter((s) => s !== server);
-}
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  servers = [];
-  dirs.forEach(removeDir);
-  dirs.clear();
-});
+const pool = serverPool();
+const start = pool.start;
+const stopOne = pool.stop;
 
 const fail = () => Promise.reject(new Error('upstream down'));
 const succeed = () => Promise.resolve('ok');

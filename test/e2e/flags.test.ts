@@ -1,7 +1,7 @@
 /** Feature flags end to end: real server, real SQLite file, HTTP and graphql-ws. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { bucketOf } from '../../src/flags/engine.js';
 import {
@@ -22,7 +22,8 @@ import {
   RemoveFromWhitelistDocument,
   SetFlagPercentageDocument,
 } from '../gql/graphql.js';
-import { removeDir, startTestServer, subscribe, untilListening, type TestServer } from '../support/server.js';
+import { serverPool } from '../support/pool.js';
+import { subscribe, untilListening } from '../support/server.js';
 
 const SEED_FLAGS = [
   'advanced_risk_engine',
@@ -35,20 +36,8 @@ const SEED_FLAGS = [
   'websocket_v2',
 ];
 
-let servers: TestServer[] = [];
-const dirs: string[] = [];
-async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-  const server = await startTestServer(options);
-  servers.push(server);
-  if (!options.dir) dirs.push(server.dir);
-  return server;
-}
-
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  servers = [];
-  dirs.splice(0).forEach(removeDir);
-});
+const pool = serverPool();
+const start = pool.start;
 
 describe('Quick Start flag steps', () => {
   it('lists the eight seed flags, rolls one out to 25% and evaluates deterministically', async () => {
@@ -197,8 +186,7 @@ describe('bad input', () => {
   });
 
   it('rejects an invalid flags file on reload without changing anything', async () => {
-    const dir = (await import('node:fs')).mkdtempSync(path.join((await import('node:os')).tmpdir(), 'helios-flags-'));
-    dirs.push(dir);
+    const dir = pool.track((await import('node:fs')).mkdtempSync(path.join((await import('node:os')).tmpdir(), 'helios-flags-')));
     const file = path.join(dir, 'flags.json');
     writeFileSync(file, readFileSync('config/feature_flags.json'));
     const h = await start({ env: { HELIOS_FLAGS_FILE: file } });
@@ -308,8 +296,7 @@ describe('persistence', () => {
     await first.query(DeleteFeatureFlagDocument, { name: 'portfolio_optimizer_v2' });
     await first.query(AddToWhitelistDocument, { name: 'advanced_risk_engine', attribute: 'symbol', value: 'ETHZAR' });
     const before = await first.query(FeatureFlagsDocument);
-    await first.stop();
-    servers = servers.filter((s) => s !== first);
+    await pool.stop(first);
 
     const second = await start({ dir: first.dir });
     const after = await second.query(FeatureFlagsDocument);

@@ -1,7 +1,7 @@
 /** Modules end to end: the seed's story, hot swap under load, rollback, failures, attacks, restart. */
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   BreakerStateChangedDocument,
   InvokeModuleDocument,
@@ -15,30 +15,19 @@ import {
   SwapModuleDocument,
   UnloadModuleDocument,
 } from '../gql/graphql.js';
-import { makeModulesDir } from '../support/modules.js';
-import { removeDir, startTestServer, subscribe, untilListening, type TestServer } from '../support/server.js';
+import { serverPool } from '../support/pool.js';
+import { subscribe, untilListening, type TestServer } from '../support/server.js';
 
-let servers: TestServer[] = [];
-const dirs = new Set<string>();
+const pool = serverPool();
 
 async function start(options: { dir?: string; modulesDir?: string; env?: Record<string, string> } = {}) {
-  const modulesDir = options.modulesDir ?? makeModulesDir();
-  dirs.add(modulesDir);
-  const server = await startTestServer({
+  const modulesDir = options.modulesDir ?? pool.modulesDir();
+  const server = await pool.start({
     ...(options.dir ? { dir: options.dir } : {}),
     env: { HELIOS_MODULES_DIR: modulesDir, HELIOS_MODULE_INIT_TIMEOUT_MS: '1500', HELIOS_MODULE_MAX_HEAP_MB: '32', ...options.env },
   });
-  servers.push(server);
-  dirs.add(server.dir);
   return Object.assign(server, { modulesDir });
 }
-
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  servers = [];
-  dirs.forEach(removeDir);
-  dirs.clear();
-});
 
 async function registerStory(h: TestServer) {
   for (const [name, modulePath, dependencies, moduleType] of [
@@ -295,7 +284,7 @@ describe('module paths', () => {
 
 describe('restart', () => {
   it('converges to the same active versions', async () => {
-    const modulesDir = makeModulesDir();
+    const modulesDir = pool.modulesDir();
     const first = await start({ modulesDir });
     await registerStory(first);
     await first.query(LoadModuleDocument, { name: 'neural_predictor' });
@@ -303,8 +292,7 @@ describe('restart', () => {
     await first.query(SwapModuleDocument, { name: 'paper_trading', newVersionPath: 'trading/paper_trading_v2.js', newVersion: '2.0.0' });
     await first.query(UnloadModuleDocument, { name: 'neural_predictor' });
     const before = (await first.query(ModulesDocument)).modules.map((m) => [m.name, m.state, m.version]);
-    await first.stop();
-    servers = servers.filter((s) => s !== first);
+    await pool.stop(first);
 
     const second = await start({ dir: first.dir, modulesDir });
     const after = (await second.query(ModulesDocument)).modules.map((m) => [m.name, m.state, m.version]);

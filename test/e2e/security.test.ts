@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { print } from 'graphql';
 import { createClient } from 'graphql-ws';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   ApiTokensDocument,
@@ -17,23 +17,11 @@ import {
   ModuleDocument,
   LoadModuleDocument,
 } from '../gql/graphql.js';
-import { makeModulesDir } from '../support/modules.js';
-import { removeDir, startTestServer, subscribe, untilListening, TEST_ADMIN_TOKEN, type TestServer } from '../support/server.js';
+import { serverPool } from '../support/pool.js';
+import { subscribe, untilListening, TEST_ADMIN_TOKEN, type TestServer } from '../support/server.js';
 
-let servers: TestServer[] = [];
-const dirs = new Set<string>();
-async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-  const server = await startTestServer(options);
-  servers.push(server);
-  dirs.add(server.dir);
-  return server;
-}
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  servers = [];
-  dirs.forEach(removeDir);
-  dirs.clear();
-});
+const pool = serverPool();
+const start = pool.start;
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const anonymous = {} as Record<string, string>;
@@ -66,8 +54,7 @@ function closeCodeOf(client: ReturnType<typeof createClient>, query: string): Pr
 
 describe('roles', () => {
   it('over HTTP: VIEWER reads, OPERATOR changes, ADMIN registers modules and manages tokens; the audit names the token', async () => {
-    const modulesDir = makeModulesDir();
-    dirs.add(modulesDir);
+    const modulesDir = pool.modulesDir();
     const h = await start({ env: { HELIOS_MODULES_DIR: modulesDir } });
     const { viewer, operator } = await tokens(h);
     expect(viewer).toMatch(/^hel_/);
@@ -162,8 +149,7 @@ describe('tokens', () => {
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const ok = await post(first, { query: 'mutation { setFlagPercentage(name: "x", percentage: 1) { errors { code } } }' }, bearer(token));
     expect(ok.json.data).toEqual({ setFlagPercentage: { errors: [] } });
-    await first.stop();
-    servers = servers.filter((s) => s !== first);
+    await pool.stop(first);
 
     const second = await start({ dir: first.dir, env: { HELIOS_ADMIN_TOKEN: '' }, print: (t) => printed.push(t) });
     expect(printed).toHaveLength(1);
@@ -276,8 +262,7 @@ describe('browsers, introspection, GraphiQL and error masking', () => {
   });
 
   it('never sends stack traces, file paths or SQL to clients', async () => {
-    const modulesDir = makeModulesDir();
-    dirs.add(modulesDir);
+    const modulesDir = pool.modulesDir();
     const h = await start({ env: { HELIOS_MODULES_DIR: modulesDir } });
     await h.query(RegisterModuleDocument, { name: 'broken', modulePath: 'bad/syntax_error.js', version: '1' });
     const load = await h.query(LoadModuleDocument, { name: 'broken' });

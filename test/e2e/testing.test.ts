@@ -1,5 +1,5 @@
 /** Module test runs end to end: streamed progress, late subscribers, history, gated swaps. */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CancelTestRunDocument,
   InvokeModuleDocument,
@@ -12,25 +12,14 @@ import {
   TestRunDocument,
   TestRunsDocument,
 } from '../gql/graphql.js';
-import { makeModulesDir } from '../support/modules.js';
-import { removeDir, startTestServer, subscribe, type TestServer } from '../support/server.js';
+import { serverPool } from '../support/pool.js';
+import { subscribe, type TestServer } from '../support/server.js';
 
-let servers: TestServer[] = [];
-const dirs = new Set<string>();
+const pool = serverPool();
 async function start(options: { dir?: string; modulesDir?: string } = {}) {
-  const modulesDir = options.modulesDir ?? makeModulesDir();
-  dirs.add(modulesDir);
-  const server = await startTestServer({ ...(options.dir ? { dir: options.dir } : {}), env: { HELIOS_MODULES_DIR: modulesDir } });
-  servers.push(server);
-  dirs.add(server.dir);
-  return server;
+  const modulesDir = options.modulesDir ?? pool.modulesDir();
+  return pool.start({ ...(options.dir ? { dir: options.dir } : {}), env: { HELIOS_MODULES_DIR: modulesDir } });
 }
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  servers = [];
-  dirs.forEach(removeDir);
-  dirs.clear();
-});
 
 type Progress = Awaited<ReturnType<ReturnType<typeof subscribe<import('../gql/graphql.js').TestProgressSubscription, import('../gql/graphql.js').TestProgressSubscriptionVariables>>['next']>>['testProgress'];
 
@@ -174,7 +163,7 @@ describe('gated swaps', () => {
 
 describe('history', () => {
   it('survives a restart, newest first with cursors, and marks runs a crash left unfinished as INTERRUPTED', async () => {
-    const modulesDir = makeModulesDir();
+    const modulesDir = pool.modulesDir();
     const first = await start({ modulesDir });
     await first.query(RegisterModuleDocument, { name: 'fe', modulePath: 'feature_extractor.js', version: '1' });
     const ids: string[] = [];
@@ -187,8 +176,7 @@ describe('history', () => {
     first.server.app.db
       .prepare("INSERT INTO test_runs (id, seq, module_name, module_version, module_path, module_type, status, trigger, actor, started_at) VALUES ('crashed', 99, 'fe', '1', 'feature_extractor.js', 'GENERIC', 'RUNNING', 'testModule', 'x', 0)")
       .run();
-    await first.stop();
-    servers = servers.filter((s) => s !== first);
+    await pool.stop(first);
 
     const second = await start({ dir: first.dir, modulesDir });
     const page1 = await second.query(TestRunsDocument, { moduleName: 'fe', first: 2 });
