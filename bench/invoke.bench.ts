@@ -1,0 +1,156 @@
+/**
+ * Module invocation cost, with a trivial `echo` module (support/modules.ts):
+ *
+ * - in process, `services.modules.invoke(name, 'echo', arg)` (breaker permit, call, result)
+ *   for a WORKER-isolated and an INLINE-isolated registration, against a direct call of the
+ *   same module's `echo` (imported and created in this process): sequential awaited calls,
+ *   cases interleaved round by round, median round; then throughput with 32 calls in flight;
+ * - over HTTP, `invokeModule` with autocannon (32 connections, Helios in a child process,
+ *   admin Bearer token) for both isolations, next to a Helios `evaluateFlag` query on the same
+ *   server as the HTTP floor.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createApp, type App } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import type { BenchReport, BenchRow } from './report.js';
+import { HTTP_CONNECTIONS, HTTP_DURATION_S, describeFailures, isClean, warmAndLoad, type LoadResult } from './support/load.js';
+import { makeBenchModulesDir } from './support/modules.js';
+import { BENCH_ADMIN_TOKEN, authHeaders, graphqlData, postGraphql, startHelios } from './support/servers.js';
+import { median, ratio, round } from './support/stats.js';
+
+const CALLS_PER_ROUND = 5_000;
+const ROUNDS = 7;
+const IN_FLIGHT = 32;
+const CONCURRENT_CALLS = 40_000;
+const ARG = { n: 1 };
+
+type Op = () => Promise<unknown>;
+
+async function timeSequential(op: Op, calls: number): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < calls; i++) await op();
+  return Number(process.hrtime.bigint() - start) / calls;
+}
+
+async function timeConcurrent(op: Op, calls: number): Promise<number> {
+  let next = 0;
+  const start = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next++ < calls) await op();
+    }),
+  );
+  return calls / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+interface EchoInstance {
+  echo(arg: unknown): unknown;
+}
+
+async function directEcho(file: string): Promise<EchoInstance> {
+  const mod = (await import(pathToFileURL(file).href)) as { default?: { create?: (ctx: unknown) => Promise<unknown> } };
+  const instance = await mod.default?.create?.({ previousState: null });
+  if (!instance || typeof (instance as Partial<EchoInstance>).echo !== 'function') throw new Error('echo module has no echo()');
+  return instance as EchoInstance;
+}
+
+async function registerAndLoad(app: App, name: string, isolation: 'WORKER' | 'INLINE'): Promise<void> {
+  await app.services.modules.register('bench', { name, modulePath: 'echo.js', version: '1.0.0', isolation });
+  await app.services.modules.load('bench', name);
+}
+
+export default async function run(): Promise<BenchReport> {
+  const modules = makeBenchModulesDir();
+  const dbDir = mkdtempSync(path.join(tmpdir(), 'helios-bench-invoke-'));
+  const notes: string[] = [];
+  const seq: Record<'direct' | 'inline' | 'worker', number[]> = { direct: [], inline: [], worker: [] };
+  const conc: Record<'direct' | 'inline' | 'worker', number> = { direct: 0, inline: 0, worker: 0 };
+  const app = await createApp(loadConfig({
+    HELIOS_DB_PATH: path.join(dbDir, 'helios.db'),
+    HELIOS_MODULES_DIR: modules.dir,
+    LOG_LEVEL: 'silent',
+    HELIOS_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+  }));
+  try {
+    await registerAndLoad(app, 'echo_worker', 'WORKER');
+    await registerAndLoad(app, 'echo_inline', 'INLINE');
+    const direct = await directEcho(path.join(modules.dir, 'echo.js'));
+    const { modules: service } = app.services;
+    const ops: Record<keyof typeof seq, Op> = {
+      direct: async () => direct.echo(ARG),
+      inline: () => service.invoke('echo_inline', 'echo', ARG),
+      worker: () => service.invoke('echo_worker', 'echo', ARG),
+    };
+    const check = await service.invoke('echo_worker', 'echo', ARG);
+    if (JSON.stringify(check.result) !== JSON.stringify(ARG)) throw new Error(`worker echo answered ${JSON.stringify(check)}`);
+    const names = Object.keys(ops) as Array<keyof typeof seq>;
+    for (const name of names) await timeSequential(ops[name], 2_000);
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(k + r) % names.length]!;
+        seq[name].push(await timeSequential(ops[name], CALLS_PER_ROUND));
+      }
+    }
+    for (const name of names) conc[name] = await timeConcurrent(ops[name], CONCURRENT_CALLS);
+    const breaker = app.services.breakers.get('module:echo_worker');
+    notes.push(
+      `In process: ${ROUNDS} rounds x ${CALLS_PER_ROUND} sequential awaited calls per case, interleaved, median round; throughput: ${CONCURRENT_CALLS} calls with ${IN_FLIGHT} in flight. Breaker module:echo_worker counted ${breaker?.metrics.calls ?? '?'} calls, ${breaker?.metrics.failures ?? '?'} failures (sanity).`,
+    );
+  } finally {
+    await app.close();
+    rmSync(dbDir, { recursive: true, force: true });
+  }
+
+  // ---- over HTTP ----
+  const server = await startHelios({ HELIOS_MODULES_DIR: modules.dir });
+  const http: Record<'floor' | 'inline' | 'worker', LoadResult | null> = { floor: null, inline: null, worker: null };
+  try {
+    const url = server.ready.url;
+    for (const [name, isolation] of [['echo_worker', 'WORKER'], ['echo_inline', 'INLINE']] as const) {
+      await graphqlData(url, `mutation { registerModule(name: "${name}", modulePath: "echo.js", version: "1.0.0", isolation: ${isolation}) { errors { code message } } }`);
+      const loaded = await graphqlData<{ loadModule: { module: { state: string } | null } }>(url, `mutation { loadModule(name: "${name}") { module { state } errors { code message } } }`);
+      if (loaded.loadModule.module?.state !== 'ACTIVE') throw new Error(`${name} did not load: ${JSON.stringify(loaded)}`);
+    }
+    const measure = async (query: string): Promise<LoadResult> => {
+      const probe = await postGraphql(url, query, authHeaders);
+      if (probe.status !== 200 || probe.text.includes('"code"') || probe.text.includes('"errors":[{')) {
+        throw new Error(`unexpected answer to ${query}: ${probe.text.slice(0, 300)}`);
+      }
+      return warmAndLoad({ url, body: JSON.stringify({ query }), headers: authHeaders, expectBody: probe.text });
+    };
+    http.floor = await measure('{ evaluateFlag(name: "neural_network_v2", context: {sessionId: "abc"}) { enabled reason bucket } }');
+    http.inline = await measure('mutation { invokeModule(name: "echo_inline", method: "echo", args: {n: 1}) { result servedBy errors { code } } }');
+    http.worker = await measure('mutation { invokeModule(name: "echo_worker", method: "echo", args: {n: 1}) { result servedBy errors { code } } }');
+  } finally {
+    await server.stop();
+    modules.remove();
+  }
+
+  const d = median(seq.direct);
+  const i = median(seq.inline);
+  const w = median(seq.worker);
+  const floor = http.floor!;
+  const hi = http.inline!;
+  const hw = http.worker!;
+  const rows: BenchRow[] = [
+    { case: 'direct call of echo (baseline)', value: round(d, 1), unit: 'ns/call', baseline: 'direct call', ratio: 1 },
+    { case: 'modules.invoke, INLINE', value: round(i, 1), unit: 'ns/call', baseline: 'direct call', ratio: ratio(i, d) },
+    { case: 'modules.invoke, WORKER', value: round(w, 1), unit: 'ns/call', baseline: 'direct call', ratio: ratio(w, d) },
+    { case: 'modules.invoke, WORKER vs INLINE', value: round(w, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(w, i) },
+    { case: `throughput, ${IN_FLIGHT} in flight: direct`, value: round(conc.direct, 0), unit: 'calls/s', baseline: 'direct', ratio: 1 },
+    { case: `throughput, ${IN_FLIGHT} in flight: INLINE`, value: round(conc.inline, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.inline, conc.direct) },
+    { case: `throughput, ${IN_FLIGHT} in flight: WORKER`, value: round(conc.worker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.worker, conc.direct) },
+    { case: 'HTTP evaluateFlag on the same server (floor)', value: round(floor.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: 1 },
+    { case: 'HTTP invokeModule, INLINE', value: round(hi.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: ratio(hi.rps, floor.rps) },
+    { case: 'HTTP invokeModule, WORKER', value: round(hw.rps, 0), unit: 'req/s', baseline: 'invokeModule INLINE', ratio: ratio(hw.rps, hi.rps) },
+  ];
+  notes.push(
+    `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us.`,
+    `HTTP: autocannon ${HTTP_CONNECTIONS} connections, warm-up then ${HTTP_DURATION_S} s, bodies checked byte for byte. evaluateFlag: ${describeFailures(floor)}; INLINE: p50 ${hi.latencyP50Ms} ms, p99 ${hi.latencyP99Ms} ms, ${describeFailures(hi)}; WORKER: p50 ${hw.latencyP50Ms} ms, p99 ${hw.latencyP99Ms} ms, ${describeFailures(hw)}.`,
+  );
+  if (!isClean(hi) || !isClean(hw)) notes.push('Some HTTP responses were not the expected answer: see the counts above.');
+  return { name: 'invoke', rows, notes };
+}
