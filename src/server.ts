@@ -22,6 +22,7 @@ import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js'
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
+import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
 
 export interface HeliosServer {
@@ -53,6 +54,16 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     return { actor: resolution.caller.name, caller: resolution.caller, services };
   };
 
+  const maskError = (error: unknown, message: string): GraphQLError => {
+    const original = error instanceof GraphQLError ? error.originalError : error;
+    if (error instanceof GraphQLError && !original) return error;
+    if (original instanceof GraphQLError) return original;
+    logger.error('unexpected error', errorFields(original));
+    // Keep where it happened (locations, path), drop what happened (message, stack).
+    const at = error instanceof GraphQLError ? { nodes: error.nodes ?? null, source: error.source ?? null, positions: error.positions ?? null, path: error.path ?? null } : {};
+    return new GraphQLError(message, { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  };
+
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
@@ -63,7 +74,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
     batching: { limit: limits.maxBatchSize },
-    maxRequestBodySize: limits.maxRequestBodyBytes,
+    // guardRequestBody (above Yoga) already enforces this limit and hands Yoga the body as a
+    // Buffer. Yoga's own limiter would turn that Buffer back into a stream piped through a
+    // TransformStream with an AbortSignal, on every request: half the time of a small query.
+    maxRequestBodySize: false,
     // These run for HTTP and, through getEnveloped(), for graphql-ws too.
     plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()])],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
@@ -77,17 +91,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       warn: (...args) => logger.warn(String(args[0]), { args: args.slice(1).map(String) }),
       error: (...args) => logger.error(String(args[0]), { args: args.slice(1).map(String) }),
     },
-    maskedErrors: {
-      maskError(error, message) {
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        if (error instanceof GraphQLError && !original) return error;
-        if (original instanceof GraphQLError) return original;
-        logger.error('unexpected error', errorFields(original));
-        // Keep where it happened (locations, path), drop what happened (message, stack).
-        const at = error instanceof GraphQLError ? { nodes: error.nodes ?? null, source: error.source ?? null, positions: error.positions ?? null, path: error.path ?? null } : {};
-        return new GraphQLError(message, { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
-      },
-    },
+    maskedErrors: { maskError },
   });
 
   let inFlight = 0;
@@ -139,7 +143,15 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
         return true;
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
+      subscribe: (args) => {
+        const { caller } = args.contextValue as GraphQLContext;
+        return subscribeShared(args, {
+          subscribe: (args.rootValue as Enveloped).subscribe,
+          maskError: (error) => maskError(error, 'Unexpected error.'),
+          sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
+        }) as ReturnType<Enveloped['subscribe']>;
+      },
       onSubscribe: async (ctx, _id, payload) => {
         const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
         if (quota.length > 0) return quota;
