@@ -7,6 +7,7 @@
  * SLOW_CONSUMER error (it can resubscribe and re-read state) instead of growing memory without
  * bound or slowing the publisher. No other subscriber is affected.
  */
+import { GraphQLError } from 'graphql';
 import type { BreakerTransition } from './breakers/states.js';
 import type { FlagChangeEvent } from './flags/service.js';
 import type { ModuleStateEvent } from './modules/service.js';
@@ -20,9 +21,13 @@ export interface EventMap {
 export type Topic = keyof EventMap;
 type Listener<T> = (event: T) => void;
 
-export class SlowConsumerError extends Error {
+/** A GraphQLError, so clients see its message and code instead of a masked internal error. */
+export class SlowConsumerError extends GraphQLError {
   override name = 'SlowConsumerError';
   readonly code = 'SLOW_CONSUMER';
+  constructor(message: string) {
+    super(message, { extensions: { code: 'SLOW_CONSUMER' } });
+  }
 }
 
 export const DEFAULT_SUBSCRIBER_QUEUE = 1024;

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { GraphQLError } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/connection.js';
@@ -134,7 +135,11 @@ describe('subscription feeds', () => {
     }, 3);
     for (let i = 0; i < 4; i++) push(i);
     expect(detached).toBe(true);
-    await expect(slow.next()).rejects.toBeInstanceOf(SlowConsumerError);
+    const failure = await slow.next().catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(SlowConsumerError);
+    // Sent to the client as is (a GraphQLError is never masked), with its code.
+    expect(failure).toBeInstanceOf(GraphQLError);
+    expect((failure as GraphQLError).extensions.code).toBe('SLOW_CONSUMER');
     expect(await slow.next()).toEqual({ value: undefined, done: true });
   });
 });
