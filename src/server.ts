@@ -14,7 +14,7 @@ import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
-import { authorizationFromConnectionParams, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
+import { authorizationFromConnectionParams, callerOfConnection, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
 import { checkRequestOrigin, verifyWebSocketOrigin, type OriginPolicy } from './hardening/browser-origin.js';
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from './hardening/connections.js';
 import { useDocumentLimits } from './hardening/plugin.js';
@@ -131,15 +131,9 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     {
       // A missing, malformed or revoked token closes the socket with 4403 Forbidden.
       onConnect: (ctx) => {
-        let authorization: string | null;
-        try {
-          authorization = authorizationFromConnectionParams(ctx.connectionParams);
-        } catch {
-          return false;
-        }
-        const resolution = resolveCaller(authorization, services.tokens, config.anonymous);
-        if (!resolution.ok) return false;
-        ctx.extra.caller = resolution.caller;
+        const caller = callerOfConnection(ctx.connectionParams, services.tokens, config.anonymous);
+        if (!caller) return false;
+        ctx.extra.caller = caller;
         return true;
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),

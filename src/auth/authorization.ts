@@ -98,6 +98,21 @@ export function resolveCaller(
 }
 
 /**
+ * For graphql-ws `onConnect`: the caller behind a `connection_init` payload, or null to refuse
+ * the socket (graphql-ws then closes it with 4403 Forbidden).
+ */
+export function callerOfConnection(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): Caller | null {
+  let authorization: string | null;
+  try {
+    authorization = authorizationFromConnectionParams(params);
+  } catch {
+    return null;
+  }
+  const resolution = resolveCaller(authorization, tokens, anonymous);
+  return resolution.ok ? resolution.caller : null;
+}
+
+/**
  * Throws a `UserError` when `caller` may not do what needs `need`: UNAUTHENTICATED for the
  * anonymous caller (a token would help), FORBIDDEN for a token whose role is too low.
  */

@@ -11,7 +11,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { authorizationFromConnectionParams, resolveCaller, type Caller } from '../../src/auth/authorization.js';
+import { callerOfConnection, type Caller } from '../../src/auth/authorization.js';
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors, WS_CLOSE_TRY_AGAIN_LATER } from '../../src/hardening/connections.js';
 import { DEFAULT_HARDENING_LIMITS } from '../../src/hardening/limits.js';
 import { useDocumentLimits } from '../../src/hardening/plugin.js';
@@ -76,15 +76,9 @@ async function startHarness(opts: { maxConnections?: number; maxOperations?: num
   const disposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller }>(
     {
       onConnect: (ctx) => {
-        let authorization: string | null;
-        try {
-          authorization = authorizationFromConnectionParams(ctx.connectionParams);
-        } catch {
-          return false;
-        }
-        const resolved = resolveCaller(authorization, tokens, 'none');
-        if (!resolved.ok) return false;
-        ctx.extra.caller = resolved.caller;
+        const caller = callerOfConnection(ctx.connectionParams, tokens, 'none');
+        if (!caller) return false;
+        ctx.extra.caller = caller;
         return true;
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
