@@ -384,12 +384,7 @@ export class CircuitBreaker {
     const config = resolveBreakerConfig(snapshot.config);
     this.applyConfig(config);
     if (this.window !== null) this.window.clear();
-    this.generation++;
-    this.rejection = null;
-    this.cancelStateDeadline();
-    this.trialsInFlight = 0;
-    this.trialSuccesses = 0;
-    this.trialStartedAt = null;
+    this.beginGeneration();
     this._state = snapshot.state;
     this._stateChangedAt = snapshot.stateChangedAt;
     const c = snapshot.counters;
@@ -629,12 +624,7 @@ export class CircuitBreaker {
     const now = this.host.clock.now();
     this._state = to;
     this._stateChangedAt = now;
-    this.generation++;
-    this.rejection = null;
-    this.cancelStateDeadline();
-    this.trialsInFlight = 0;
-    this.trialSuccesses = 0;
-    this.trialStartedAt = null;
+    this.beginGeneration();
     if (to === 'OPEN') {
       this.openUntilMs = now + this._config.resetTimeoutSeconds * 1000;
       this.armStateDeadline(this.openUntilMs);
@@ -677,6 +667,16 @@ export class CircuitBreaker {
 
   private cancelStateDeadline(): void {
     if (this.stateDeadline.heapIndex >= 0) this.host.scheduler.cancel(this.stateDeadline);
+  }
+
+  /** A new state: calls admitted before it decide nothing more, and the old state's bookkeeping goes. */
+  private beginGeneration(): void {
+    this.generation++;
+    this.rejection = null;
+    this.cancelStateDeadline();
+    this.trialsInFlight = 0;
+    this.trialSuccesses = 0;
+    this.trialStartedAt = null;
   }
 
   private clearDecisionState(): void {
