@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { InMemStorageProvider, Unleash } from 'unleash-client';
 import { compileFlag, type CompiledFlag, type EvaluationContext, type FlagDefinition } from '../src/flags/engine.js';
 import type { BenchReport, BenchRow } from './report.js';
+import { prng } from '../test/support/prng.js';
 
 const CONTEXTS = 100_000;
 const ROUNDS = 9;
@@ -21,16 +22,6 @@ const ROLLOUT_FLAG = 'websocket_v2';
 
 let sink = 0;
 
-/** Deterministic PRNG (mulberry32): the same contexts every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function uuidLike(rand: () => number): string {
   let hex = '';

@@ -3,6 +3,7 @@ import { ManualClock, type Clock } from '../../src/clock.js';
 import { DEFAULT_BREAKER_CONFIG, resolveBreakerConfig, validateBreakerConfig } from '../../src/breakers/config.js';
 import { DeadlineScheduler, type ScheduledDeadline } from '../../src/breakers/scheduler.js';
 import { OUTCOME_FAILURE, OUTCOME_SLOW, OutcomeWindow } from '../../src/breakers/window.js';
+import { prng } from '../support/prng.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -10,16 +11,6 @@ function task(label: string, log: string[]): ScheduledDeadline {
   return { dueAt: 0, heapIndex: -1, seq: 0, fire: () => log.push(label) };
 }
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('DeadlineScheduler', () => {
   it('fires in deadline order, ties in scheduling order, with one clock timer', () => {

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { murmurhash3, murmurhash3From, murmurStateOf } from '../../src/flags/murmurhash3.js';
+import { prng } from '../support/prng.js';
 
 /** Straight transcription of the reference MurmurHash3_x86_32 over a byte array. */
 function referenceMurmur(bytes: Uint8Array, seed = 0): number {
@@ -40,16 +41,6 @@ function referenceMurmur(bytes: Uint8Array, seed = 0): number {
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-/** Deterministic PRNG (mulberry32) so a failure is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Mixes ASCII, 2- and 3-byte characters, surrogate pairs (emoji) and lone surrogates. */
 function randomString(rand: () => number, maxLength: number): string {
