@@ -11,7 +11,7 @@ import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
 import { authorizationFromConnectionParams, callerOfConnection, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
@@ -125,6 +125,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     });
   });
 
+  // Revoking a token closes its open sockets, so its subscriptions end too.
+  const socketsOfToken = new SocketsByToken();
+  const stopClosingRevoked = services.tokens.onRevoke((name) => socketsOfToken.closeAll(name, 4403, 'Token revoked'));
+
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, verifyClient: verifyWebSocketOrigin(origins) });
   limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
   const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller }>(
@@ -134,6 +138,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
         const caller = callerOfConnection(ctx.connectionParams, services.tokens, config.anonymous);
         if (!caller) return false;
         ctx.extra.caller = caller;
+        if (!caller.anonymous) socketsOfToken.add(caller.name, ctx.extra.socket);
         return true;
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -195,6 +200,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   const stop = async () => {
     ready = false;
+    stopClosingRevoked();
     httpServer.close();
     httpServer.closeIdleConnections();
     const deadline = Date.now() + config.shutdownTimeoutMs;
@@ -215,6 +221,25 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     url,
     stop: () => (stopping ??= stop()),
   };
+}
+
+/** Open sockets per token name; a socket leaves its set when it closes. */
+class SocketsByToken {
+  private readonly byName = new Map<string, Set<WebSocket>>();
+
+  add(name: string, socket: WebSocket): void {
+    const set = this.byName.get(name) ?? new Set<WebSocket>();
+    set.add(socket);
+    this.byName.set(name, set);
+    socket.once('close', () => {
+      set.delete(socket);
+      if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
+    });
+  }
+
+  closeAll(name: string, code: number, reason: string): void {
+    for (const socket of this.byName.get(name) ?? []) socket.close(code, reason);
+  }
 }
 
 function tokenOf(params: unknown): string | null {

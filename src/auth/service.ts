@@ -68,6 +68,7 @@ export class TokenBootstrapError extends Error {
 export class TokenService {
   private readonly repo: ApiTokenRepository;
   private envAdminHash: string | null = null;
+  private readonly revokeListeners = new Set<(name: string) => void>();
 
   constructor(private readonly deps: TokenServiceDeps) {
     this.repo = new ApiTokenRepository(deps.db);
@@ -134,7 +135,23 @@ export class TokenService {
     return { token, record };
   }
 
+  /**
+   * Called after a revocation made through this service commits (the server closes that
+   * token's open sockets). A revocation made by the CLI in another process is seen at the
+   * token's next request or operation instead.
+   */
+  onRevoke(listener: (name: string) => void): () => void {
+    this.revokeListeners.add(listener);
+    return () => this.revokeListeners.delete(listener);
+  }
+
   revoke(actor: string, rawName: string): ApiTokenRecord {
+    const record = this.revokeInTransaction(actor, rawName);
+    for (const listener of [...this.revokeListeners]) listener(record.name);
+    return record;
+  }
+
+  private revokeInTransaction(actor: string, rawName: string): ApiTokenRecord {
     const name = rawName.trim();
     const now = this.deps.clock.now();
     return this.repo.transaction(() => {
