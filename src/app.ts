@@ -88,6 +88,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         callTimeoutMs: config.modules.callTimeoutMs,
       },
       drainTimeoutMs: config.modules.drainTimeoutMs,
+      maxRestarts: config.modules.maxRestarts,
     });
     const testing = new TestRunService({ db, audit: auditRepo, clock, logger: logger.child({ domain: 'testing' }), modules });
     const { interrupted } = testing.start();

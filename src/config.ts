@@ -36,6 +36,7 @@ export interface HeliosConfig {
     initTimeoutMs: number;
     callTimeoutMs: number;
     drainTimeoutMs: number;
+    maxRestarts: number;
   };
 }
 
@@ -112,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       initTimeoutMs: intFrom(env, 'HELIOS_MODULE_INIT_TIMEOUT_MS', 5_000, 100, 600_000),
       callTimeoutMs: intFrom(env, 'HELIOS_MODULE_CALL_TIMEOUT_MS', 5_000, 10, 600_000),
       drainTimeoutMs: intFrom(env, 'HELIOS_MODULE_DRAIN_TIMEOUT_MS', 5_000, 0, 600_000),
+      maxRestarts: intFrom(env, 'HELIOS_MODULE_MAX_RESTARTS', 5, 0, 1000),
     },
   };
 }

@@ -80,7 +80,7 @@ const ModuleStateChangeRef = builder.objectRef<ModuleStateEvent>('ModuleStateCha
     from: t.field({ type: ModuleStateEnum, resolve: (e) => e.from }),
     to: t.field({ type: ModuleStateEnum, resolve: (e) => e.to }),
     version: t.exposeString('version'),
-    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, recovery or crash.' }),
+    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, recovery, crash or restart.' }),
     actor: t.exposeString('actor', { nullable: true }),
     error: t.string({
       nullable: true,

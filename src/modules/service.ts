@@ -26,7 +26,7 @@ import { performance } from 'node:perf_hooks';
 import type { AuditRepository } from '../audit/repository.js';
 import type { BreakerService } from '../breakers/service.js';
 import type { BreakerPermit } from '../breakers/engine.js';
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -54,7 +54,7 @@ export interface ModuleStateEvent {
   from: ModuleState;
   to: ModuleState;
   version: string;
-  /** The operation: registerModule, loadModule, swapModule, rollbackModule, unloadModule, recovery, crash. */
+  /** The operation: registerModule, loadModule, swapModule, rollbackModule, unloadModule, recovery, crash, restart. */
   action: string;
   actor: string | null;
   /** Set when the operation failed (the module may still be serving its old version). */
@@ -101,6 +101,8 @@ interface ModuleServiceDeps {
   limits?: Partial<ModuleLimits>;
   /** How long a swap or unload waits for calls in flight on the old version. */
   drainTimeoutMs?: number;
+  /** Automatic restarts of a crashed module within RESTART_WINDOW_MS before giving up; 0 disables. */
+  maxRestarts?: number;
 }
 
 interface Live {
@@ -112,6 +114,10 @@ interface Live {
 const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 const MAX_CONFIG_BYTES = 64 * 1024;
 export const MODULE_BREAKER_PREFIX = 'module:';
+export const DEFAULT_MAX_RESTARTS = 5;
+export const RESTART_WINDOW_MS = 60_000;
+const RESTART_BASE_DELAY_MS = 1_000;
+const RESTART_MAX_DELAY_MS = 60_000;
 
 export class ModuleService {
   private readonly repo: ModuleRepository;
@@ -123,6 +129,9 @@ export class ModuleService {
   private lifecycleChain: Promise<unknown> = Promise.resolve();
   private stopping = false;
   private testGate: SwapTestGate | null = null;
+  /** Automatic restarts per module within the restart window (epoch ms). */
+  private readonly restarts = new Map<string, number[]>();
+  private readonly restartTimers = new Set<TimerHandle>();
   readonly host: ModuleHost;
 
   constructor(private readonly deps: ModuleServiceDeps) {
@@ -154,6 +163,8 @@ export class ModuleService {
   /** Disposes every loaded version (bounded by the runtime's dispose timeout). */
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const timer of this.restartTimers) timer.cancel();
+    this.restartTimers.clear();
     await this.lifecycleChain.catch(() => undefined);
     const versions = [...this.live.values()].map((l) => l.active).filter((v): v is LoadedModuleVersion => v !== null);
     for (const live of this.live.values()) live.active = null;
@@ -559,7 +570,37 @@ export class ModuleService {
       const message = `${exit.reason}: ${exit.message}`;
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
       this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null });
+      this.scheduleRestart(record, message);
     });
+  }
+
+  /**
+   * The supervisor, as an OTP supervisor with a restart intensity: a module that was meant to be
+   * ACTIVE and crashed is loaded again after 1 s, 2 s, 4 s ... (at most 60 s); after
+   * `maxRestarts` restarts within `RESTART_WINDOW_MS` it stays FAILED until an operator acts.
+   */
+  private scheduleRestart(record: ModuleRecord, cause: string): void {
+    const max = this.deps.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    if (this.stopping || max === 0 || record.desiredState !== 'ACTIVE') return;
+    const now = this.deps.clock.now();
+    const recent = (this.restarts.get(record.name) ?? []).filter((at) => now - at < RESTART_WINDOW_MS);
+    if (recent.length >= max) {
+      const message = `${cause}; gave up after ${recent.length} restarts within ${RESTART_WINDOW_MS / 1000} s: load it again when fixed`;
+      this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true });
+      return;
+    }
+    const delay = Math.min(RESTART_BASE_DELAY_MS * 2 ** recent.length, RESTART_MAX_DELAY_MS);
+    this.restarts.set(record.name, [...recent, now]);
+    const timer = this.deps.clock.setTimer(delay, () => {
+      this.restartTimers.delete(timer);
+      void this.serialized(async () => {
+        // An operator may have loaded or unloaded it meanwhile.
+        if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return;
+        const ok = await this.bringUp(record, 'restart', 'system', true);
+        if (!ok) this.scheduleRestart(record, record.lastError ?? cause);
+      }).catch((error: unknown) => this.deps.logger.error('module restart failed', { module: record.name, ...errorFields(error) }));
+    });
+    this.restartTimers.add(timer);
   }
 
   private noteFailure(record: ModuleRecord, action: string, actor: string, message: string): void {

@@ -15,15 +15,17 @@ import {
   SwapModuleDocument,
   UnloadModuleDocument,
 } from '../gql/graphql.js';
+import { ManualClock } from '../../src/clock.js';
 import { serverPool } from '../support/pool.js';
 import { subscribe, untilListening, type TestServer } from '../support/server.js';
 
 const pool = serverPool();
 
-async function start(options: { dir?: string; modulesDir?: string; env?: Record<string, string> } = {}) {
+async function start(options: { dir?: string; modulesDir?: string; env?: Record<string, string>; clock?: ManualClock } = {}) {
   const modulesDir = options.modulesDir ?? pool.modulesDir();
   const server = await pool.start({
     ...(options.dir ? { dir: options.dir } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     env: { HELIOS_MODULES_DIR: modulesDir, HELIOS_MODULE_INIT_TIMEOUT_MS: '1500', HELIOS_MODULE_MAX_HEAP_MB: '32', ...options.env },
   });
   return Object.assign(server, { modulesDir });
@@ -233,6 +235,38 @@ describe('misbehaving modules', () => {
     expect(flaky.lastError).toMatch(/OUT_OF_MEMORY|UNRESPONSIVE/);
     expect((await fetch(h.url.replace('/graphql', '/health'))).status).toBe(200);
     // Loading it again brings it back.
+    expect((await h.query(LoadModuleDocument, { name: 'flaky' })).loadModule.module!.state).toBe('ACTIVE');
+  });
+});
+
+describe('supervision', () => {
+  it('restarts a crashed module with growing delays, and gives up after too many restarts', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const h = await start({ clock, env: { HELIOS_MODULE_MAX_RESTARTS: '2' } });
+    await h.query(RegisterModuleDocument, { name: 'flaky', modulePath: 'bad/misbehaves_in_call.js', version: '1' });
+    await h.query(LoadModuleDocument, { name: 'flaky' });
+    const states = subscribe(h.wsClient(), ModuleStateChangedDocument, { name: 'flaky' });
+    await untilListening(h, 'moduleStateChanged');
+    const next = async () => (await states.next(15_000)).moduleStateChanged;
+
+    for (const delay of [1000, 2000]) {
+      await h.query(InvokeModuleDocument, { name: 'flaky', method: 'leak' });
+      expect(await next()).toMatchObject({ from: 'ACTIVE', to: 'FAILED', action: 'crash' });
+      clock.advance(delay - 1);
+      expect((await h.query(ModuleDocument, { name: 'flaky' })).module!.state).toBe('FAILED');
+      clock.advance(1);
+      expect(await next()).toMatchObject({ from: 'FAILED', to: 'LOADING', action: 'restart' });
+      expect(await next()).toMatchObject({ to: 'ACTIVE', action: 'restart' });
+      expect((await h.query(InvokeModuleDocument, { name: 'flaky', method: 'ok' })).invokeModule.result).toBe('ok');
+    }
+
+    // A third crash within the minute exceeds the restart intensity (2): it stays FAILED.
+    await h.query(InvokeModuleDocument, { name: 'flaky', method: 'leak' });
+    expect(await next()).toMatchObject({ to: 'FAILED', action: 'crash' });
+    expect(await next()).toMatchObject({ to: 'FAILED', action: 'restart', error: expect.stringContaining('gave up after 2 restarts') });
+    clock.advance(120_000);
+    expect((await h.query(ModuleDocument, { name: 'flaky' })).module).toMatchObject({ state: 'FAILED', desiredState: 'ACTIVE' });
+    // An operator brings it back.
     expect((await h.query(LoadModuleDocument, { name: 'flaky' })).loadModule.module!.state).toBe('ACTIVE');
   });
 });
