@@ -8,16 +8,24 @@
  *   CLOSED        failureThreshold consecutive failures                OPEN         FAILURE_THRESHOLD
  *   CLOSED        window holds >= minimumCalls and its failure
  *                 rate >= failureRateThreshold (window mode only)      OPEN         FAILURE_RATE_THRESHOLD
- *   OPEN          resetTimeoutSeconds elapsed (timer, or first call)   HALF_OPEN    RESET_TIMEOUT_ELAPSED
+ *   OPEN          the OPEN wait elapsed (timer, or first call)         HALF_OPEN    RESET_TIMEOUT_ELAPSED
  *   HALF_OPEN     successThreshold trial successes                     CLOSED       TRIAL_SUCCEEDED
- *   HALF_OPEN     a trial fails (error, timeout or slow call)          OPEN         TRIAL_FAILED
+ *   HALF_OPEN     a trial fails (error, timeout or slow call)          OPEN (k+1)   TRIAL_FAILED
  *   HALF_OPEN     a trial still in flight halfOpenDeadlineSeconds
- *                 after the first trial began                          OPEN         HALF_OPEN_DEADLINE
+ *                 after the first trial began                          OPEN (k+1)   HALF_OPEN_DEADLINE
  *   any           open()                                               FORCED_OPEN  MANUAL_OPEN
  *   any           reset()                                              CLOSED       MANUAL_RESET
  *   any but DIS.  registry.resetAll()                                  CLOSED       RESET_ALL
  *   any           disable()                                            DISABLED     DISABLED
  *   DISABLED      enable()                                             CLOSED       ENABLED
+ *
+ * The OPEN wait backs off exponentially (resilience4j's IntervalFunction.ofExponentialBackoff):
+ * k counts the consecutive re-openings from HALF_OPEN of the current episode and the wait is
+ * min(resetTimeoutSeconds * resetTimeoutMultiplier^k, maxResetTimeoutSeconds ?? 30 days); the
+ * event's and the breaker's `openUntil` carry it. Opening from CLOSED starts an episode (k = 0)
+ * and entering any state but OPEN or HALF_OPEN ends it (k = 0): CLOSED by trials, reset(),
+ * resetAll() or enable(), and an operator's FORCED_OPEN or DISABLED. k is `openAttempts` in the
+ * snapshot; a snapshot without it (persisted before backoff existed) restores with k = 0.
  *
  * A change to the state it is already in emits nothing (resetting a CLOSED breaker only clears
  * its streaks and window). FORCED_OPEN has no timer: only an operator leaves it. The HALF_OPEN
@@ -34,19 +42,27 @@
  * as a success (opossum's errorFilter). DISABLED records outcomes (counters, streaks, window)
  * but never acts on them.
  *
+ * Failure-rate window: COUNT holds the last `slidingWindowSize` calls (window.ts), TIME the
+ * last `slidingWindowSize` seconds in per-second buckets (time-window.ts); both are O(1) per
+ * call and the rate is judged when an outcome is recorded (time passing alone opens nothing).
+ * `minimumCalls` is capped at the size of a COUNT window only.
+ *
  * Generations: every transition (and a reset of a CLOSED breaker) starts a new generation. A
  * call admitted in an earlier generation still updates the lifetime counters when it settles,
  * but not the streaks, the window or the state: its verdict was about a state that is gone
  * (as resilience4j records calls that finish while OPEN).
  *
  * Reconfiguration applies in place and keeps the state: an OPEN breaker's openUntil becomes
- * stateChangedAt + the new resetTimeout (already past: HALF_OPEN on the scheduler's next tick),
- * a running HALF_OPEN deadline is recomputed from its first trial, calls in flight keep the
- * timeout they were admitted with, the window keeps its most recent outcomes, and thresholds
- * apply from the next outcome (a config change alone never opens a breaker).
+ * stateChangedAt + the new config's wait at its current backoff step k (already past:
+ * HALF_OPEN on the scheduler's next tick), a running HALF_OPEN deadline is recomputed from its
+ * first trial, calls in flight keep the timeout they were admitted with, and thresholds apply
+ * from the next outcome (a config change alone never opens a breaker). Resizing a window
+ * keeps its most recent outcomes (the last N calls, or the last N seconds' buckets); changing
+ * `slidingWindowType` (COUNT <-> TIME) starts an empty window, since outcomes kept by one kind
+ * do not say which of them the other would hold.
  */
 import type { Clock } from '../clock.js';
-import { resolveBreakerConfig, type BreakerConfig } from './config.js';
+import { MAX_RESET_TIMEOUT_SECONDS, resolveBreakerConfig, type BreakerConfig } from './config.js';
 import { CallTimeoutError, CircuitOpenError } from './errors.js';
 import type { DeadlineScheduler, ScheduledDeadline } from './scheduler.js';
 import {
@@ -60,7 +76,8 @@ import {
   type ManualResetReason,
   type TransitionReason,
 } from './states.js';
-import { OUTCOME_FAILURE, OUTCOME_SLOW, OUTCOME_SUCCESS, OutcomeWindow } from './window.js';
+import { TimeWindow } from './time-window.js';
+import { OUTCOME_FAILURE, OUTCOME_SLOW, OUTCOME_SUCCESS, OutcomeWindow, type FailureRateWindow } from './window.js';
 
 /** What a breaker needs from its registry. */
 export interface BreakerHost {
@@ -212,12 +229,14 @@ export class CircuitBreaker {
   /** `slowCallDurationMs`, Infinity when off: one comparison on the hot path. */
   private slowMs = Infinity;
   private timeoutMs: number | null = null;
-  private window: OutcomeWindow | null = null;
+  private window: FailureRateWindow | null = null;
 
   private _state: BreakerState = 'CLOSED';
   private _stateChangedAt: number;
   /** Meaningful only while OPEN. */
   private openUntilMs = 0;
+  /** Backoff step k: consecutive re-openings from HALF_OPEN; 0 outside OPEN and HALF_OPEN. */
+  private reopenings = 0;
   private generation = 0;
   private rejection: CircuitOpenError | null = null;
 
@@ -279,6 +298,14 @@ export class CircuitBreaker {
 
   get config(): Readonly<BreakerConfig> {
     return this._config;
+  }
+
+  /**
+   * Consecutive re-openings from HALF_OPEN in the current OPEN/HALF_OPEN episode (the backoff
+   * step k of `resetTimeoutMultiplier`); 0 in every other state.
+   */
+  get openAttempts(): number {
+    return this.reopenings;
   }
 
   get metrics(): BreakerMetrics {
@@ -351,7 +378,7 @@ export class CircuitBreaker {
     if (next === this._config) return next;
     this.applyConfig(next);
     if (this._state === 'OPEN') {
-      this.openUntilMs = this._stateChangedAt + next.resetTimeoutSeconds * 1000;
+      this.openUntilMs = this._stateChangedAt + this.openWaitMs();
       this.rejection = null;
       this.armStateDeadline(this.openUntilMs);
     } else if (this._state === 'HALF_OPEN' && this.trialStartedAt !== null) {
@@ -367,6 +394,7 @@ export class CircuitBreaker {
       state: this._state,
       stateChangedAt: this._stateChangedAt,
       openUntil: this.openUntil,
+      openAttempts: this.reopenings,
       config: this._config,
       counters: this.counters(),
     };
@@ -376,7 +404,10 @@ export class CircuitBreaker {
    * Loads persisted state into this breaker (after a restart). Emits no transition for the
    * restored state itself; an OPEN whose openUntil has passed turns HALF_OPEN on the
    * scheduler's next tick, emitting that. HALF_OPEN comes back with no trial in flight (the
-   * old process's trials are gone); the window starts empty. Throws on an invalid snapshot.
+   * old process's trials are gone); the window starts empty. The backoff step comes from
+   * `openAttempts` in OPEN and HALF_OPEN; a snapshot without it (or with anything but a
+   * non-negative integer) restarts the backoff from k = 0 rather than refusing the breaker.
+   * Throws on an invalid state or config.
    */
   restore(snapshot: BreakerSnapshot): void {
     if (snapshot.name !== this.name) throw new Error(`snapshot of "${snapshot.name}" cannot restore breaker "${this.name}"`);
@@ -387,6 +418,9 @@ export class CircuitBreaker {
     this.beginGeneration();
     this._state = snapshot.state;
     this._stateChangedAt = snapshot.stateChangedAt;
+    const attempts = snapshot.openAttempts;
+    const inEpisode = snapshot.state === 'OPEN' || snapshot.state === 'HALF_OPEN';
+    this.reopenings = inEpisode && typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts >= 0 ? attempts : 0;
     const c = snapshot.counters;
     this.calls = c.calls;
     this.successes = c.successes;
@@ -400,7 +434,7 @@ export class CircuitBreaker {
     this.lastErrorSource = NO_ERROR;
     this.lastErrorText = c.lastError;
     if (snapshot.state === 'OPEN') {
-      this.openUntilMs = snapshot.openUntil ?? snapshot.stateChangedAt + config.resetTimeoutSeconds * 1000;
+      this.openUntilMs = snapshot.openUntil ?? snapshot.stateChangedAt + this.openWaitMs();
       this.armStateDeadline(this.openUntilMs);
     }
     this.notify('restored');
@@ -611,9 +645,9 @@ export class CircuitBreaker {
     }
   }
 
-  private rateExceeded(window: OutcomeWindow): boolean {
+  private rateExceeded(window: FailureRateWindow): boolean {
     const config = this._config;
-    return window.exceeds(Math.min(config.minimumCalls, window.size), config.failureRateThreshold);
+    return window.exceeds(config.minimumCalls, config.failureRateThreshold);
   }
 
   // ---- state changes --------------------------------------------------------------------
@@ -626,10 +660,12 @@ export class CircuitBreaker {
     this._stateChangedAt = now;
     this.beginGeneration();
     if (to === 'OPEN') {
-      this.openUntilMs = now + this._config.resetTimeoutSeconds * 1000;
+      this.reopenings = from === 'HALF_OPEN' ? this.reopenings + 1 : 0;
+      this.openUntilMs = now + this.openWaitMs();
       this.armStateDeadline(this.openUntilMs);
-    } else if (to === 'CLOSED' || to === 'DISABLED') {
-      this.clearDecisionState();
+    } else if (to !== 'HALF_OPEN') {
+      this.reopenings = 0;
+      if (to === 'CLOSED' || to === 'DISABLED') this.clearDecisionState();
     }
     if (!this.disposed) {
       this.host.transitioned({
@@ -653,6 +689,15 @@ export class CircuitBreaker {
       if (this.trialsInFlight > 0) this.transition('OPEN', 'HALF_OPEN_DEADLINE');
       else this.trialStartedAt = null;
     }
+  }
+
+  /** The OPEN wait at the current backoff step. */
+  private openWaitMs(): number {
+    const config = this._config;
+    const k = this.reopenings;
+    const base = config.resetTimeoutSeconds;
+    const seconds = k === 0 || config.resetTimeoutMultiplier === 1 ? base : base * config.resetTimeoutMultiplier ** k;
+    return Math.min(seconds, config.maxResetTimeoutSeconds ?? MAX_RESET_TIMEOUT_SECONDS) * 1000;
   }
 
   private armHalfOpenDeadline(trialStartedAt: number): void {
@@ -690,9 +735,14 @@ export class CircuitBreaker {
     this.slowMs = config.slowCallDurationMs ?? Infinity;
     this.timeoutMs = config.callTimeoutMs;
     const size = config.slidingWindowSize;
-    if (size === null) this.window = null;
-    else if (this.window === null) this.window = new OutcomeWindow(size);
-    else if (this.window.size !== size) this.window = this.window.resized(size);
+    const window = this.window;
+    if (size === null) {
+      this.window = null;
+    } else if (window === null || window.type !== config.slidingWindowType) {
+      this.window = config.slidingWindowType === 'TIME' ? new TimeWindow(size, this.host.clock) : new OutcomeWindow(size);
+    } else if (window.size !== size) {
+      this.window = window.resized(size);
+    }
   }
 
   private notify(kind: BreakerChangeKind): void {
@@ -721,7 +771,7 @@ export class CircuitBreaker {
   private failureRate(): number | null {
     const minimum = this._config.minimumCalls;
     const window = this.window;
-    if (window !== null) return window.failureRate(Math.min(minimum, window.size));
+    if (window !== null) return window.failureRate(minimum);
     const settled = this.successes + this.failures;
     return settled === 0 || settled < minimum ? null : (this.failures * 100) / settled;
   }

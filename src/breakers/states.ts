@@ -23,13 +23,13 @@ export const TRANSITION_REASONS = [
   'FAILURE_THRESHOLD',
   /** CLOSED -> OPEN: failure rate over the sliding window reached `failureRateThreshold`. */
   'FAILURE_RATE_THRESHOLD',
-  /** OPEN -> HALF_OPEN: `resetTimeoutSeconds` elapsed (timer, or the first call after it). */
+  /** OPEN -> HALF_OPEN: the OPEN wait (`resetTimeoutSeconds`, backed off) elapsed (timer, or the first call after it). */
   'RESET_TIMEOUT_ELAPSED',
   /** HALF_OPEN -> CLOSED: `successThreshold` trial calls succeeded. */
   'TRIAL_SUCCEEDED',
-  /** HALF_OPEN -> OPEN: a trial call failed (error, timeout or slow call). */
+  /** HALF_OPEN -> OPEN: a trial call failed (error, timeout or slow call); the next wait backs off. */
   'TRIAL_FAILED',
-  /** HALF_OPEN -> OPEN: no verdict within `halfOpenDeadlineSeconds` of the first trial call. */
+  /** HALF_OPEN -> OPEN: no verdict within `halfOpenDeadlineSeconds` of the first trial call; the next wait backs off. */
   'HALF_OPEN_DEADLINE',
   /** any -> FORCED_OPEN: `breaker.open()`. */
   'MANUAL_OPEN',
@@ -71,8 +71,9 @@ export interface BreakerCounters {
 
 export interface BreakerMetrics extends BreakerCounters {
   /**
-   * Percent of failed calls over the sliding window when one is configured, else over all
-   * settled calls; null while fewer than `minimumCalls` calls back it.
+   * Percent of failed calls over the sliding window when one is configured (the last N calls,
+   * or the calls of the last N seconds), else over all settled calls; null while fewer than
+   * `minimumCalls` calls back it.
    */
   failureRate: number | null;
 }
@@ -85,7 +86,7 @@ export interface BreakerTransition {
   reason: TransitionReason;
   /** Epoch ms. */
   at: number;
-  /** When `to` is OPEN: the epoch ms it turns HALF_OPEN; null otherwise. */
+  /** When `to` is OPEN: the epoch ms it turns HALF_OPEN (backoff included); null otherwise. */
   openUntil: number | null;
   metrics: BreakerMetrics;
 }
@@ -96,6 +97,12 @@ export interface BreakerSnapshot {
   state: BreakerState;
   stateChangedAt: number;
   openUntil: number | null;
+  /**
+   * The backoff step: consecutive re-openings from HALF_OPEN in the current OPEN/HALF_OPEN
+   * episode (see `resetTimeoutMultiplier`). Optional because snapshots persisted before it
+   * existed lack it; restoring one of those starts the backoff over (k = 0).
+   */
+  openAttempts?: number;
   config: BreakerConfig;
   counters: BreakerCounters;
 }

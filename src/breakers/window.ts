@@ -1,15 +1,40 @@
 /**
- * Count-based sliding window of the last N call outcomes for failure-rate mode. A ring of one
- * byte per call with running totals: recording subtracts the evicted outcome and adds the new
- * one, so the failure path is O(1) and never scans the window.
+ * Failure-rate windows. `FailureRateWindow` is what the engine needs from one; this file holds
+ * the count-based window of the last N call outcomes (time-window.ts holds the time-based
+ * one). A ring of one byte per call with running totals: recording subtracts the evicted
+ * outcome and adds the new one, so the failure path is O(1) and never scans the window.
  */
+import type { SlidingWindowType } from './config.js';
 
 export const OUTCOME_SUCCESS = 0;
 export const OUTCOME_FAILURE = 1;
 /** Combined with FAILURE: a slow call counts as a failure and is also tallied as slow. */
 export const OUTCOME_SLOW = 2;
 
-export class OutcomeWindow {
+/** A bounded window of call outcomes with running totals; every operation is O(1) per call. */
+export interface FailureRateWindow {
+  readonly type: SlidingWindowType;
+  /** Calls (COUNT) or seconds (TIME). */
+  readonly size: number;
+  /** Outcomes held now. */
+  readonly count: number;
+  readonly failures: number;
+  readonly slowCalls: number;
+  record(outcome: number): void;
+  /**
+   * True when the window holds at least `minimumCalls` outcomes and failures reach
+   * `thresholdPercent`, as of the last `record` (it is the verdict on that outcome).
+   */
+  exceeds(minimumCalls: number, thresholdPercent: number): boolean;
+  /** Percent of failures, or null below `minimumCalls`. */
+  failureRate(minimumCalls: number): number | null;
+  clear(): void;
+  /** A window of the same type and `size` holding the most recent outcomes of this one (reconfiguration only). */
+  resized(size: number): FailureRateWindow;
+}
+
+export class OutcomeWindow implements FailureRateWindow {
+  readonly type = 'COUNT';
   private readonly ring: Uint8Array;
   private next = 0;
   private filled = 0;
@@ -47,16 +72,16 @@ export class OutcomeWindow {
     this.next = at + 1 === this.size ? 0 : at + 1;
   }
 
-  /** True when at least `minimumCalls` outcomes are held and failures reach `thresholdPercent`. */
+  /** `minimumCalls` is capped at the window's size (resilience4j's rule): a full window always decides. */
   exceeds(minimumCalls: number, thresholdPercent: number): boolean {
     const n = this.filled;
-    return n >= minimumCalls && n > 0 && this.failed * 100 >= thresholdPercent * n;
+    return n >= Math.min(minimumCalls, this.size) && n > 0 && this.failed * 100 >= thresholdPercent * n;
   }
 
-  /** Percent of failures, or null below `minimumCalls`. */
+  /** Capped like `exceeds`. */
   failureRate(minimumCalls: number): number | null {
     const n = this.filled;
-    return n === 0 || n < minimumCalls ? null : (this.failed * 100) / n;
+    return n === 0 || n < Math.min(minimumCalls, this.size) ? null : (this.failed * 100) / n;
   }
 
   clear(): void {
@@ -66,7 +91,6 @@ export class OutcomeWindow {
     this.slowed = 0;
   }
 
-  /** A window of `size` holding the most recent outcomes of this one (reconfiguration only). */
   resized(size: number): OutcomeWindow {
     const out = new OutcomeWindow(size);
     const keep = Math.min(size, this.filled);

@@ -920,3 +920,271 @@ describe('names', () => {
     expect(() => registry.getOrCreate('  ')).toThrow(BreakerConfigError);
   });
 });
+
+describe('time-based failure-rate window (slidingWindowType TIME)', () => {
+  const timeWindow = (size: number, extra: Partial<BreakerConfig> = {}) =>
+    setup({ failureThreshold: 100, slidingWindowType: 'TIME', slidingWindowSize: size, failureRateThreshold: 50, ...extra });
+
+  it('waits for minimumCalls within the window, then opens (FAILURE_RATE_THRESHOLD)', async () => {
+    const { breaker, clock, events } = timeWindow(10, { minimumCalls: 4 });
+    await fail(breaker, 3);
+    expect(breaker.metrics.failureRate).toBeNull(); // 3 calls < minimumCalls
+    clock.advance(10_000); // those 3 failures age out
+    expect(breaker.metrics.failureRate).toBeNull();
+    await succeed(breaker, 2);
+    await fail(breaker, 1);
+    expect(breaker.state).toBe('CLOSED');
+    await fail(breaker, 1); // 2 of the 4 calls of the last 10 s
+    expect(edges(events)).toEqual(['CLOSED>OPEN:FAILURE_RATE_THRESHOLD']);
+    expect(events[0]!.metrics.failureRate).toBe(50);
+    expect(breaker.metrics.failures).toBe(5); // lifetime counters keep what the window forgot
+  });
+
+  it('minimumCalls is not capped at the size in seconds', async () => {
+    const { breaker } = timeWindow(2, { minimumCalls: 5, failureRateThreshold: 100 });
+    await fail(breaker, 4);
+    expect(breaker.state).toBe('CLOSED');
+    await fail(breaker, 1);
+    expect(breaker.state).toBe('OPEN');
+  });
+
+  it('the rate is over the last N seconds only, evicted a second at a time', async () => {
+    const { breaker, clock } = timeWindow(5, { minimumCalls: 2, failureRateThreshold: 60 });
+    await succeed(breaker, 2);
+    await fail(breaker, 2); // second 0: 50 %
+    clock.advance(3_000);
+    await succeed(breaker, 4); // second 3
+    expect(breaker.metrics.failureRate).toBe(25);
+    clock.advance(1_999); // second 4: second 0 still held
+    expect(breaker.metrics.failureRate).toBe(25);
+    clock.advance(1); // second 5: second 0 falls out
+    expect(breaker.metrics.failureRate).toBe(0);
+    await fail(breaker, 1);
+    expect(breaker.metrics.failureRate).toBe(20);
+    expect(breaker.state).toBe('CLOSED');
+  });
+
+  it('a gap longer than the window forgets everything; counting resumes after it', async () => {
+    const { breaker, clock, events } = timeWindow(60, { minimumCalls: 3 });
+    await succeed(breaker, 10);
+    await fail(breaker, 2);
+    clock.advance(24 * 3_600_000);
+    expect(breaker.metrics.failureRate).toBeNull();
+    await fail(breaker, 2);
+    expect(breaker.state).toBe('CLOSED'); // 2 calls < minimumCalls: the old 12 do not count
+    await succeed(breaker, 1);
+    expect(edges(events)).toEqual(['CLOSED>OPEN:FAILURE_RATE_THRESHOLD']); // 2 of 3
+  });
+
+  it('slow calls count as failures in the time window', async () => {
+    const { breaker, events } = timeWindow(10, { slowCallDurationMs: 50, minimumCalls: 4 });
+    for (const duration of [10, 80, 10, 90]) breaker.tryAcquire()!.success(duration);
+    expect(breaker.metrics.slowCalls).toBe(2);
+    expect(edges(events)).toEqual(['CLOSED>OPEN:FAILURE_RATE_THRESHOLD']);
+  });
+
+  it('a new CLOSED period starts with an empty time window', async () => {
+    const { breaker } = timeWindow(60, { minimumCalls: 2 });
+    await fail(breaker, 2);
+    expect(breaker.state).toBe('OPEN');
+    breaker.reset();
+    expect(breaker.metrics.failureRate).toBeNull();
+    await succeed(breaker, 2);
+    expect(breaker.metrics.failureRate).toBe(0);
+  });
+
+  it('switching COUNT <-> TIME keeps the state and starts an empty window', async () => {
+    const { breaker, events } = setup({ failureThreshold: 100, slidingWindowSize: 10, minimumCalls: 1, failureRateThreshold: 100 });
+    await succeed(breaker, 3);
+    await fail(breaker, 1);
+    expect(breaker.metrics.failureRate).toBe(25);
+    breaker.configure({ slidingWindowType: 'TIME' });
+    expect(breaker.config).toMatchObject({ slidingWindowType: 'TIME', slidingWindowSize: 10 });
+    expect(breaker.metrics.failureRate).toBeNull();
+    await fail(breaker, 1);
+    expect(breaker.state).toBe('OPEN'); // 1 of 1 in the new window
+    breaker.configure({ slidingWindowType: 'COUNT' });
+    expect(breaker.state).toBe('OPEN');
+    expect(breaker.metrics.failureRate).toBeNull();
+    expect(edges(events)).toEqual(['CLOSED>OPEN:FAILURE_RATE_THRESHOLD']); // configure alone emits nothing
+  });
+
+  it('resizing a time window keeps its most recent seconds', async () => {
+    const { breaker, clock } = timeWindow(60, { minimumCalls: 1, failureRateThreshold: 100 });
+    await succeed(breaker, 1);
+    clock.advance(30_000);
+    await fail(breaker, 1);
+    expect(breaker.metrics.failureRate).toBe(50);
+    breaker.configure({ slidingWindowSize: 10 }); // only the last 10 s: the failure
+    expect(breaker.metrics.failureRate).toBe(100);
+    expect(breaker.state).toBe('CLOSED'); // a config change alone never opens it
+  });
+
+  it('refuses a TIME window over an hour, whichever field the change gave', () => {
+    const { breaker } = setup({ slidingWindowSize: 5_000 });
+    expect(() => breaker.configure({ slidingWindowType: 'TIME' })).toThrow(BreakerConfigError);
+    expect(breaker.config.slidingWindowType).toBe('COUNT');
+    breaker.configure({ slidingWindowType: 'TIME', slidingWindowSize: 3_600 });
+    expect(() => breaker.configure({ slidingWindowSize: 3_601 })).toThrow(/slidingWindowSize: must be at most 3600 seconds/);
+  });
+});
+
+describe('exponential backoff of the OPEN wait', () => {
+  const backoff = (extra: Partial<BreakerConfig> = {}) =>
+    setup({ failureThreshold: 1, resetTimeoutSeconds: 60, resetTimeoutMultiplier: 2, maxResetTimeoutSeconds: 300, halfOpenDeadlineSeconds: null, successThreshold: 1, ...extra });
+
+  /** From OPEN: waits out `seconds` (checking it is exactly that), then fails the trial. */
+  async function waitAndFailTrial(breaker: CircuitBreaker, clock: ManualClock, seconds: number): Promise<void> {
+    clock.advance(seconds * 1_000 - 1);
+    expect(breaker.state).toBe('OPEN');
+    clock.advance(1);
+    expect(breaker.state).toBe('HALF_OPEN');
+    await fail(breaker, 1);
+  }
+
+  it('waits 60, 120, 240, then the cap; openUntil of the event and the breaker carry it', async () => {
+    const { breaker, clock, events } = backoff();
+    await fail(breaker, 1);
+    const waits: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const opened = events.at(-1)!;
+      expect(opened.to).toBe('OPEN');
+      expect(breaker.openUntil).toBe(opened.openUntil);
+      waits.push((opened.openUntil! - opened.at) / 1_000);
+      expect(breaker.openAttempts).toBe(i);
+      await waitAndFailTrial(breaker, clock, waits.at(-1)!);
+    }
+    expect(waits).toEqual([60, 120, 240, 300, 300]);
+    expect(events.at(-1)!.reason).toBe('TRIAL_FAILED');
+    expect(breaker.openAttempts).toBe(5);
+  });
+
+  it('a HALF_OPEN deadline re-opening backs off too', async () => {
+    const { breaker, clock, events } = backoff({ halfOpenDeadlineSeconds: 5 });
+    await fail(breaker, 1);
+    clock.advance(60_000);
+    void breaker.call(() => new Promise<string>(() => undefined)); // hangs
+    clock.advance(5_000);
+    expect(events.at(-1)).toMatchObject({ reason: 'HALF_OPEN_DEADLINE', openUntil: T0 + 65_000 + 120_000 });
+  });
+
+  it('CLOSED by trials starts over at resetTimeoutSeconds', async () => {
+    const { breaker, clock, events } = backoff();
+    await fail(breaker, 1);
+    await waitAndFailTrial(breaker, clock, 60);
+    await waitAndFailTrial(breaker, clock, 120);
+    clock.advance(240_000);
+    await succeed(breaker, 1);
+    expect(breaker.state).toBe('CLOSED');
+    expect(breaker.openAttempts).toBe(0);
+    await fail(breaker, 1);
+    expect(events.at(-1)!.openUntil! - events.at(-1)!.at).toBe(60_000);
+  });
+
+  it('reset, resetAll, enable and an operator\'s open end the episode (k = 0)', async () => {
+    const endings: Array<[string, (ctx: ReturnType<typeof backoff>) => void]> = [
+      ['reset', ({ breaker }) => breaker.reset()],
+      ['resetAll', ({ registry }) => registry.resetAll()],
+      ['disable+enable', ({ breaker }) => { breaker.disable(); breaker.enable(); }],
+      ['open+reset', ({ breaker }) => { breaker.open(); expect(breaker.openAttempts).toBe(0); breaker.reset(); }],
+    ];
+    for (const [label, end] of endings) {
+      const ctx = backoff();
+      const { breaker, clock, events } = ctx;
+      await fail(breaker, 1);
+      await waitAndFailTrial(breaker, clock, 60);
+      expect(breaker.openAttempts, label).toBe(1);
+      end(ctx);
+      expect(breaker.state, label).toBe('CLOSED');
+      expect(breaker.openAttempts, label).toBe(0);
+      await fail(breaker, 1);
+      expect(events.at(-1)!.openUntil! - events.at(-1)!.at, label).toBe(60_000);
+    }
+  });
+
+  it('multiplier 1 (the default) never backs off; no cap still stops at 30 days', async () => {
+    const plain = setup({ failureThreshold: 1, resetTimeoutSeconds: 60, successThreshold: 1 });
+    expect(plain.breaker.config).toMatchObject({ resetTimeoutMultiplier: 1, maxResetTimeoutSeconds: null });
+    await fail(plain.breaker, 1);
+    await waitAndFailTrial(plain.breaker, plain.clock, 60);
+    await waitAndFailTrial(plain.breaker, plain.clock, 60);
+    expect(plain.breaker.openAttempts).toBe(2);
+    expect(plain.breaker.openUntil).toBe(plain.clock.now() + 60_000);
+
+    const days = setup({ failureThreshold: 1, resetTimeoutSeconds: 10 * 86_400, resetTimeoutMultiplier: 100, halfOpenDeadlineSeconds: null });
+    await fail(days.breaker, 1);
+    await waitAndFailTrial(days.breaker, days.clock, 10 * 86_400);
+    expect(days.breaker.openUntil).toBe(days.clock.now() + 30 * 86_400_000);
+  });
+
+  it('reconfiguring an OPEN breaker keeps its backoff step', async () => {
+    const { breaker, clock } = backoff();
+    await fail(breaker, 1);
+    await waitAndFailTrial(breaker, clock, 60); // k = 1: 120 s
+    const openedAt = breaker.stateChangedAt;
+    breaker.configure({ resetTimeoutMultiplier: 3 });
+    expect(breaker.openUntil).toBe(openedAt + 180_000);
+    breaker.configure({ maxResetTimeoutSeconds: 90 });
+    expect(breaker.openUntil).toBe(openedAt + 90_000);
+    expect(() => breaker.configure({ maxResetTimeoutSeconds: 30 })).toThrow(/maxResetTimeoutSeconds: must be at least resetTimeoutSeconds/);
+    expect(breaker.openUntil).toBe(openedAt + 90_000);
+  });
+
+  it('snapshots carry openAttempts; restoring continues the backoff', async () => {
+    const { breaker, clock } = backoff({ maxResetTimeoutSeconds: 1_000 });
+    await fail(breaker, 1);
+    await waitAndFailTrial(breaker, clock, 60);
+    await waitAndFailTrial(breaker, clock, 120); // k = 2, 240 s
+    const snap = breaker.snapshot();
+    expect(snap).toMatchObject({ state: 'OPEN', openAttempts: 2, openUntil: clock.now() + 240_000 });
+    expect(JSON.parse(JSON.stringify(snap))).toEqual(snap);
+
+    const later = new ManualClock(clock.now() + 100_000);
+    const registry = new BreakerRegistry({ clock: later });
+    const events: BreakerTransition[] = [];
+    registry.onTransition((e) => events.push(e));
+    const restored = registry.restore(snap);
+    expect(restored.openAttempts).toBe(2);
+    expect(restored.openUntil).toBe(snap.openUntil);
+    later.advance(140_000);
+    expect(restored.state).toBe('HALF_OPEN');
+    await fail(restored, 1);
+    expect(events.at(-1)!.openUntil! - events.at(-1)!.at).toBe(480_000); // k = 3
+  });
+
+  it('restores a snapshot without openAttempts (persisted before backoff) from k = 0', async () => {
+    const { breaker, clock } = backoff();
+    await fail(breaker, 1);
+    await waitAndFailTrial(breaker, clock, 60);
+    const { openAttempts: _dropped, ...old } = breaker.snapshot();
+    expect('openAttempts' in old).toBe(false);
+    const later = new ManualClock(clock.now());
+    const registry = new BreakerRegistry({ clock: later });
+    const events: BreakerTransition[] = [];
+    registry.onTransition((e) => events.push(e));
+    const restored = registry.restore(old);
+    expect(restored.state).toBe('OPEN');
+    expect(restored.openUntil).toBe(old.openUntil); // the persisted deadline is honoured as is
+    expect(restored.openAttempts).toBe(0);
+    later.advance(120_000);
+    await fail(restored, 1);
+    expect(events.at(-1)!.openUntil! - events.at(-1)!.at).toBe(120_000); // k = 1 again
+  });
+
+  it('restore: openUntil null is recomputed at the step; junk or out-of-episode openAttempts count as 0', async () => {
+    const { breaker, clock } = backoff();
+    await fail(breaker, 1);
+    const snap = breaker.snapshot();
+    const registry = new BreakerRegistry({ clock: new ManualClock(clock.now()) });
+    const restored = registry.restore({ ...snap, openUntil: null, openAttempts: 2 });
+    expect(restored.openUntil).toBe(snap.stateChangedAt + 240_000);
+    for (const junk of [-1, 1.5, Number.NaN, '3' as never]) {
+      registry.restore({ ...snap, openAttempts: junk });
+      expect(restored.openAttempts).toBe(0);
+    }
+    registry.restore({ ...snap, state: 'CLOSED', openUntil: null, openAttempts: 4 });
+    expect(restored.openAttempts).toBe(0);
+    registry.restore({ ...snap, state: 'HALF_OPEN', openUntil: null, openAttempts: 4 });
+    expect(restored.openAttempts).toBe(4);
+  });
+});
