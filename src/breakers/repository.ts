@@ -46,14 +46,19 @@ export class BreakerRepository {
   }
 
   all(): BreakerSnapshot[] {
-    return this.selectAll.all().map((row) => ({
-      name: row.name,
-      state: row.state,
-      stateChangedAt: row.state_changed_at,
-      openUntil: row.open_until,
-      config: JSON.parse(row.config_json) as BreakerConfig,
-      counters: JSON.parse(row.counters_json) as BreakerCounters,
-    }));
+    return this.selectAll.all().map((row) => {
+      // The backoff step rides with the counters (rows written before it existed lack it: 0).
+      const { openAttempts, ...counters } = JSON.parse(row.counters_json) as BreakerCounters & { openAttempts?: number };
+      return {
+        name: row.name,
+        state: row.state,
+        stateChangedAt: row.state_changed_at,
+        openUntil: row.open_until,
+        openAttempts: openAttempts ?? 0,
+        config: JSON.parse(row.config_json) as BreakerConfig,
+        counters,
+      };
+    });
   }
 
   save(snapshot: BreakerSnapshot, now: number): void {
@@ -63,7 +68,7 @@ export class BreakerRepository {
       state: snapshot.state,
       stateChangedAt: snapshot.stateChangedAt,
       openUntil: snapshot.openUntil,
-      counters: JSON.stringify(snapshot.counters),
+      counters: JSON.stringify({ ...snapshot.counters, openAttempts: snapshot.openAttempts ?? 0 }),
       now,
     });
   }

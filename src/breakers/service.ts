@@ -18,7 +18,7 @@ import { UserError, UserErrors } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
-import { validateBreakerConfig, type BreakerConfig } from './config.js';
+import { DEFAULT_BREAKER_CONFIG, validateBreakerConfig, type BreakerConfig } from './config.js';
 import type { CircuitBreaker } from './engine.js';
 import { BreakerRegistry } from './registry.js';
 import { BreakerRepository } from './repository.js';
@@ -105,7 +105,7 @@ export class BreakerService {
   /** Creates the breaker, or changes an existing one's config in place (its state is kept). */
   configure(actor: string, rawName: string, partial: Partial<BreakerConfig>): { breaker: CircuitBreaker; created: boolean } {
     const name = validateName(rawName, 'name', 'Breaker name');
-    const issues = validateBreakerConfig(partial);
+    const issues = validateBreakerConfig(partial, this.registry.get(name)?.config ?? DEFAULT_BREAKER_CONFIG);
     if (issues.length > 0) {
       throw new UserErrors(issues.map((i) => new UserError('INVALID_BREAKER_CONFIG', `${i.field} ${i.message}`, i.field)));
     }

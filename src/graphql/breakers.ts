@@ -1,6 +1,6 @@
 /** Circuit breakers in GraphQL: state, config, metrics, history, operator controls and live feeds. */
 import { GraphQLError } from 'graphql';
-import type { BreakerConfig } from '../breakers/config.js';
+import { SLIDING_WINDOW_TYPES, type BreakerConfig } from '../breakers/config.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
 import { BREAKER_STATES, TRANSITION_REASONS, type BreakerMetrics, type BreakerTransition } from '../breakers/states.js';
 import type { Clock, TimerHandle } from '../clock.js';
@@ -16,6 +16,11 @@ const BreakerStateEnum = builder.enumType('BreakerState', {
 
 const TransitionReasonEnum = builder.enumType('BreakerTransitionReason', { values: TRANSITION_REASONS });
 
+const SlidingWindowTypeEnum = builder.enumType('SlidingWindowType', {
+  description: 'COUNT: the failure-rate window is the last slidingWindowSize calls; TIME: the calls of the last slidingWindowSize seconds.',
+  values: SLIDING_WINDOW_TYPES,
+});
+
 const BreakerConfigRef = builder.objectRef<Readonly<BreakerConfig>>('CircuitBreakerConfig').implement({
   fields: (t) => ({
     failureThreshold: t.exposeInt('failureThreshold', { description: 'Consecutive failures that open a CLOSED breaker.' }),
@@ -29,8 +34,13 @@ const BreakerConfigRef = builder.objectRef<Readonly<BreakerConfig>>('CircuitBrea
     callTimeoutMs: t.exposeInt('callTimeoutMs', { nullable: true, description: 'A call running longer counts as a failure.' }),
     slidingWindowSize: t.exposeInt('slidingWindowSize', {
       nullable: true,
-      description: 'Failure-rate mode: the window of the last N calls (null: consecutive-failure mode only).',
+      description: 'Failure-rate mode: the window, in calls (COUNT) or seconds (TIME); null: consecutive-failure mode only.',
     }),
+    slidingWindowType: t.field({ type: SlidingWindowTypeEnum, resolve: (c) => c.slidingWindowType }),
+    resetTimeoutMultiplier: t.exposeFloat('resetTimeoutMultiplier', {
+      description: 'Exponential backoff: each re-opening from HALF_OPEN multiplies the OPEN wait by this (1: no backoff).',
+    }),
+    maxResetTimeoutSeconds: t.exposeFloat('maxResetTimeoutSeconds', { nullable: true, description: 'Cap of the backed-off OPEN wait.' }),
     minimumCalls: t.exposeInt('minimumCalls', { description: 'Calls needed before a failure rate counts.' }),
     failureRateThreshold: t.exposeFloat('failureRateThreshold', { description: 'Failure rate (percent) that opens the breaker.' }),
     slowCallDurationMs: t.exposeInt('slowCallDurationMs', { nullable: true, description: 'A call slower than this counts as a failure.' }),
@@ -74,6 +84,7 @@ export const CircuitBreakerRef = builder.objectRef<CircuitBreaker>('CircuitBreak
     config: t.field({ type: BreakerConfigRef, resolve: (b) => b.config }),
     metrics: t.field({ type: BreakerMetricsRef, resolve: (b) => b.metrics }),
     stateChangedAt: t.field({ type: 'DateTime', resolve: (b) => toDate(b.stateChangedAt) }),
+    openAttempts: t.exposeInt('openAttempts', { description: 'Re-openings from HALF_OPEN since it was last CLOSED: the backoff step.' }),
     openUntil: t.field({
       type: 'DateTime',
       nullable: true,
@@ -169,6 +180,9 @@ builder.mutationFields((t) => ({
       minimumCalls: t.arg.int(),
       failureRateThreshold: t.arg.float(),
       slowCallDurationMs: t.arg.int(),
+      slidingWindowType: t.arg({ type: SlidingWindowTypeEnum }),
+      resetTimeoutMultiplier: t.arg.float(),
+      maxResetTimeoutSeconds: t.arg.float(),
     },
     resolve: (_root, { name, ...settings }, ctx) => {
       const partial = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as Partial<BreakerConfig>;

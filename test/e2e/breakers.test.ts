@@ -156,6 +156,61 @@ describe('library API in the server process', () => {
   });
 });
 
+describe('failure-rate windows and backoff', () => {
+  it('opens on the failure rate of the last N seconds (TIME window), which forgets old calls', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 3, 1, 12));
+    const h = await start({ clock });
+    const made = await h.query(ConfigureCircuitBreakerDocument, {
+      name: 'rate', failureThreshold: 100, slidingWindowType: 'TIME', slidingWindowSize: 10, minimumCalls: 4, failureRateThreshold: 50,
+    });
+    expect(made.configureCircuitBreaker.breaker!.config).toMatchObject({ slidingWindowType: 'TIME', slidingWindowSize: 10, minimumCalls: 4 });
+    const breaker = h.server.app.services.breakers.get('rate')!;
+    await breaker.call(fail).catch(() => {});
+    await breaker.call(fail).catch(() => {});
+    clock.advance(11_000); // both failures fall out of the 10 s window
+    await breaker.call(succeed);
+    await breaker.call(succeed);
+    await breaker.call(fail).catch(() => {});
+    expect(breaker.state).toBe('CLOSED');
+    await breaker.call(fail).catch(() => {});
+    const now = (await h.query(CircuitBreakerDocument, { name: 'rate', last: 1 })).circuitBreaker!;
+    expect(now).toMatchObject({ state: 'OPEN', metrics: { failureRate: 50 }, transitions: [{ reason: 'FAILURE_RATE_THRESHOLD' }] });
+
+    const bad = await h.query(ConfigureCircuitBreakerDocument, { name: 'rate', slidingWindowSize: 7200 });
+    expect(bad.configureCircuitBreaker.errors[0]).toMatchObject({ code: 'INVALID_BREAKER_CONFIG', field: 'slidingWindowSize' });
+  });
+
+  it('backs off the OPEN wait exponentially on each re-opening, up to a cap, and keeps the step across a restart', async () => {
+    const t0 = Date.UTC(2026, 3, 1, 12);
+    const clock = new ManualClock(t0);
+    const first = await start({ clock });
+    await first.query(ConfigureCircuitBreakerDocument, {
+      name: 'api', failureThreshold: 1, successThreshold: 1, resetTimeoutSeconds: 10, resetTimeoutMultiplier: 2, maxResetTimeoutSeconds: 30,
+    });
+    const bad = await first.query(ConfigureCircuitBreakerDocument, { name: 'api', maxResetTimeoutSeconds: 5 });
+    expect(bad.configureCircuitBreaker.errors[0]).toMatchObject({ code: 'INVALID_BREAKER_CONFIG', field: 'maxResetTimeoutSeconds' });
+    const api = first.server.app.services.breakers.get('api')!;
+    await api.call(fail).catch(() => {});
+    expect(api.openUntil).toBe(t0 + 10_000);
+    clock.advance(10_000);
+    await api.call(fail).catch(() => {}); // trial fails: wait doubles
+    expect(api.openUntil).toBe(t0 + 10_000 + 20_000);
+    expect((await first.query(CircuitBreakerDocument, { name: 'api' })).circuitBreaker).toMatchObject({ state: 'OPEN', openAttempts: 1 });
+    await pool.stop(first);
+
+    const clock2 = new ManualClock(t0 + 30_000);
+    const second = await start({ dir: first.dir, clock: clock2 });
+    clock2.advance(0); // its OPEN time ran out while Helios was down: HALF_OPEN at the scheduler's first tick
+    expect((await second.query(CircuitBreakerDocument, { name: 'api' })).circuitBreaker).toMatchObject({ state: 'HALF_OPEN', openAttempts: 1 });
+    const again = second.server.app.services.breakers.get('api')!;
+    await again.call(fail).catch(() => {}); // 10 * 2^2 = 40 s, capped at 30 s
+    expect(again.openUntil).toBe(t0 + 30_000 + 30_000);
+    clock2.advance(30_000);
+    await again.call(succeed);
+    expect((await second.query(CircuitBreakerDocument, { name: 'api' })).circuitBreaker).toMatchObject({ state: 'CLOSED', openAttempts: 0 });
+  });
+});
+
 describe('persistence', () => {
   it('an OPEN breaker is still OPEN after a restart, with its remaining time honoured', async () => {
     const t0 = Date.UTC(2026, 3, 1, 12);
