@@ -9,6 +9,7 @@ import { TokenService } from './auth/service.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HeliosConfig } from './config.js';
 import { openDatabase, type Db } from './db/connection.js';
+import { acquireDatabaseLock } from './db/lock.js';
 import { migrate, readMigrations } from './db/migrate.js';
 import { EventBus } from './events.js';
 import { BreakerService } from './breakers/service.js';
@@ -58,7 +59,15 @@ function packageVersion(): string {
 export async function createApp(config: HeliosConfig, options: AppOptions = {}): Promise<App> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(config.logLevel);
-  const db = openDatabase(config.dbPath);
+  // Before anything opens the database: a second process must change nothing (see db/lock.ts).
+  const lock = acquireDatabaseLock(config.dbPath, Date.now());
+  let db: Db;
+  try {
+    db = openDatabase(config.dbPath);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   try {
     const applied = migrate(db, readMigrations(path.join(packageRoot(), 'migrations')));
     if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: config.dbPath });
@@ -123,10 +132,12 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         flags.stop();
         breakers.stop();
         db.close();
+        lock?.release();
       },
     };
   } catch (error) {
     db.close();
+    lock?.release();
     throw error;
   }
 }

@@ -9,6 +9,7 @@
 export { createApp, type App, type AppOptions, type Services } from './app.js';
 export { loadConfig, type HeliosConfig } from './config.js';
 export { startServer, type HeliosServer } from './server.js';
+export { DatabaseInUseError, type DatabaseLockHolder } from './db/lock.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
 export type { EvaluationContext, FlagDefinition, FlagEvaluation, RolloutStrategy } from './flags/engine.js';
 export type { FlagService, FlagChangeEvent } from './flags/service.js';

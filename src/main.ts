@@ -1,5 +1,6 @@
 /** Entry point: `npm start`. Reads config, starts the server, stops gracefully on SIGTERM/SIGINT. */
 import { ConfigError, loadConfig } from './config.js';
+import { DatabaseInUseError } from './db/lock.js';
 import { createLogger, errorFields } from './logger.js';
 import { startServer } from './server.js';
 
@@ -34,6 +35,8 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`Configuration error: ${error.message}\n`);
+  } else if (error instanceof DatabaseInUseError) {
+    process.stderr.write(`Helios did not start (${error.code}): ${error.message}\n`);
   } else {
     process.stderr.write(`Helios failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   }
