@@ -119,7 +119,7 @@ builder.queryFields((t) => ({
 }));
 
 const TestModulePayload = entityPayload('TestModulePayload', 'testRun', TestRunRef, 'The run, RUNNING: follow it on testProgress(runId).');
-const CancelTestRunPayload = entityPayload('CancelTestRunPayload', 'testRun', TestRunRef, 'The run, being cancelled.');
+const CancelTestRunPayload = entityPayload('CancelTestRunPayload', 'testRun', TestRunRef, 'The run after cancelling it: CANCELLED, with its final results.');
 
 builder.mutationFields((t) => ({
   testModule: t.field({
@@ -130,7 +130,7 @@ builder.mutationFields((t) => ({
   }),
   cancelTestRun: t.field({
     type: CancelTestRunPayload,
-    description: 'Stops a RUNNING run: the test in progress and the rest end SKIPPED, the run CANCELLED.',
+    description: 'Stops a RUNNING run: the test in progress and the rest end SKIPPED, the run CANCELLED. Answers once the run has wound down.',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.testing.cancel(ctx.actor, String(args.id))),
   }),

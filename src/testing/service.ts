@@ -103,19 +103,28 @@ export class TestRunService {
     return run;
   }
 
-  cancel(actor: string, id: string): TestRunRecord {
+  /**
+   * Cancels a RUNNING run and resolves with the run once it has wound down (CANCELLED, or the
+   * status it reached if its last test ended first): the test in progress and the rest end
+   * SKIPPED and the staged instance is stopped, each bounded by its timeout.
+   */
+  async cancel(actor: string, id: string): Promise<TestRunRecord> {
     const live = this.live.get(id);
     const record = this.repo.get(id);
     if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${id}" does not exist`, 'id');
     if (!live || live.finished || record.status !== 'RUNNING') {
       throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is ${record.status}; only a RUNNING run can be cancelled`, 'id');
     }
+    if (live.controller.signal.aborted) {
+      throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is already being cancelled`, 'id');
+    }
     this.deps.audit.record({
       at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
       before: { status: record.status }, after: { status: 'CANCELLED' },
     });
     live.controller.abort();
-    return record;
+    await live.done;
+    return this.repo.get(id)!;
   }
 
   // ---- internals ----

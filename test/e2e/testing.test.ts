@@ -119,6 +119,13 @@ describe('testModule and testProgress', () => {
     for (let i = 0; i < 400 && !feed.events.some((e) => e.data?.testProgress.name === 'optional check'); i++) await new Promise((r) => setTimeout(r, 10));
     const cancelled = await h.query(CancelTestRunDocument, { id: run.id });
     expect(cancelled.cancelTestRun.errors).toEqual([]);
+    // The answer is the run after cancelling: final status, end time and every result.
+    const final = cancelled.cancelTestRun.testRun!;
+    expect(final).toMatchObject({ id: run.id, status: 'CANCELLED' });
+    expect(final.finishedAt).not.toBeNull();
+    expect(final.results).toHaveLength(final.total!);
+    expect(final.results.find((r) => r.name === 'optional check')).toMatchObject({ status: 'SKIPPED', error: 'cancelled' });
+    expect(final).toEqual((await h.query(TestRunDocument, { id: run.id })).testRun);
     await feed.waitForCompletion();
     expect(feed.events.at(-1)!.data!.testProgress).toMatchObject({ type: 'RUN_FINISHED', status: 'CANCELLED' });
     expect((await h.query(CancelTestRunDocument, { id: run.id })).cancelTestRun.errors[0]!.code).toBe('INVALID_ARGUMENT');
