@@ -63,11 +63,15 @@ export class AuditRepository {
       `INSERT INTO audit_log (at, actor, action, target_type, target, before_json, after_json)
        VALUES (@at, @actor, @action, @targetType, @target, @before, @after)`,
     );
-    this.pageAll = db.prepare<[number, number], AuditRow>(
-      'SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?',
+    // `@tokens` 0 leaves out entries about API tokens in SQL, before LIMIT, so a page of them
+    // is never short (see AuditService).
+    this.pageAll = db.prepare<[{ before: number; limit: number; tokens: number }], AuditRow>(
+      `SELECT * FROM audit_log WHERE id < @before AND (@tokens = 1 OR target_type <> 'API_TOKEN')
+       ORDER BY id DESC LIMIT @limit`,
     );
-    this.pageByTarget = db.prepare<[string, number, number], AuditRow>(
-      'SELECT * FROM audit_log WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?',
+    this.pageByTarget = db.prepare<[{ target: string; before: number; limit: number; tokens: number }], AuditRow>(
+      `SELECT * FROM audit_log WHERE target = @target AND id < @before AND (@tokens = 1 OR target_type <> 'API_TOKEN')
+       ORDER BY id DESC LIMIT @limit`,
     );
   }
 
@@ -75,11 +79,18 @@ export class AuditRepository {
     this.insert.run({ ...entry, before: jsonOrNull(entry.before), after: jsonOrNull(entry.after) });
   }
 
-  /** Newest first, entries older than `beforeId`; fetches one extra row to tell if more exist. */
-  page(limit: number, beforeId: number = Number.MAX_SAFE_INTEGER, target?: string | null): { entries: AuditEntry[]; hasMore: boolean } {
-    const rows = target
-      ? this.pageByTarget.all(target, beforeId, limit + 1)
-      : this.pageAll.all(beforeId, limit + 1);
+  /**
+   * Newest first, entries older than `beforeId`; fetches one extra row to tell if more exist.
+   * `includeTokens: false` leaves out entries whose target is an API token.
+   */
+  page(
+    limit: number,
+    beforeId: number = Number.MAX_SAFE_INTEGER,
+    target?: string | null,
+    { includeTokens = true }: { includeTokens?: boolean } = {},
+  ): { entries: AuditEntry[]; hasMore: boolean } {
+    const query = { before: beforeId, limit: limit + 1, tokens: includeTokens ? 1 : 0 };
+    const rows = target ? this.pageByTarget.all({ ...query, target }) : this.pageAll.all(query);
     return { entries: rows.slice(0, limit).map(toEntry), hasMore: rows.length > limit };
   }
 }

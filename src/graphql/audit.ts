@@ -47,7 +47,7 @@ const AuditConnectionRef = builder
 builder.queryField('auditLog', (t) =>
   t.field({
     type: AuditConnectionRef,
-    description: 'Who changed what and when, newest first. `target` narrows it to one flag, breaker or module name.',
+    description: 'Who changed what and when, newest first. `target` narrows it to one flag, breaker or module name. Entries about API tokens are shown to ADMIN only.',
     args: {
       first: t.arg.int({ defaultValue: 50 }),
       after: t.arg.string(),
@@ -56,7 +56,7 @@ builder.queryField('auditLog', (t) =>
     resolve: (_root, args, ctx) => {
       const first = validateFirst(args.first ?? 50);
       const afterId = args.after ? Number(decodeCursor(CURSOR_KIND, args.after)) : undefined;
-      return ctx.services.audit.page(first, afterId, args.target);
+      return ctx.services.audit.page(ctx.caller.role, first, afterId, args.target);
     },
   }),
 );
