@@ -1,6 +1,7 @@
 /** Module test runs end to end: streamed progress, late subscribers, history, gated swaps. */
 import { describe, expect, it } from 'vitest';
 import {
+  AuditLogDocument,
   CancelTestRunDocument,
   InvokeModuleDocument,
   LoadModuleDocument,
@@ -109,6 +110,20 @@ describe('testModule and testProgress', () => {
     expect(ea.at(-1)!.status).toBe('PASSED');
     expect(eb.at(-1)!.status).toBe('FAILED');
     expect(eb.find((e) => e.name === 'fails when asked' && e.type === 'TEST_FINISHED')!.result!.status).toBe('FAILED');
+  });
+
+  it('cancels a run once: a second cancel while it winds down is refused and not audited', async () => {
+    const h = await start();
+    await h.query(RegisterModuleDocument, { name: 'slowpoke', modulePath: 'testing/generic_configurable.js', version: '1', config: { hangOptional: true } });
+    const run = (await h.query(TestModuleDocument, { name: 'slowpoke', moduleType: 'GENERIC' })).testModule.testRun!;
+    const feed = subscribe(h.wsClient(), TestProgressDocument, { runId: run.id });
+    for (let i = 0; i < 400 && !feed.events.some((e) => e.data?.testProgress.name === 'optional check'); i++) await new Promise((r) => setTimeout(r, 10));
+    const answers = await Promise.all([h.query(CancelTestRunDocument, { id: run.id }), h.query(CancelTestRunDocument, { id: run.id })]);
+    const codes = answers.map((a) => a.cancelTestRun.errors.map((e) => e.code));
+    expect(codes.sort()).toEqual([[], ['INVALID_ARGUMENT']]);
+    expect(answers.find((a) => a.cancelTestRun.errors.length === 0)!.cancelTestRun.testRun!.status).toBe('CANCELLED');
+    const audit = (await h.query(AuditLogDocument, { first: 10, target: run.id })).auditLog.edges.map((e) => e.node.action);
+    expect(audit).toEqual(['cancelTestRun', 'testModule']);
   });
 
   it('cancels a run and refuses unknown modules and runs', async () => {
