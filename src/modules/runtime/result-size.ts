@@ -34,6 +34,28 @@ function numberSize(n: number): number {
   return Number.isInteger(n) && Math.abs(n) < 1_073_741_824 ? varintSize(2 * Math.abs(n)) : 9;
 }
 
+/** Objects already counted: a short list first (most results hold a few objects), a Set past that. */
+class Seen {
+  private few: object[] = [];
+  private many: Set<object> | null = null;
+
+  /** Adds `item`; false when it was there already. */
+  add(item: object): boolean {
+    if (this.many) {
+      if (this.many.has(item)) return false;
+      this.many.add(item);
+      return true;
+    }
+    if (this.few.includes(item)) return false;
+    this.few.push(item);
+    if (this.few.length > 16) {
+      this.many = new Set(this.few);
+      this.few = [];
+    }
+    return true;
+  }
+}
+
 /**
  * The structured-clone size of `value` in bytes, or, as soon as it is known to be larger than
  * `limit`, some number larger than `limit`.
@@ -54,7 +76,7 @@ export function cloneSizeUpTo(value: unknown, limit: number): number {
       return 1;
   }
   let size = 0;
-  const seen = new Set<object>();
+  const seen = new Seen();
   const stack: unknown[] = [value];
   while (stack.length > 0) {
     const item = stack.pop();
@@ -71,14 +93,11 @@ export function cloneSizeUpTo(value: unknown, limit: number): number {
       case 'object':
         if (item === null) {
           size += 1;
-          break;
-        }
-        if (seen.has(item)) {
+        } else if (!seen.add(item)) {
           size += HEADER; // a back-reference
-          break;
+        } else {
+          size += objectSize(item, stack, seen, limit - size);
         }
-        seen.add(item);
-        size += objectSize(item, stack, seen, limit - size);
         break;
       default:
         size += 1;
@@ -89,16 +108,7 @@ export function cloneSizeUpTo(value: unknown, limit: number): number {
 }
 
 /** The object's own bytes; its members are pushed on `stack`. */
-function objectSize(item: object, stack: unknown[], seen: Set<object>, room: number): number {
-  if (ArrayBuffer.isView(item)) {
-    const buffer = item.buffer;
-    if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) return HEADER * 4;
-    if (seen.has(buffer)) return HEADER * 4;
-    seen.add(buffer);
-    return HEADER * 4 + buffer.byteLength;
-  }
-  if (item instanceof ArrayBuffer) return HEADER + item.byteLength;
-  if (typeof SharedArrayBuffer !== 'undefined' && item instanceof SharedArrayBuffer) return HEADER;
+function objectSize(item: object, stack: unknown[], seen: Seen, room: number): number {
   if (Array.isArray(item)) {
     const length = item.length;
     // Every element costs at least a byte: past `room` elements the answer is known.
@@ -106,6 +116,16 @@ function objectSize(item: object, stack: unknown[], seen: Set<object>, room: num
     for (let i = 0; i < count; i++) stack.push(item[i]);
     return HEADER + (length - count);
   }
+  const proto: unknown = Object.getPrototypeOf(item);
+  if (proto === Object.prototype || proto === null) return plainObjectSize(item, stack, room);
+  if (ArrayBuffer.isView(item)) {
+    const buffer = item.buffer;
+    if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) return HEADER * 4;
+    if (!seen.add(buffer)) return HEADER * 4;
+    return HEADER * 4 + buffer.byteLength;
+  }
+  if (item instanceof ArrayBuffer) return HEADER + item.byteLength;
+  if (typeof SharedArrayBuffer !== 'undefined' && item instanceof SharedArrayBuffer) return HEADER;
   if (item instanceof Map) {
     for (const [key, member] of item) {
       stack.push(key, member);
@@ -123,9 +143,15 @@ function objectSize(item: object, stack: unknown[], seen: Set<object>, room: num
   if (item instanceof Date) return 9;
   if (item instanceof RegExp) return HEADER + stringSize(item.source);
   if (item instanceof Error) return HEADER + stringSize(String(item.message)) + (typeof item.stack === 'string' ? stringSize(item.stack) : 0);
+  // A class instance is cloned as a plain object of its own enumerable properties.
+  return plainObjectSize(item, stack, room);
+}
+
+function plainObjectSize(item: object, stack: unknown[], room: number): number {
   let size = HEADER;
-  for (const key in item) {
-    if (!Object.prototype.hasOwnProperty.call(item, key)) continue;
+  const keys = Object.keys(item);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     size += stringSize(key);
     stack.push((item as Record<string, unknown>)[key]);
     if (size > room) break;
