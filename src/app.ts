@@ -95,6 +95,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         loadTimeoutMs: config.modules.loadTimeoutMs,
         initTimeoutMs: config.modules.initTimeoutMs,
         callTimeoutMs: config.modules.callTimeoutMs,
+        maxResultBytes: config.modules.maxResultBytes,
       },
       drainTimeoutMs: config.modules.drainTimeoutMs,
       maxRestarts: config.modules.maxRestarts,

@@ -37,6 +37,8 @@ export interface HeliosConfig {
     callTimeoutMs: number;
     drainTimeoutMs: number;
     maxRestarts: number;
+    /** The largest result a module call may return (its structured-clone size). */
+    maxResultBytes: number;
   };
 }
 
@@ -114,6 +116,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       callTimeoutMs: intFrom(env, 'HELIOS_MODULE_CALL_TIMEOUT_MS', 5_000, 10, 600_000),
       drainTimeoutMs: intFrom(env, 'HELIOS_MODULE_DRAIN_TIMEOUT_MS', 5_000, 0, 600_000),
       maxRestarts: intFrom(env, 'HELIOS_MODULE_MAX_RESTARTS', 5, 0, 1000),
+      maxResultBytes: intFrom(env, 'HELIOS_MODULE_MAX_RESULT_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     },
   };
 }

@@ -407,6 +407,9 @@ export class ModuleService {
             // The caller's mistake says nothing about the module's health.
             permit.release();
             throw new UserError(error.code, error.message, error.code === 'NOT_CLONEABLE' ? 'args' : 'method');
+          case 'RESULT_TOO_LARGE':
+            permit.failure(error, duration);
+            throw new UserError('RESULT_TOO_LARGE', error.message, null);
           case 'CALL_TIMEOUT':
             permit.timeout();
             throw new UserError('CALL_TIMEOUT', error.message, null);

@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { InvocationContext, ModuleContext, ModuleDefinition, ModuleInstance, ModuleTestDefinition } from '../contract.js';
 import { describeInstance, lifecycleFunction, normalizeHealth } from './definition.js';
+import { clipModuleText } from './errors.js';
 import type { InstanceDescription, InstanceRequest } from './protocol.js';
 import type { ModuleTestResult } from './version.js';
 
@@ -82,7 +83,7 @@ export class InstanceDriver {
     try {
       return normalizeHealth(await fn.call(this.instance));
     } catch (error) {
-      return { ok: false, detail: { error: error instanceof Error ? error.message : String(error) } };
+      return { ok: false, detail: { error: clipModuleText(error instanceof Error ? String(error.message) : String(error)) } };
     }
   }
 
@@ -99,7 +100,7 @@ export class InstanceDriver {
       return {
         status: 'FAILED',
         durationMs: round3(performance.now() - started),
-        error: error instanceof Error ? error.message : String(error),
+        error: clipModuleText(error instanceof Error ? String(error.message) : String(error)),
       };
     }
   }

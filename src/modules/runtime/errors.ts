@@ -37,6 +37,8 @@ export const MODULE_CALL_ERROR_CODES = [
   'CALL_FAILED',
   /** The argument or the result cannot cross the thread boundary (functions, class instances with private state...). */
   'NOT_CLONEABLE',
+  /** The result is larger than `maxResultBytes`; it was dropped where it was produced. */
+  'RESULT_TOO_LARGE',
   /** The version was disposed or terminated (by the host, or because it stopped responding). */
   'MODULE_TERMINATED',
   /** The worker died on its own (uncaught error, out of memory, process.exit). */
@@ -52,14 +54,41 @@ export interface RemoteError {
   stack?: string;
 }
 
-/** Turns anything thrown into a `RemoteError`, keeping the message whatever was thrown. */
+/**
+ * How much of a text written by module code (an error's message or stack, a log line, a test's
+ * error) passes the runtime boundary: enough to read, small enough that a module throwing a
+ * 10 MB message cannot make every client, log line and stored error carry it.
+ */
+export const MAX_MODULE_TEXT_CHARS = 4096;
+/** Error names and codes are identifiers, not prose. */
+const MAX_MODULE_NAME_CHARS = 200;
+
+/**
+ * `text` cut to at most `max` characters, saying how long it was. A clipped text fits in `max`,
+ * so clipping it again (worker, then host) keeps it as it is.
+ */
+export function clipModuleText(text: string, max: number = MAX_MODULE_TEXT_CHARS): string {
+  if (text.length <= max) return text;
+  const marker = `… (truncated: ${text.length} characters in all)`;
+  return `${text.slice(0, Math.max(0, max - marker.length))}${marker}`;
+}
+
+/** A `RemoteError` whose every field is bounded (see `MAX_MODULE_TEXT_CHARS`). */
+export function clipRemoteError(remote: RemoteError): RemoteError {
+  const clipped: RemoteError = { name: clipModuleText(remote.name, MAX_MODULE_NAME_CHARS), message: clipModuleText(remote.message) };
+  if (remote.code !== undefined) clipped.code = clipModuleText(remote.code, MAX_MODULE_NAME_CHARS);
+  if (remote.stack !== undefined) clipped.stack = clipModuleText(remote.stack);
+  return clipped;
+}
+
+/** Turns anything thrown into a `RemoteError`, keeping the message (clipped) whatever was thrown. */
 export function toRemoteError(error: unknown): RemoteError {
   if (error instanceof Error) {
-    const remote: RemoteError = { name: error.name, message: error.message };
+    const remote: RemoteError = { name: String(error.name), message: String(error.message) };
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' || typeof code === 'number') remote.code = String(code);
     if (typeof error.stack === 'string') remote.stack = error.stack;
-    return remote;
+    return clipRemoteError(remote);
   }
   if (typeof error === 'object' && error !== null) {
     const o = error as { name?: unknown; message?: unknown; code?: unknown };
@@ -68,9 +97,9 @@ export function toRemoteError(error: unknown): RemoteError {
       message: typeof o.message === 'string' ? o.message : safeJson(error),
     };
     if (typeof o.code === 'string' || typeof o.code === 'number') remote.code = String(o.code);
-    return remote;
+    return clipRemoteError(remote);
   }
-  return { name: 'Error', message: String(error) };
+  return { name: 'Error', message: clipModuleText(String(error)) };
 }
 
 function safeJson(value: unknown): string {

@@ -14,7 +14,9 @@
  * - There is no heap limit, and an uncaught error thrown from a module's timer or an
  *   unhandled rejection is the host process's own.
  * - Arguments and results are passed by reference, not cloned (exported state and the
- *   previous state are cloned, so two versions never share state objects).
+ *   previous state are cloned, so two versions never share state objects). A result is still
+ *   measured as its clone would be and refused past `maxResultBytes`, as in a worker, so a
+ *   module behaves alike in both modes (the measuring runs on the server's thread).
  */
 import { pathToFileURL } from 'node:url';
 import type { TimerHandle } from '../../clock.js';
@@ -22,6 +24,7 @@ import type { ModuleDefinition } from '../contract.js';
 import { buildModuleContext, type ContextBridge } from './context.js';
 import { readModuleDefinition } from './definition.js';
 import { InstanceDriver } from './driver.js';
+import { cloneSizeUpTo } from './result-size.js';
 import { describeRemoteError, ModuleLoadError, toRemoteError, type ModuleLoadErrorCode } from './errors.js';
 import type { InstanceRequest } from './protocol.js';
 import { ModuleVersionBase, type ResolvedLoadOptions } from './version-base.js';
@@ -115,6 +118,12 @@ class InlineModuleVersion extends ModuleVersionBase {
     } catch (error) {
       const entry = this.pending.take(request.id);
       entry?.reject(this.failedError(entry.label, toRemoteError(error)));
+      return;
+    }
+    const { maxResultBytes } = this.options.limits;
+    if (request.t === 'call' && cloneSizeUpTo(value, maxResultBytes) > maxResultBytes) {
+      const entry = this.pending.take(request.id);
+      entry?.reject(this.resultTooLarge(entry.label));
       return;
     }
     if (request.t === 'export') {

@@ -44,6 +44,11 @@ export class PendingRequests {
     return ++this.lastId;
   }
 
+  /** Whether `id` was ever handed out by `nextId` (a reply to any other id is forged). */
+  issued(id: number): boolean {
+    return Number.isInteger(id) && id >= 1 && id <= this.lastId;
+  }
+
   /** Registers request `id`; `timeoutMs` of Infinity means no deadline. */
   add(id: number, op: string, label: string, timeoutMs: number): Promise<unknown> {
     const startedAt = this.clock.now();
@@ -57,6 +62,11 @@ export class PendingRequests {
 
   has(id: number): boolean {
     return this.entries.has(id);
+  }
+
+  /** The entry, left pending. */
+  get(id: number): PendingEntry | undefined {
+    return this.entries.get(id);
   }
 
   /** False when the request is unknown (already timed out or settled). */

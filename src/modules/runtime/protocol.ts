@@ -8,7 +8,7 @@ import type { BreakerConfig } from '../../breakers/config.js';
 import type { InvocationContext, ModuleLogLevel, ModuleType } from '../contract.js';
 import type { BreakerOutcome } from './host.js';
 import type { RemoteError } from './errors.js';
-import type { ModuleTestInfo } from './version.js';
+import type { ModuleMemoryUsage, ModuleTestInfo } from './version.js';
 
 /** Operations the host asks of an instance (both isolation modes run them through `InstanceDriver`). */
 export type InstanceRequest =
@@ -37,10 +37,13 @@ export interface InstanceDescription {
   lifecycle: { healthCheck: boolean; exportState: boolean; importState: boolean; dispose: boolean };
 }
 
-export type LoadStage = 'import' | 'definition' | 'init';
+export type LoadStage = (typeof LOAD_STAGES)[number];
 
-/** What the reply error means to the host: the module threw, or the value could not be cloned. */
-export type ReplyErrorKind = 'failed' | 'clone';
+/** What the reply error means to the host: the module threw, the value could not be cloned, or it was over `maxResultBytes`. */
+export const REPLY_ERROR_KINDS = ['failed', 'clone', 'tooLarge'] as const;
+export type ReplyErrorKind = (typeof REPLY_ERROR_KINDS)[number];
+
+export const LOAD_STAGES = ['import', 'definition', 'init'] as const;
 
 export type WorkerToHost =
   | { t: 'imported' }
@@ -51,7 +54,15 @@ export type WorkerToHost =
   | { t: 'log'; level: ModuleLogLevel; message: string; data?: unknown }
   | { t: 'acquire'; id: number; name: string; config?: Partial<BreakerConfig> }
   | { t: 'complete'; permitId: string; outcome: BreakerOutcome; durationMs: number; error?: string }
-  | { t: 'dep'; id: number; dependency: string; method: string; args: unknown[] };
+  | { t: 'dep'; id: number; dependency: string; method: string; args: unknown[] }
+  /** Sent every `memoryReportIntervalMs`: the host enforces the cap on memory outside the heap. */
+  | { t: 'memory'; usage: ModuleMemoryUsage };
+
+/**
+ * Every kind a worker may post. Anything else (and any field of the wrong type) is checked by
+ * `parseWorkerMessage` (messages.ts) and ends the version.
+ */
+export type WorkerMessageKind = WorkerToHost['t'];
 
 /** Handed to the worker through `workerData`. */
 export interface WorkerBootData {
@@ -62,4 +73,7 @@ export interface WorkerBootData {
   dependencyNames: string[];
   previousState: { state: unknown; fromVersion: string } | null;
   flags: FlagDefinition[];
+  /** A `call` result whose structured clone would be larger is not sent (RESULT_TOO_LARGE). */
+  maxResultBytes: number;
+  memoryReportIntervalMs: number;
 }

@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../../clock.js';
 import { isLifecycleMethod, type ModuleType } from '../contract.js';
-import { ModuleCallError, type RemoteError } from './errors.js';
+import { clipModuleText, ModuleCallError, type RemoteError } from './errors.js';
 import type { ModuleHost } from './host.js';
 import type { PendingEntry } from './pending.js';
 import { PendingRequests } from './pending.js';
@@ -253,14 +253,23 @@ export abstract class ModuleVersionBase implements LoadedModuleVersion {
     return new ModuleCallError(code, `${this.name}@${this.version}: ${what}`, this.name, this.version, label, remote);
   }
 
-  /** The module's own error: its message becomes the error's message, untouched. */
+  /** A result over `maxResultBytes`: it was dropped where it was produced, before any copy. */
+  protected resultTooLarge(label: string): ModuleCallError {
+    return this.callError(
+      'RESULT_TOO_LARGE',
+      label,
+      `the result of "${label}" is larger than ${this.options.limits.maxResultBytes} bytes, the limit for module results; it was dropped`,
+    );
+  }
+
+  /** The module's own error: its message (already clipped at the boundary) becomes the error's message. */
   protected failedError(label: string, remote: RemoteError): ModuleCallError {
     return new ModuleCallError('CALL_FAILED', remote.message, this.name, this.version, label, remote);
   }
 
   protected log(level: 'debug' | 'info' | 'warn' | 'error', message: string, data?: unknown): void {
     try {
-      this.options.host.log(level, this.name, message, data);
+      this.options.host.log(level, this.name, clipModuleText(message), data);
     } catch {
       // A failing logger must not break the runtime.
     }

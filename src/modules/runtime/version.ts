@@ -21,10 +21,22 @@ export interface ModuleLimits {
    * considered stuck (a synchronous loop) and terminated with reason UNRESPONSIVE.
    */
   unresponsiveTimeoutMs: number;
-  /** WORKER heap caps (`resourceLimits`). Memory outside the JS heap (Buffers) is not capped. */
+  /**
+   * WORKER memory cap. V8 enforces it on the JS heap (`resourceLimits`); the host enforces the
+   * same number of MB on the memory the worker holds outside its heap (ArrayBuffers, Buffers,
+   * typed arrays: V8's external memory), from the reports the worker sends every
+   * `memoryReportIntervalMs`. Past either, the version ends with OUT_OF_MEMORY.
+   */
   maxOldGenerationSizeMb: number;
   maxYoungGenerationSizeMb?: number;
   stackSizeMb?: number;
+  /** WORKER: how often the worker reports its memory (so how late the external-memory cap may act). */
+  memoryReportIntervalMs: number;
+  /**
+   * The largest `call` result, measured as its structured clone (see result-size.ts). A larger
+   * one is dropped where it was produced and the call fails with RESULT_TOO_LARGE.
+   */
+  maxResultBytes: number;
 }
 
 export const DEFAULT_MODULE_LIMITS: Readonly<ModuleLimits> = Object.freeze({
@@ -34,6 +46,8 @@ export const DEFAULT_MODULE_LIMITS: Readonly<ModuleLimits> = Object.freeze({
   disposeTimeoutMs: 5_000,
   unresponsiveTimeoutMs: 2_000,
   maxOldGenerationSizeMb: 128,
+  memoryReportIntervalMs: 500,
+  maxResultBytes: 1024 * 1024,
 });
 
 export interface LoadModuleVersionOptions {
@@ -89,6 +103,7 @@ export interface ModuleMemoryUsage {
   heapUsedBytes: number;
   heapTotalBytes: number;
   heapLimitBytes: number;
+  /** Memory outside the JS heap that V8 accounts to the worker: ArrayBuffers, Buffers, typed arrays. */
   externalBytes: number;
 }
 
@@ -114,7 +129,7 @@ export interface LoadedModuleVersion {
   readonly exit: ModuleExitInfo | null;
   /**
    * Calls `method(arg)`. Rejects with a `ModuleCallError`: UNKNOWN_METHOD, RESERVED_METHOD,
-   * CALL_TIMEOUT, CALL_FAILED (the module threw; `remote` has its error), NOT_CLONEABLE,
+   * CALL_TIMEOUT, CALL_FAILED (the module threw; `remote` has its error), NOT_CLONEABLE, RESULT_TOO_LARGE,
    * MODULE_TERMINATED, MODULE_CRASHED.
    */
   call(method: string, arg?: unknown, opts?: CallOptions): Promise<unknown>;
@@ -137,6 +152,6 @@ export interface LoadedModuleVersion {
   terminate(): Promise<void>;
   /** Called once when the version stops, for any reason (see `ModuleExitInfo.expected`). */
   onExit(listener: (exit: ModuleExitInfo) => void): () => void;
-  /** WORKER only: the worker's heap. */
+  /** WORKER only: the worker's heap and external memory. */
   memoryUsage?(): Promise<ModuleMemoryUsage>;
 }

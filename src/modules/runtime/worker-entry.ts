@@ -13,9 +13,10 @@ import { compileFlag, type CompiledFlag, type FlagDefinition } from '../../flags
 import { buildModuleContext, type ContextBridge } from './context.js';
 import { readModuleDefinition } from './definition.js';
 import { InstanceDriver } from './driver.js';
-import { fromRemoteError, toRemoteError } from './errors.js';
+import { clipModuleText, fromRemoteError, toRemoteError } from './errors.js';
 import type { BreakerAdmission } from './host.js';
 import type { HostToWorker, InstanceRequest, LoadStage, WorkerBootData, WorkerToHost } from './protocol.js';
+import { cloneSizeUpTo } from './result-size.js';
 import type { ModuleMemoryUsage } from './version.js';
 
 if (!parentPort) throw new Error('worker-entry must run in a worker thread');
@@ -80,7 +81,8 @@ const bridge: ContextBridge = {
   callDependency(dependency, method, args) {
     return requestHost({ t: 'dep', id: ++lastRequestId, dependency, method, args });
   },
-  log(level, message, data) {
+  log(level, rawMessage, data) {
+    const message = clipModuleText(String(rawMessage));
     try {
       post(data === undefined ? { t: 'log', level, message } : { t: 'log', level, message, data });
     } catch {
@@ -97,6 +99,11 @@ async function answer(request: InstanceRequest): Promise<void> {
     post({ t: 'err', id: request.id, kind: 'failed', error: toRemoteError(error) });
     return;
   }
+  // Measured here, so an oversized result is never copied to the server's thread.
+  if (request.t === 'call' && cloneSizeUpTo(value, boot.maxResultBytes) > boot.maxResultBytes) {
+    post({ t: 'err', id: request.id, kind: 'tooLarge', error: { name: 'RangeError', message: `the result is larger than ${boot.maxResultBytes} bytes` } });
+    return;
+  }
   try {
     post({ t: 'ok', id: request.id, value });
   } catch (error) {
@@ -110,7 +117,9 @@ function memoryUsage(): ModuleMemoryUsage {
     heapUsedBytes: heap.used_heap_size,
     heapTotalBytes: heap.total_heap_size,
     heapLimitBytes: heap.heap_size_limit,
-    externalBytes: heap.external_memory,
+    // V8's external memory covers ArrayBuffers but not the SharedArrayBuffers this worker
+    // allocated; Node's allocator count (`arrayBuffers`) covers both.
+    externalBytes: Math.max(heap.external_memory, process.memoryUsage().arrayBuffers),
   };
 }
 
@@ -148,6 +157,10 @@ port.on('message', (message: HostToWorker) => {
     }
   }
 });
+
+// Memory outside the heap has no V8 limit; the host enforces one from these reports. A module
+// busy in a synchronous loop sends none until it yields (the heap limit still holds then).
+setInterval(() => post({ t: 'memory', usage: memoryUsage() }), boot.memoryReportIntervalMs).unref();
 
 function loadFailed(stage: LoadStage, error: unknown): void {
   post({ t: 'loadFailed', stage, error: toRemoteError(error) });

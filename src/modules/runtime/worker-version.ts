@@ -7,6 +7,12 @@
  * request, and notifies `onExit`. After any request times out, the worker must answer a ping
  * within `unresponsiveTimeoutMs`, or it is considered stuck and terminated (UNRESPONSIVE).
  *
+ * Every message from the worker is checked (messages.ts) before it is acted on: a malformed
+ * one, or any failure handling one, ends this version as CRASHED and never throws on the
+ * server's thread. The worker reports its memory every `memoryReportIntervalMs`; memory
+ * outside its heap (ArrayBuffers, Buffers) past `maxOldGenerationSizeMb` ends it as
+ * OUT_OF_MEMORY, as running out of heap does.
+ *
  * The worker runs `worker-entry.js` next to this file when it exists (built code); from the
  * TypeScript sources (vitest, tsx) it registers tsx inside the worker first, because on
  * Node 20 an `--import tsx` in the worker's execArgv does not apply to its entry module.
@@ -15,10 +21,19 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TimerHandle } from '../../clock.js';
-import { describeRemoteError, ModuleLoadError, toRemoteError, type ModuleLoadErrorCode, type RemoteError } from './errors.js';
+import {
+  clipModuleText,
+  describeRemoteError,
+  ModuleLoadError,
+  toRemoteError,
+  type ModuleCallError,
+  type ModuleLoadErrorCode,
+  type RemoteError,
+} from './errors.js';
 import type { BreakerAdmission, BreakerOutcome } from './host.js';
+import { MalformedWorkerMessage, parseReplyValue, parseWorkerMessage } from './messages.js';
 import type { PendingEntry } from './pending.js';
-import type { HostToWorker, InstanceRequest, LoadStage, WorkerBootData, WorkerToHost } from './protocol.js';
+import type { HostToWorker, InstanceRequest, LoadStage, ReplyErrorKind, WorkerBootData, WorkerToHost } from './protocol.js';
 import { ModuleVersionBase, type ResolvedLoadOptions } from './version-base.js';
 import type { LoadedModuleVersion, ModuleExitInfo, ModuleExitReason, ModuleMemoryUsage } from './version.js';
 
@@ -59,6 +74,12 @@ const LOAD_FAILURE_WHAT: Record<LoadStage, string> = {
 
 type Phase = 'importing' | 'initializing' | 'ready' | 'failed';
 
+const MIB = 1024 * 1024;
+
+function megabytes(bytes: number): string {
+  return (bytes / MIB).toFixed(1);
+}
+
 let heapFlagChecked = false;
 
 /**
@@ -86,6 +107,8 @@ export function loadWorkerVersion(options: ResolvedLoadOptions): Promise<LoadedM
     dependencyNames: options.dependencyNames,
     previousState: options.previousState,
     flags: host.flags.snapshot(),
+    maxResultBytes: options.limits.maxResultBytes,
+    memoryReportIntervalMs: options.limits.memoryReportIntervalMs,
   };
   const { script, eval: isEval } = workerScript();
   const { maxOldGenerationSizeMb, maxYoungGenerationSizeMb, stackSizeMb } = options.limits;
@@ -136,7 +159,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
       this.rejectReady = reject;
     });
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));
-    worker.on('message', (message: WorkerToHost) => this.onMessage(message));
+    worker.on('message', (message: unknown) => this.onMessage(message));
     worker.on('error', (error: Error) => {
       this.lastWorkerError = error;
     });
@@ -213,21 +236,51 @@ class WorkerModuleVersion extends ModuleVersionBase {
     }
   }
 
-  private onMessage(message: WorkerToHost): void {
+  /** Whatever the worker posts, this never throws: a bad message is the version's crash. */
+  private onMessage(raw: unknown): void {
+    // Once the worker is being stopped, nothing it still says matters.
+    if (this.requestedExit || this.exit) return;
+    try {
+      this.handle(parseWorkerMessage(raw));
+    } catch (error) {
+      const problem = error instanceof MalformedWorkerMessage ? error.message : `handling it failed: ${toRemoteError(error).message}`;
+      this.crashOnMessage(problem);
+    }
+  }
+
+  private crashOnMessage(problem: string): void {
+    this.log('error', `its worker sent a malformed message (${problem}); terminating the worker`);
+    void this.stop('CRASHED', `its worker sent a malformed message (${problem}) and was terminated`);
+  }
+
+  /** The pending request a reply answers; undefined for a late reply (after its timeout). */
+  private replyEntry(id: number): PendingEntry | undefined {
+    const entry = this.pending.get(id);
+    if (!entry && !this.pending.issued(id)) {
+      throw new MalformedWorkerMessage(`a reply to request ${id}, which the host never sent`);
+    }
+    return entry;
+  }
+
+  private handle(message: WorkerToHost): void {
     switch (message.t) {
-      case 'ok':
-        this.pending.resolve(message.id, message.value);
-        break;
-      case 'err': {
-        const entry = this.pending.take(message.id);
+      case 'ok': {
+        const entry = this.replyEntry(message.id);
         if (!entry) break;
-        entry.reject(
-          message.kind === 'clone'
-            ? this.callError('NOT_CLONEABLE', entry.label, `the result cannot be sent back from the module: ${message.error.message}`, message.error)
-            : this.failedError(entry.label, message.error),
-        );
+        const value = parseReplyValue(entry.op, message.value);
+        if (entry.op === 'memory') this.checkMemory(value as ModuleMemoryUsage);
+        this.pending.resolve(message.id, value);
         break;
       }
+      case 'err': {
+        if (!this.replyEntry(message.id)) break;
+        const entry = this.pending.take(message.id)!;
+        entry.reject(this.replyError(entry, message.kind, message.error));
+        break;
+      }
+      case 'memory':
+        this.checkMemory(message.usage);
+        break;
       case 'imported':
         if (this.phase !== 'importing') break;
         this.phase = 'initializing';
@@ -265,9 +318,30 @@ class WorkerModuleVersion extends ModuleVersionBase {
         break;
       default: {
         const unknown: never = message;
-        this.log('warn', `unexpected message from the module's worker: ${JSON.stringify(unknown)}`);
+        throw new MalformedWorkerMessage(`unhandled message kind ${JSON.stringify((unknown as { t: unknown }).t)}`);
       }
     }
+  }
+
+  private replyError(entry: PendingEntry, kind: ReplyErrorKind, remote: RemoteError): ModuleCallError {
+    switch (kind) {
+      case 'clone':
+        return this.callError('NOT_CLONEABLE', entry.label, `the result cannot be sent back from the module: ${remote.message}`, remote);
+      case 'tooLarge':
+        return this.resultTooLarge(entry.label);
+      default:
+        return this.failedError(entry.label, remote);
+    }
+  }
+
+  /** Memory outside the heap has no V8 limit: the host applies the heap's cap to it. */
+  private checkMemory(usage: ModuleMemoryUsage): void {
+    const capMb = this.options.limits.maxOldGenerationSizeMb;
+    if (usage.externalBytes <= capMb * MIB) return;
+    void this.stop(
+      'OUT_OF_MEMORY',
+      `ran out of memory (it held ${megabytes(usage.externalBytes)} MB of ArrayBuffers and other memory outside its heap, over the limit of ${capMb} MB); its worker was terminated`,
+    );
   }
 
   private answerAcquire(message: Extract<WorkerToHost, { t: 'acquire' }>): void {
@@ -339,7 +413,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
     let exit: ModuleExitInfo;
     if (this.requestedExit) {
       const { reason, message } = this.requestedExit;
-      exit = { reason, expected: reason !== 'UNRESPONSIVE', exitCode, message };
+      exit = { reason, expected: reason === 'DISPOSED' || reason === 'TERMINATED', exitCode, message };
     } else if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
       exit = {
         reason: 'OUT_OF_MEMORY',
@@ -352,7 +426,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
         reason: 'CRASHED',
         expected: false,
         exitCode,
-        message: error ? `crashed: ${error.name}: ${error.message}` : `its worker exited unexpectedly with code ${exitCode}`,
+        message: error ? `crashed: ${clipModuleText(`${error.name}: ${error.message}`)}` : `its worker exited unexpectedly with code ${exitCode}`,
       };
     }
     if (this.phase === 'importing' || this.phase === 'initializing') {
