@@ -9,7 +9,6 @@ import type { AddressInfo } from 'node:net';
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
@@ -22,6 +21,7 @@ import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js'
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
+import { renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
 
@@ -68,8 +68,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
-    // GraphiQL's assets are served inline, so it works on networks without access to a CDN.
-    renderGraphiQL,
+    // A small page; its assets are served by Helios (no CDN), compressed and cached (graphiql.ts).
+    renderGraphiQL: renderGraphiQLPage,
     graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
@@ -110,6 +110,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       sendGraphQLError(res, 403, origin.code, origin.message);
       return;
     }
+    if (config.graphiql && serveGraphiQLAsset(req, res)) return;
     inFlight++;
     let counted = true;
     const done = () => {
