@@ -1,12 +1,17 @@
 /**
  * GraphiQL over the real HTTP server: a small page, assets served by Helios compressed,
- * content-hashed, immutable and with ETags, and memory that does not grow with visitors.
+ * content-hashed, immutable and with ETags, and memory that does not grow with visitors; and
+ * over graphql-ws, the token GraphiQL sends with each operation (its Headers tab, in
+ * `extensions.headers`) with anonymous access off. The browser itself: graphiql-browser.test.ts.
  */
 import { request as httpRequest } from 'node:http';
 import { gunzipSync, brotliDecompressSync } from 'node:zlib';
+import { print } from 'graphql';
+import type { Client } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
+import { CreateApiTokenDocument, FeatureFlagChangedDocument, RevokeApiTokenDocument, SetFlagPercentageDocument } from '../gql/graphql.js';
 import { serverPool } from '../support/pool.js';
-import type { TestServer } from '../support/server.js';
+import { untilListening, type TestServer } from '../support/server.js';
 
 const pool = serverPool();
 
@@ -143,3 +148,87 @@ describe('GraphiQL', () => {
   });
 });
 
+/** What GraphiQL sends: `connection_init` with `{}`, then the Headers tab in each subscribe's extensions. */
+function operation(client: Client, query: string, headers?: Record<string, unknown>, variables?: Record<string, unknown>) {
+  const events: unknown[] = [];
+  let ended: { error?: unknown } | null = null;
+  const waiters: Array<() => void> = [];
+  const wake = () => waiters.splice(0).forEach((w) => w());
+  client.subscribe(
+    { query, ...(variables ? { variables } : {}), ...(headers ? { extensions: { headers } } : {}) },
+    {
+      next: (value) => (events.push(value), wake()),
+      error: (error) => ((ended = { error }), wake()),
+      complete: () => ((ended = {}), wake()),
+    },
+  );
+  const until = (ok: () => boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out; events ${JSON.stringify(events)}, ended ${JSON.stringify(ended)}`)), 5000);
+      const check = () => (ok() ? (clearTimeout(timer), resolve()) : waiters.push(check));
+      check();
+    });
+  return {
+    events,
+    get ended() {
+      return ended;
+    },
+    async first() {
+      await until(() => events.length > 0 || ended !== null);
+      // graphql-ws hands an operation's refusal (an `error` message) to the sink as the errors array.
+      const refusal = Array.isArray(ended?.error) ? { errors: ended.error } : undefined;
+      return (events[0] ?? refusal) as { data?: Record<string, unknown>; errors?: { message: string; extensions?: { code?: string } }[] } | undefined;
+    },
+    async end() {
+      await until(() => ended !== null);
+      return ended!;
+    },
+  };
+}
+
+describe('GraphiQL over graphql-ws with HELIOS_ANONYMOUS=none', () => {
+  const none = { env: { HELIOS_ANONYMOUS: 'none' } };
+  const flagFeed = print(FeatureFlagChangedDocument);
+
+  it('takes the token from the operation (GraphiQL\'s Headers tab) for that operation, with the HTTP rules', async () => {
+    const h = await pool.start(none);
+    const viewer = (await h.query(CreateApiTokenDocument, { name: 'dashboard', role: 'VIEWER' })).createApiToken.token!;
+    const operator = (await h.query(CreateApiTokenDocument, { name: 'ops', role: 'OPERATOR' })).createApiToken.token!;
+    const socket = h.wsClient({ token: null });
+
+    // Without a token anywhere: an error for this operation (GraphiQL shows it), not a closed socket.
+    const bare = await operation(socket, '{ featureFlags { name } }').first();
+    expect(bare?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect(bare?.errors?.[0]?.message).toContain('extensions.headers');
+
+    // Malformed, unknown and non-string tokens are refused, never downgraded.
+    for (const authorization of ['Basic abc', 'Bearer hel_not-a-real-token', 42]) {
+      const refused = await operation(socket, '{ featureFlags { name } }', { Authorization: authorization }).first();
+      expect(refused?.errors?.[0]?.extensions?.code, String(authorization)).toBe('UNAUTHENTICATED');
+    }
+
+    // A viewer's token (any header case) subscribes on the same socket; it may not change a flag.
+    const feed = operation(socket, flagFeed, { authorization: `Bearer ${viewer}` }, { name: 'websocket_v2' });
+    await untilListening(h, 'featureFlagChanged');
+    const denied = await operation(socket, print(SetFlagPercentageDocument), { Authorization: `Bearer ${viewer}` }, { name: 'websocket_v2', percentage: 7 }).first();
+    expect(JSON.stringify(denied)).toContain('FORBIDDEN');
+    const changed = await operation(socket, print(SetFlagPercentageDocument), { Authorization: `Bearer ${operator}` }, { name: 'websocket_v2', percentage: 8 }).first();
+    expect((changed?.data?.setFlagPercentage as { errors: unknown[] }).errors).toEqual([]);
+    const event = (await feed.first())?.data?.featureFlagChanged as { actor: string; flag: { percentage: number } };
+    expect(event).toMatchObject({ actor: 'ops', flag: { percentage: 8 } });
+    expect(feed.ended).toBeNull();
+  });
+
+  it('ends the subscriptions of an operation token when it is revoked, and refuses it afterwards', async () => {
+    const h = await pool.start(none);
+    const operator = (await h.query(CreateApiTokenDocument, { name: 'ops', role: 'OPERATOR' })).createApiToken.token!;
+    const socket = h.wsClient({ token: null });
+    const feed = operation(socket, flagFeed, { Authorization: `Bearer ${operator}` }, {});
+    await untilListening(h, 'featureFlagChanged');
+    await h.query(RevokeApiTokenDocument, { name: 'ops' });
+    expect(((await feed.end()).error as { code?: number }).code).toBe(4403);
+
+    const again = await operation(h.wsClient({ token: null }), flagFeed, { Authorization: `Bearer ${operator}` }, {}).first();
+    expect(again?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+});
