@@ -9,12 +9,11 @@ import type { AddressInfo } from 'node:net';
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
-import { authorizationFromConnectionParams, callerOfConnection, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
+import { authorizationFromConnectionParams, connectionCaller, parseAuthorization, resolveCaller, resolveOperationCaller, type Caller } from './auth/authorization.js';
 import { checkRequestOrigin, verifyWebSocketOrigin, type OriginPolicy } from './hardening/browser-origin.js';
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from './hardening/connections.js';
 import { useDocumentLimits } from './hardening/plugin.js';
@@ -22,6 +21,7 @@ import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js'
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
+import { renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
 
@@ -68,8 +68,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
-    // GraphiQL's assets are served inline, so it works on networks without access to a CDN.
-    renderGraphiQL,
+    // A small page; its assets are served by Helios (no CDN), compressed and cached (graphiql.ts).
+    renderGraphiQL: renderGraphiQLPage,
     graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
@@ -110,6 +110,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       sendGraphQLError(res, 403, origin.code, origin.message);
       return;
     }
+    if (config.graphiql && serveGraphiQLAsset(req, res)) return;
     inFlight++;
     let counted = true;
     const done = () => {
@@ -131,14 +132,15 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, verifyClient: verifyWebSocketOrigin(origins) });
   limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
-  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller }>(
+  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller | 'UNAUTHENTICATED' }>(
     {
-      // A missing, malformed or revoked token closes the socket with 4403 Forbidden.
+      // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
+      // anonymous access off) each operation must bring its own, as GraphiQL does.
       onConnect: (ctx) => {
-        const caller = callerOfConnection(ctx.connectionParams, services.tokens, config.anonymous);
+        const caller = connectionCaller(ctx.connectionParams, services.tokens, config.anonymous);
         if (!caller) return false;
         ctx.extra.caller = caller;
-        if (!caller.anonymous) socketsOfToken.add(caller.name, ctx.extra.socket);
+        if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) socketsOfToken.add(caller.name, ctx.extra.socket);
         return true;
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -154,9 +156,13 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       onSubscribe: async (ctx, _id, payload) => {
         const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
         if (quota.length > 0) return quota;
-        const caller = ctx.extra.caller!;
+        // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
+        const resolution = resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, config.anonymous);
+        if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
+        const { caller } = resolution;
+        if (resolution.fromOperation) socketsOfToken.add(caller.name, ctx.extra.socket);
         // A token revoked since the socket opened may not start anything new.
-        if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
+        else if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
           return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
         }
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
@@ -229,6 +235,7 @@ class SocketsByToken {
 
   add(name: string, socket: WebSocket): void {
     const set = this.byName.get(name) ?? new Set<WebSocket>();
+    if (set.has(socket)) return;
     set.add(socket);
     this.byName.set(name, set);
     socket.once('close', () => {

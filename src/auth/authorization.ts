@@ -1,6 +1,7 @@
 /**
  * Who is calling, decided the same way for HTTP (`Authorization` header) and graphql-ws (the
- * `connection_init` payload `{ authorization: "Bearer <token>" }`):
+ * `connection_init` payload `{ authorization: "Bearer <token>" }`, or per operation in the
+ * subscribe payload's `extensions.headers`, as GraphiQL sends its Headers tab):
  * - no credentials: the anonymous caller (VIEWER) when anonymous access is on, refused otherwise;
  * - credentials that are malformed, unknown or revoked: refused, never downgraded to anonymous,
  *   so a client with a broken token finds out at once instead of silently losing rights.
@@ -122,4 +123,65 @@ export function requireRole(caller: Caller | null, need: Role): void {
     throw new UserError('UNAUTHENTICATED', `This operation needs a token with the ${need} role`);
   }
   throw new UserError('FORBIDDEN', `Token "${caller.name}" has the ${caller.role} role; this operation needs ${need}`);
+}
+
+/**
+ * For graphql-ws `onConnect`. Like `callerOfConnection`, except that a socket with no
+ * credentials at all while anonymous access is off is accepted as `UNAUTHENTICATED`: it may
+ * still run operations that carry their own token (see `resolveOperationCaller`), which is how
+ * GraphiQL sends its Headers tab. Null refuses the socket (malformed, unknown or revoked token).
+ */
+export function connectionCaller(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): Caller | 'UNAUTHENTICATED' | null {
+  const caller = callerOfConnection(params, tokens, anonymous);
+  if (caller) return caller;
+  try {
+    return parseAuthorization(authorizationFromConnectionParams(params)) === null ? 'UNAUTHENTICATED' : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The `Authorization` entry (any case) of a graphql-ws operation's `extensions.headers`, where
+ * GraphiQL puts the JSON of its Headers tab; null when absent. A non-string value is malformed.
+ */
+export function authorizationFromOperationExtensions(extensions: unknown): string | null {
+  if (extensions === null || typeof extensions !== 'object') return null;
+  const headers = (extensions as Record<string, unknown>).headers;
+  if (headers === null || typeof headers !== 'object') return null;
+  for (const [key, value] of Object.entries(headers as Record<string, unknown>)) {
+    if (key.toLowerCase() !== 'authorization' || value === undefined || value === null) continue;
+    if (typeof value !== 'string') throw new MalformedAuthorizationError('extensions.headers "Authorization" must be a string');
+    return value;
+  }
+  return null;
+}
+
+/**
+ * The caller of one graphql-ws operation. A token in its `extensions.headers.Authorization`
+ * counts for that operation only, under the same rules as an HTTP header (malformed, unknown
+ * or revoked: refused, never downgraded); without one, the socket's caller, if it has one.
+ */
+export function resolveOperationCaller(
+  socketCaller: Caller | 'UNAUTHENTICATED',
+  extensions: unknown,
+  tokens: CallerResolver,
+  anonymous: AnonymousMode,
+): CallerResolution & { fromOperation?: boolean } {
+  let authorization: string | null;
+  try {
+    authorization = authorizationFromOperationExtensions(extensions);
+  } catch (error) {
+    return { ok: false, code: 'UNAUTHENTICATED', reason: 'MALFORMED_AUTHORIZATION', message: (error as Error).message };
+  }
+  if (authorization !== null && authorization.trim() !== '') return { ...resolveCaller(authorization, tokens, anonymous), fromOperation: true };
+  if (socketCaller !== 'UNAUTHENTICATED') return { ok: true, caller: socketCaller };
+  return {
+    ok: false,
+    code: 'UNAUTHENTICATED',
+    reason: 'MISSING_TOKEN',
+    message:
+      'A bearer token is required: send {"authorization": "Bearer <token>"} in connection_init, ' +
+      'or {"Authorization": "Bearer <token>"} in the operation\'s extensions.headers (GraphiQL: the Headers tab)',
+  };
 }

@@ -1,0 +1,80 @@
+/**
+ * GraphiQL in a real browser (Debian's headless Chromium driven by playwright-core; no browser
+ * is ever downloaded): with anonymous access off, a subscription run without a token shows the
+ * error, and with a token typed into the Headers tab it receives the events of a flag changed
+ * over HTTP. Set HELIOS_GRAPHIQL_SCREENSHOT=<file.png> to keep a screenshot of the result.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { serverPool } from '../support/pool.js';
+import { untilListening, TEST_ADMIN_TOKEN } from '../support/server.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const pool = serverPool();
+const opened: Array<{ context: BrowserContext; dir: string }> = [];
+
+afterEach(async () => {
+  for (const { context, dir } of opened.splice(0)) {
+    await context.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function browser(): Promise<Page> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'helios-chromium-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  opened.push({ context, dir });
+  return context.pages()[0] ?? (await context.newPage());
+}
+
+/** Replaces an editor's text the way a user types it (insertText: no auto-closed brackets). */
+async function typeInto(page: Page, editor: ReturnType<Page['locator']>, text: string): Promise<void> {
+  await editor.click();
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.insertText(text);
+}
+
+/** The result pane's text; Monaco renders spaces as non-breaking ones, so all runs become one space. */
+const resultText = async (page: Page) => (await page.locator('.graphiql-response').innerText()).replace(/\s+/g, ' ');
+
+describe('GraphiQL in Chromium', () => {
+  it('runs a subscription with the token from its Headers tab while HELIOS_ANONYMOUS=none', { timeout: 120_000 }, async () => {
+    const h = await pool.start({ env: { HELIOS_ANONYMOUS: 'none' } });
+    const page = await browser();
+    await page.goto(h.url);
+    const queryEditor = page.locator('.graphiql-query-editor .monaco-editor');
+    await queryEditor.waitFor({ timeout: 60_000 });
+    await typeInto(page, queryEditor, 'subscription { featureFlagChanged(name: "websocket_v2") { name actor flag { percentage } } }');
+
+    // Without a token: the error is shown, instead of a spinner that never ends.
+    await page.locator('.graphiql-execute-button').click();
+    await expect.poll(() => resultText(page), { timeout: 15_000 }).toContain('UNAUTHENTICATED');
+
+    await page.getByText('Headers', { exact: true }).click();
+    await typeInto(page, page.locator('.graphiql-editor-tool .monaco-editor').last(), `{"Authorization": "Bearer ${TEST_ADMIN_TOKEN}"}`);
+    await page.locator('.graphiql-execute-button').click();
+    await untilListening(h, 'featureFlagChanged');
+
+    const changed = await fetch(h.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+      body: JSON.stringify({ query: 'mutation { setFlagPercentage(name: "websocket_v2", percentage: 42) { errors { code } } }' }),
+    });
+    expect(await changed.json()).toEqual({ data: { setFlagPercentage: { errors: [] } } });
+
+    await expect.poll(() => resultText(page), { timeout: 15_000 }).toContain('"percentage": 42');
+    const shown = await resultText(page);
+    expect(shown).toContain('"featureFlagChanged"');
+    expect(shown).toContain('"name": "websocket_v2"');
+    expect(shown).not.toContain('UNAUTHENTICATED');
+    if (process.env.HELIOS_GRAPHIQL_SCREENSHOT) await page.screenshot({ path: process.env.HELIOS_GRAPHIQL_SCREENSHOT });
+  });
+});
