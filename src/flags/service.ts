@@ -35,6 +35,7 @@ import {
   type GradualSchedule,
   type RolloutStrategy,
 } from './engine.js';
+import type { FlagChangeEvent } from './events.js';
 import { parseFlagsFile } from './file.js';
 import { FlagRepository } from './repository.js';
 import {
@@ -45,21 +46,6 @@ import {
   validateStickiness,
   validateWhitelistValue,
 } from './validation.js';
-
-export const FLAG_CHANGE_KINDS = ['CREATED', 'UPDATED', 'DELETED', 'PERCENTAGE_ADVANCED'] as const;
-export type FlagChangeKind = (typeof FLAG_CHANGE_KINDS)[number];
-
-export interface FlagChangeEvent {
-  name: string;
-  kind: FlagChangeKind;
-  /** The mutation that caused it, or `gradualRollout` for a step of a schedule. */
-  action: string;
-  actor: string | null;
-  at: number;
-  /** The flag after the change; null when deleted. */
-  flag: FlagDefinition | null;
-  previous: FlagDefinition | null;
-}
 
 export interface CreateFlagInput {
   name: string;

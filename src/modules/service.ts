@@ -36,7 +36,8 @@ import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { MODULE_TYPES, type ModuleType } from './contract.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
-import { MODULE_STATES, ModuleRepository, type DesiredModuleState, type ModuleRecord, type ModuleState } from './repository.js';
+import { ModuleRepository, type ModuleRecord } from './repository.js';
+import { MODULE_STATES, type DesiredModuleState, type ModuleState, type ModuleStateEvent } from './states.js';
 import {
   isModuleCallError,
   isModuleLoadError,
@@ -47,20 +48,7 @@ import {
   type ModuleLimits,
 } from './runtime/index.js';
 
-export { MODULE_STATES, type ModuleRecord, type ModuleState };
-
-export interface ModuleStateEvent {
-  name: string;
-  from: ModuleState;
-  to: ModuleState;
-  version: string;
-  /** The operation: registerModule, loadModule, swapModule, rollbackModule, unloadModule, recovery, crash, restart. */
-  action: string;
-  actor: string | null;
-  /** Set when the operation failed (the module may still be serving its old version). */
-  error: string | null;
-  at: number;
-}
+export type { ModuleRecord };
 
 export interface RegisterModuleInput {
   name: string;
@@ -823,5 +811,3 @@ function auditView(record: ModuleRecord): Record<string, unknown> {
     dependencies: record.dependencies, isolation: record.isolation, previousVersion: record.previousVersion, lastError: record.lastError,
   };
 }
-
-export type { DesiredModuleState };
