@@ -106,7 +106,4 @@ export class ModuleRepository {
     }
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 }
