@@ -211,20 +211,43 @@ export class BreakerService {
   }
 
   private onTransition(event: BreakerTransition): void {
-    const breaker = this.registry.get(event.name);
     const publish = () => this.deps.bus.publish('breakerStateChanged', event);
     try {
       this.uow.run(() => {
-        this.repo.recordTransition(event);
-        if (breaker) this.repo.save(breaker.snapshot(), event.at);
+        this.persistTransition(event);
         this.uow.afterCommit(publish);
       });
+      // A transition a call caused inside someone's unit of work stands even if that unit rolls
+      // back (the engine has moved); one a mutation caused is put back by the mutation.
+      this.uow.onRollback(() => queueMicrotask(() => this.keepIfStillTrue(event)));
     } catch (error) {
       // The engine has already moved: publish what memory now says even if the write failed.
       this.deps.logger.error('could not persist a breaker transition', { breaker: event.name, ...errorFields(error) });
       this.uow.afterCommit(publish);
     }
     this.dirty.delete(event.name);
+  }
+
+  private persistTransition(event: BreakerTransition): void {
+    this.repo.recordTransition(event);
+    const breaker = this.registry.get(event.name);
+    if (breaker) this.repo.save(breaker.snapshot(), event.at);
+  }
+
+  /**
+   * After a rollback took a transition's write with it: when memory still shows that transition
+   * (no mutation put the breaker back), write it again and publish it. Runs as a microtask, when
+   * no unit of work can be open (they are synchronous).
+   */
+  private keepIfStillTrue(event: BreakerTransition): void {
+    const breaker = this.registry.get(event.name);
+    if (!breaker || breaker.state !== event.to || breaker.stateChangedAt !== event.at) return;
+    try {
+      this.uow.run(() => this.persistTransition(event));
+    } catch (error) {
+      this.deps.logger.error('could not persist a breaker transition', { breaker: event.name, ...errorFields(error) });
+    }
+    this.deps.bus.publish('breakerStateChanged', event);
   }
 
   private persistNow(breaker: CircuitBreaker): void {

@@ -25,7 +25,10 @@
  *   (module lifecycle) called inside a unit start after it commits, and never if it rolls back.
  *
  * There is one unit of work per connection (`unitOfWorkFor(db)`), so every service holding the
- * same connection joins the same transaction.
+ * same connection joins the same transaction. Unleash and Hive pass a `trx` argument because a
+ * pooled client hands out many connections; better-sqlite3 has one synchronous connection whose
+ * open transaction *is* the caller's, so the unit is found from the connection instead of being
+ * threaded through every method (a store for another database would take it as an argument).
  */
 import type { Db } from './connection.js';
 

@@ -77,7 +77,7 @@ describe('a unit of work that rolls back', () => {
     expect(app.db.prepare('SELECT count(*) AS n FROM feature_flags WHERE name = ?').get('uow_flag')).toEqual({ n: 0 });
   });
 
-  it('breakers: the breaker is back in its state (a created one is forgotten), no transition published or stored', () => {
+  it('breakers: the breaker is back in its state (a created one is forgotten), no transition published or stored', async () => {
     const { breakers } = app.services;
     breakers.configure('embedder', 'payments', { failureThreshold: 3 });
     published = [];
@@ -90,17 +90,38 @@ describe('a unit of work that rolls back', () => {
     expect(breakers.get('payments')!.state).toBe('CLOSED');
     expect(breakers.get('payments')!.config.failureThreshold).toBe(3);
     expect(breakers.get('brand_new')).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(published).toEqual([]);
     expect(breakers.transitions('payments', 10)).toEqual([]);
     expect(app.db.prepare("SELECT state FROM circuit_breakers WHERE name = 'payments'").get()).toEqual({ state: 'CLOSED' });
   });
 
-  it('breakers: resetAll puts every breaker back', () => {
+  it('breakers: a transition a call caused inside it stands (the engine moved), and is stored and published once', async () => {
+    const { breakers, uow } = app.services;
+    const breaker = breakers.getOrCreate('flaky_dependency', { failureThreshold: 1 });
+    published = [];
+    expect(() =>
+      uow.run(() => {
+        breaker.tryAcquire()!.failure(new Error('down'), 1);
+        expect(breaker.state).toBe('OPEN');
+        boom();
+      }),
+    ).toThrow('caller changed its mind');
+    await Promise.resolve();
+    expect(breaker.state).toBe('OPEN');
+    expect(published.map((p) => `${p.topic}:${(p.event as EventMap['breakerStateChanged']).to}`)).toEqual(['breakerStateChanged:OPEN']);
+    expect(breakers.transitions('flaky_dependency', 10).map((t) => t.to)).toEqual(['OPEN']);
+  });
+
+  it('breakers: resetAll puts every breaker back', async () => {
     const { breakers } = app.services;
     breakers.configure('embedder', 'a', {});
     breakers.open('embedder', 'a');
     published = [];
     rolledBack(() => breakers.resetAll('embedder'));
     expect(breakers.get('a')!.state).toBe('FORCED_OPEN');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(published).toEqual([]);
   });
 
   it('modules: an operation asked inside it never starts, and its promise says why', async () => {
