@@ -8,10 +8,10 @@
  *   write commits. While a run is in memory its events are also kept in order; a subscriber
  *   first gets the events so far, then the live ones from the bus (bounded queue, SLOW_CONSUMER
  *   past it, like every feed), with no gap and no duplicate, and the feed completes after
- *   RUN_FINISHED.
- * - Starting and cancelling a run are units of work: inside a caller's unit, the run starts
- *   (or is cancelled) only after the outermost commit, and never if it rolls back. A finished run is replayed from its stored results (RUN_STARTED, each
+ *   RUN_FINISHED. A finished run is replayed from its stored results (RUN_STARTED, each
  *   test's TEST_STARTED/TEST_FINISHED, RUN_FINISHED), then completes.
+ * - Starting and cancelling a run are units of work: inside a caller's unit, the run starts
+ *   (or is cancelled) only after the outermost commit, and never if it rolls back.
  * - Runs stage their own instance (see engine.ts) and may run side by side.
  */
 import { randomUUID } from 'node:crypto';
@@ -151,7 +151,14 @@ export class TestRunService {
         at: now, actor, action: trigger === 'testModule' ? 'testModule' : 'testModule(swap)', targetType: 'TEST_RUN', target: id,
         before: null, after: { module: module.name, version: target.version, moduleType },
       });
-      this.uow.afterCommit(() => settle(this.begin(id, now, module, target, moduleType)));
+      this.uow.afterCommit(() => {
+        try {
+          settle(this.begin(id, now, module, target, moduleType));
+        } catch (error) {
+          settle(Promise.resolve(null));
+          throw error;
+        }
+      });
       this.uow.onRollback(() => settle(Promise.resolve(null)));
       return this.repo.get(id)!;
     });
