@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
+import { AuditRepository } from '../../src/audit/repository.js';
 import { loadConfig } from '../../src/config.js';
 import { UnitOfWorkError } from '../../src/db/unit-of-work.js';
 import type { EventMap, Topic } from '../../src/events.js';
@@ -183,6 +184,15 @@ describe('a unit of work that rolls back', () => {
     expect(flags.get('dropped')).toBeNull();
     expect(breakers.get('dropped_breaker')).toBeNull();
     expect(published.map((p) => `${p.topic}:${(p.event as { name: string }).name}`)).toEqual(['featureFlagChanged:kept']);
+  });
+
+  it('audit: an entry is never written outside a unit of work', () => {
+    const audit = new AuditRepository(app.db);
+    const entry = { at: 1, actor: 'embedder', action: 'loneEntry', targetType: 'FEATURE_FLAG' as const, target: 'x', before: null, after: null };
+    expect(() => audit.record(entry)).toThrow(/outside the change's unit of work/);
+    expect(auditTargets()).not.toContain('loneEntry:x');
+    app.services.uow.run(() => audit.record(entry));
+    expect(auditTargets()).toContain('loneEntry:x');
   });
 
   it('a transaction opened with db.transaction() directly is refused rather than published before it commits', () => {
