@@ -11,12 +11,13 @@ import type { HeliosConfig } from './config.js';
 import { openDatabase, type Db } from './db/connection.js';
 import { acquireDatabaseLock } from './db/lock.js';
 import { migrate, readMigrations } from './db/migrate.js';
+import { unitOfWorkFor, type UnitOfWork } from './db/unit-of-work.js';
 import { EventBus } from './events.js';
 import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
 import { ModuleService } from './modules/service.js';
 import { TestRunService } from './testing/service.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, errorFields, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
 import { readFileSync } from 'node:fs';
 
@@ -25,6 +26,8 @@ export interface Services {
   startedAt: number;
   clock: Clock;
   bus: EventBus;
+  /** Runs several changes of any services in one transaction; effects happen after it commits. */
+  uow: UnitOfWork;
   logger: Logger;
   audit: AuditService;
   flags: FlagService;
@@ -73,8 +76,10 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
     if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: config.dbPath });
 
     const bus = new EventBus();
+    const uow = unitOfWorkFor(db);
+    uow.setErrorReporter((message, error) => logger.error(message, errorFields(error)));
     const auditRepo = new AuditRepository(db);
-    const tokens = new TokenService({ db, audit: auditRepo, clock, logger: logger.child({ domain: 'auth' }) });
+    const tokens = new TokenService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'auth' }) });
     tokens.bootstrap({
       adminToken: config.adminToken,
       tokenFile: config.adminTokenFile,
@@ -100,7 +105,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       drainTimeoutMs: config.modules.drainTimeoutMs,
       maxRestarts: config.modules.maxRestarts,
     });
-    const testing = new TestRunService({ db, audit: auditRepo, clock, logger: logger.child({ domain: 'testing' }), modules });
+    const testing = new TestRunService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules });
     const { interrupted } = testing.start();
     if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
     const recovery = await modules.start();
@@ -111,6 +116,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       startedAt: clock.now(),
       clock,
       bus,
+      uow,
       logger,
       audit: new AuditService(auditRepo),
       flags,

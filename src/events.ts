@@ -1,6 +1,8 @@
 /**
- * Typed pub/sub shared by all domains. Services publish after their SQLite transaction has
- * committed, so a subscriber never sees a change that was rolled back.
+ * Typed pub/sub shared by all domains. Services publish from their unit of work's after-commit
+ * callbacks (src/db/unit-of-work.ts), so a subscriber never sees a change that was rolled back.
+ * Every live feed goes through here; payload types come from leaf files that import no service,
+ * so this file never takes part in an import cycle (`npm run lint:cycles`).
  *
  * Delivery policy: each subscriber owns a bounded queue. Event feeds (state changes) keep every
  * event up to `maxQueue`; a subscriber that falls further behind is ended with a
@@ -8,14 +10,18 @@
  * bound or slowing the publisher. No other subscriber is affected.
  */
 import { GraphQLError } from 'graphql';
+import type { TokenRevokedEvent } from './auth/events.js';
 import type { BreakerTransition } from './breakers/states.js';
-import type { FlagChangeEvent } from './flags/service.js';
-import type { ModuleStateEvent } from './modules/service.js';
+import type { FlagChangeEvent } from './flags/events.js';
+import type { ModuleStateEvent } from './modules/states.js';
+import type { TestProgressEvent } from './testing/events.js';
 
 export interface EventMap {
   featureFlagChanged: FlagChangeEvent;
   breakerStateChanged: BreakerTransition;
   moduleStateChanged: ModuleStateEvent;
+  testProgress: TestProgressEvent;
+  tokenRevoked: TokenRevokedEvent;
 }
 
 export type Topic = keyof EventMap;

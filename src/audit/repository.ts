@@ -1,7 +1,7 @@
 /**
  * The audit log: who changed what, when, with the state before and after. Services call
- * `record` inside the same transaction as the change it describes, so the log and the data
- * can never disagree.
+ * `record` inside the unit of work of the change it describes (src/db/unit-of-work.ts), so the
+ * log and the data can never disagree: it refuses to write outside a transaction.
  */
 import type { Db } from '../db/connection.js';
 
@@ -58,7 +58,7 @@ export class AuditRepository {
   private readonly pageAll;
   private readonly pageByTarget;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.insert = db.prepare(
       `INSERT INTO audit_log (at, actor, action, target_type, target, before_json, after_json)
        VALUES (@at, @actor, @action, @targetType, @target, @before, @after)`,
@@ -76,6 +76,7 @@ export class AuditRepository {
   }
 
   record(entry: NewAuditEntry): void {
+    if (!this.db.inTransaction) throw new Error(`audit entry "${entry.action}" written outside the change's unit of work`);
     this.insert.run({ ...entry, before: jsonOrNull(entry.before), after: jsonOrNull(entry.after) });
   }
 

@@ -62,9 +62,6 @@ export class ApiTokenRepository {
     this.touchRow = db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?');
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 
   all(): ApiTokenRecord[] {
     return this.selectAll.all().map(toRecord);

@@ -21,7 +21,9 @@ import path from 'node:path';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
+import { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { ANONYMOUS_ACTOR, parseAuthorization, type AuthenticatedToken } from './authorization.js';
@@ -44,6 +46,8 @@ export interface TokenServiceDeps {
   audit: AuditRepository;
   clock: Clock;
   logger: Logger;
+  /** Where `tokenRevoked` is published (the app's bus); a private one when omitted (the CLI). */
+  bus?: EventBus;
 }
 
 export interface BootstrapOptions {
@@ -68,10 +72,13 @@ export class TokenBootstrapError extends Error {
 export class TokenService {
   private readonly repo: ApiTokenRepository;
   private envAdminHash: string | null = null;
-  private readonly revokeListeners = new Set<(name: string) => void>();
+  private readonly uow: UnitOfWork;
+  private readonly bus: EventBus;
 
   constructor(private readonly deps: TokenServiceDeps) {
     this.repo = new ApiTokenRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
+    this.bus = deps.bus ?? new EventBus();
   }
 
   // ---- reads ----
@@ -119,7 +126,7 @@ export class TokenService {
     if (!isRole(role)) throw new UserError('INVALID_ARGUMENT', `Unknown role "${String(role)}"`, 'role');
     const token = generateToken();
     const now = this.deps.clock.now();
-    const record = this.repo.transaction(() => {
+    const record = this.uow.run(() => {
       const existing = this.repo.get(name);
       if (existing && existing.revokedAt === null) {
         throw new UserError('TOKEN_ALREADY_EXISTS', `A token named "${name}" already exists`, 'name');
@@ -137,24 +144,18 @@ export class TokenService {
 
   /**
    * Called after a revocation made through this service commits (the server closes that
-   * token's open sockets). A revocation made by the CLI in another process is seen at the
-   * token's next request or operation instead.
+   * token's open sockets): a listener on the bus's `tokenRevoked` topic. A revocation made by
+   * the CLI in another process is seen at the token's next request or operation instead.
    */
   onRevoke(listener: (name: string) => void): () => void {
-    this.revokeListeners.add(listener);
-    return () => this.revokeListeners.delete(listener);
+    return this.bus.on('tokenRevoked', (event) => listener(event.name));
   }
 
+  /** Revokes in the caller's unit of work (or its own); `tokenRevoked` is published after the outermost commit. */
   revoke(actor: string, rawName: string): ApiTokenRecord {
-    const record = this.revokeInTransaction(actor, rawName);
-    for (const listener of [...this.revokeListeners]) listener(record.name);
-    return record;
-  }
-
-  private revokeInTransaction(actor: string, rawName: string): ApiTokenRecord {
     const name = rawName.trim();
     const now = this.deps.clock.now();
-    return this.repo.transaction(() => {
+    return this.uow.run(() => {
       const before = this.repo.get(name);
       if (!before || !this.repo.revoke(name, now)) {
         throw new UserError('TOKEN_NOT_FOUND', `No active token named "${name}"`, 'name');
@@ -163,6 +164,7 @@ export class TokenService {
       this.deps.audit.record({
         at: now, actor, action: 'revokeApiToken', targetType: 'API_TOKEN', target: name, before, after,
       });
+      this.uow.afterCommit(() => this.bus.publish('tokenRevoked', { name: after.name, actor, at: now }));
       return after;
     });
   }

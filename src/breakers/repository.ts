@@ -98,7 +98,4 @@ export class BreakerRepository {
     }));
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 }

@@ -2,10 +2,14 @@
  * Circuit breakers as a service: the registry (engine) is the live state; this service
  * persists it and publishes its transitions.
  *
- * - Every transition is written (history row + current state) in a transaction and then
- *   published on `breakerStateChanged`, once, in order per breaker. Transitions caused by an
- *   operator's mutation are written in the mutation's transaction, with its audit entry, and
- *   published after it commits.
+ * - Every transition is written (history row + current state) in the unit of work open at the
+ *   time (src/db/unit-of-work.ts), or its own, and published on `breakerStateChanged` after the
+ *   outermost commit, once, in order. Transitions caused by an operator's mutation are written
+ *   in the mutation's unit of work, with its audit entry.
+ * - The registry changes its breakers' state as it goes, so memory cannot wait for the commit:
+ *   a mutation whose unit of work rolls back (its own, or a caller's it joined) puts every
+ *   breaker it touched back to its snapshot from before (a breaker it created is forgotten),
+ *   and publishes nothing. Restoring clears a TIME/COUNT window's samples.
  * - Counters change on every call, so they are written at most once per `flushIntervalMs`
  *   (and at shutdown), never on the call path.
  * - At start-up every persisted breaker is restored in its state; an OPEN breaker keeps its
@@ -14,6 +18,7 @@
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError, UserErrors } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
@@ -41,13 +46,12 @@ export class BreakerService {
   private readonly repo: BreakerRepository;
   private readonly dirty = new Set<string>();
   private flushTimer: TimerHandle | null = null;
-  /** >0 while a mutation's transaction is open: transitions wait for its commit to be published. */
-  private mutationDepth = 0;
-  private pending: BreakerTransition[] = [];
+  private readonly uow: UnitOfWork;
   private unsubscribe: Array<() => void> = [];
 
   constructor(private readonly deps: BreakerServiceDeps) {
     this.repo = new BreakerRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
     this.registry = new BreakerRegistry({
       clock: deps.clock,
       onListenerError: (error) => deps.logger.error('breaker listener failed', errorFields(error)),
@@ -152,23 +156,21 @@ export class BreakerService {
   /** Closes every breaker except DISABLED ones; returns the breakers. */
   resetAll(actor: string): CircuitBreaker[] {
     const now = this.deps.clock.now();
-    this.mutationDepth++;
-    try {
-      this.repo.transaction(() => {
-        const before = new Map(this.registry.list().map((b) => [b.name, b.snapshot()]));
-        this.registry.resetAll();
-        for (const breaker of this.registry.list()) {
-          const after = breaker.snapshot();
-          this.repo.save(after, now);
-          this.deps.audit.record({
-            at: now, actor, action: 'resetAllCircuitBreakers', targetType: 'CIRCUIT_BREAKER', target: breaker.name,
-            before: auditView(before.get(breaker.name) ?? null), after: auditView(after),
-          });
-        }
+    this.uow.run(() => {
+      const before = new Map(this.registry.list().map((b) => [b.name, b.snapshot()]));
+      this.uow.onRollback(() => {
+        for (const snapshot of before.values()) this.putBack(snapshot.name, snapshot);
       });
-    } finally {
-      this.afterMutation();
-    }
+      this.registry.resetAll();
+      for (const breaker of this.registry.list()) {
+        const after = breaker.snapshot();
+        this.repo.save(after, now);
+        this.deps.audit.record({
+          at: now, actor, action: 'resetAllCircuitBreakers', targetType: 'CIRCUIT_BREAKER', target: breaker.name,
+          before: auditView(before.get(breaker.name) ?? null), after: auditView(after),
+        });
+      }
+    });
     return this.list();
   }
 
@@ -181,57 +183,71 @@ export class BreakerService {
   }
 
   /**
-   * Runs an operator's change inside one transaction with its audit entry; transitions it
-   * causes are written by `onTransition` within the same transaction and published after commit.
+   * Runs an operator's change in one unit of work with its audit entry; transitions it causes
+   * are written by `onTransition` within it and published after the outermost commit. On
+   * rollback the breaker is put back as it was (see the file comment).
    */
   private mutate<T>(actor: string, action: string, name: string, change: () => T, breakerOf: (result: T) => CircuitBreaker = (r) => r as CircuitBreaker): T {
     const now = this.deps.clock.now();
-    this.mutationDepth++;
-    try {
-      return this.repo.transaction(() => {
-        const before = this.registry.get(name)?.snapshot() ?? null;
-        const result = change();
-        const breaker = breakerOf(result);
-        const after = breaker.snapshot();
-        this.repo.save(after, now);
-        this.deps.audit.record({
-          at: now, actor, action, targetType: 'CIRCUIT_BREAKER', target: breaker.name,
-          before: auditView(before), after: auditView(after),
-        });
-        return result;
+    return this.uow.run(() => {
+      const before = this.registry.get(name)?.snapshot() ?? null;
+      this.uow.onRollback(() => this.putBack(name, before));
+      const result = change();
+      const breaker = breakerOf(result);
+      const after = breaker.snapshot();
+      this.repo.save(after, now);
+      this.deps.audit.record({
+        at: now, actor, action, targetType: 'CIRCUIT_BREAKER', target: breaker.name,
+        before: auditView(before), after: auditView(after),
       });
-    } catch (error) {
-      this.pending = [];
-      throw error;
-    } finally {
-      this.afterMutation();
-    }
+      return result;
+    });
   }
 
-  private afterMutation(): void {
-    this.mutationDepth--;
-    if (this.mutationDepth === 0) this.publishPending();
+  /** Memory after a rollback: the breaker as it was before the mutation, or gone if it did not exist. */
+  private putBack(name: string, before: BreakerSnapshot | null): void {
+    if (before) this.registry.restore(before);
+    else this.registry.remove(name);
   }
 
   private onTransition(event: BreakerTransition): void {
-    const breaker = this.registry.get(event.name);
+    const publish = () => this.deps.bus.publish('breakerStateChanged', event);
     try {
-      this.repo.transaction(() => {
-        this.repo.recordTransition(event);
-        if (breaker) this.repo.save(breaker.snapshot(), event.at);
+      this.uow.run(() => {
+        this.persistTransition(event);
+        this.uow.afterCommit(publish);
       });
+      // A transition a call caused inside someone's unit of work stands even if that unit rolls
+      // back (the engine has moved); one a mutation caused is put back by the mutation.
+      this.uow.onRollback(() => queueMicrotask(() => this.keepIfStillTrue(event)));
+    } catch (error) {
+      // The engine has already moved: publish what memory now says even if the write failed.
+      this.deps.logger.error('could not persist a breaker transition', { breaker: event.name, ...errorFields(error) });
+      this.uow.afterCommit(publish);
+    }
+    this.dirty.delete(event.name);
+  }
+
+  private persistTransition(event: BreakerTransition): void {
+    this.repo.recordTransition(event);
+    const breaker = this.registry.get(event.name);
+    if (breaker) this.repo.save(breaker.snapshot(), event.at);
+  }
+
+  /**
+   * After a rollback took a transition's write with it: when memory still shows that transition
+   * (no mutation put the breaker back), write it again and publish it. Runs as a microtask, when
+   * no unit of work can be open (they are synchronous).
+   */
+  private keepIfStillTrue(event: BreakerTransition): void {
+    const breaker = this.registry.get(event.name);
+    if (!breaker || breaker.state !== event.to || breaker.stateChangedAt !== event.at) return;
+    try {
+      this.uow.run(() => this.persistTransition(event));
     } catch (error) {
       this.deps.logger.error('could not persist a breaker transition', { breaker: event.name, ...errorFields(error) });
     }
-    this.dirty.delete(event.name);
-    this.pending.push(event);
-    if (this.mutationDepth === 0) this.publishPending();
-  }
-
-  private publishPending(): void {
-    const events = this.pending;
-    this.pending = [];
-    for (const event of events) this.deps.bus.publish('breakerStateChanged', event);
+    this.deps.bus.publish('breakerStateChanged', event);
   }
 
   private persistNow(breaker: CircuitBreaker): void {
@@ -254,7 +270,7 @@ export class BreakerService {
     const names = [...this.dirty];
     this.dirty.clear();
     try {
-      this.repo.transaction(() => {
+      this.uow.run(() => {
         for (const name of names) {
           const breaker = this.registry.get(name);
           if (breaker) this.repo.save(breaker.snapshot(), now);

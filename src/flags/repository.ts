@@ -103,9 +103,6 @@ export class FlagRepository {
     return this.deleteRow.run(name).changes > 0;
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 }
 
 function toDefinition(row: FlagRow, whitelistRows: readonly WhitelistRow[]): FlagDefinition {

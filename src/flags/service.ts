@@ -18,6 +18,7 @@ import type { AuditRepository } from '../audit/repository.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { MetaRepository } from '../db/meta.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../logger.js';
@@ -35,6 +36,7 @@ import {
   type GradualSchedule,
   type RolloutStrategy,
 } from './engine.js';
+import type { FlagChangeEvent } from './events.js';
 import { parseFlagsFile } from './file.js';
 import { FlagRepository } from './repository.js';
 import {
@@ -45,21 +47,6 @@ import {
   validateStickiness,
   validateWhitelistValue,
 } from './validation.js';
-
-export const FLAG_CHANGE_KINDS = ['CREATED', 'UPDATED', 'DELETED', 'PERCENTAGE_ADVANCED'] as const;
-export type FlagChangeKind = (typeof FLAG_CHANGE_KINDS)[number];
-
-export interface FlagChangeEvent {
-  name: string;
-  kind: FlagChangeKind;
-  /** The mutation that caused it, or `gradualRollout` for a step of a schedule. */
-  action: string;
-  actor: string | null;
-  at: number;
-  /** The flag after the change; null when deleted. */
-  flag: FlagDefinition | null;
-  previous: FlagDefinition | null;
-}
 
 export interface CreateFlagInput {
   name: string;
@@ -94,6 +81,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class FlagService {
   private readonly repo: FlagRepository;
   private readonly meta: MetaRepository;
+  private readonly uow: UnitOfWork;
   private compiled = new Map<string, CompiledFlag>();
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
@@ -102,6 +90,7 @@ export class FlagService {
   constructor(private readonly deps: FlagServiceDeps) {
     this.repo = new FlagRepository(deps.db);
     this.meta = new MetaRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
   }
 
   /** Loads flags into memory, importing the flags file on the very first start. */
@@ -110,7 +99,7 @@ export class FlagService {
     if (this.meta.get(SEEDED_KEY) === null) {
       const now = this.deps.clock.now();
       const defs = this.readFile();
-      this.repo.transaction(() => {
+      this.uow.run(() => {
         for (const def of defs) {
           if (this.repo.get(def.name)) continue;
           this.repo.save(def);
@@ -282,7 +271,7 @@ export class FlagService {
     const now = this.deps.clock.now();
     const defs = this.readFile();
     const events: FlagChangeEvent[] = [];
-    this.repo.transaction(() => {
+    this.uow.run(() => {
       for (const def of defs) {
         const current = this.repo.get(def.name);
         const next: FlagDefinition = current ? { ...def, createdAt: current.createdAt } : def;
@@ -294,9 +283,13 @@ export class FlagService {
         });
         events.push({ name: def.name, kind: current ? 'UPDATED' : 'CREATED', action: 'reloadFeatureFlags', actor, at: now, flag: next, previous: current });
       }
+      if (events.length > 0) {
+        this.uow.afterCommit(() => {
+          for (const event of events) this.applyCommitted(event);
+          this.scheduleGradual();
+        });
+      }
     });
-    for (const event of events) this.applyCommitted(event);
-    if (events.length > 0) this.scheduleGradual();
     return events.map((e) => e.flag!);
   }
 
@@ -326,7 +319,9 @@ export class FlagService {
 
   /**
    * The one write path: reads the current row, lets `apply` compute the next state (or null to
-   * delete), writes it with its audit entry in one transaction, then updates memory and publishes.
+   * delete), writes it with its audit entry in the caller's unit of work (or its own), and
+   * updates memory and publishes after the outermost commit. Inside a caller's unit of work the
+   * returned flag is the written one; `get` and evaluations see it once the unit commits.
    */
   private change(
     actor: string,
@@ -335,25 +330,31 @@ export class FlagService {
     apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
   ): FlagDefinition | null {
     const now = this.deps.clock.now();
-    const event = this.repo.transaction((): FlagChangeEvent | null => {
+    const event = this.uow.run((): FlagChangeEvent | null => {
       const current = this.repo.get(name);
       const proposed = apply(current, now);
       if (proposed === null) {
         if (!current) return null;
         this.repo.delete(name);
         this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: null });
-        return { name, kind: 'DELETED', action, actor, at: now, flag: null, previous: current };
+        return this.committed({ name, kind: 'DELETED', action, actor, at: now, flag: null, previous: current });
       }
       if (current && sameFlag(current, proposed)) return null;
       const next = { ...proposed, updatedAt: now };
       this.repo.save(next);
       this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
-      return { name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current };
+      return this.committed({ name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current });
     });
-    if (!event) return this.get(name);
-    this.applyCommitted(event);
-    this.scheduleGradual();
-    return event.flag;
+    return event ? event.flag : this.repo.get(name);
+  }
+
+  /** Queues the event's memory update and publish for after the outermost commit. */
+  private committed(event: FlagChangeEvent): FlagChangeEvent {
+    this.uow.afterCommit(() => {
+      this.applyCommitted(event);
+      this.scheduleGradual();
+    });
+    return event;
   }
 
   private applyCommitted(event: FlagChangeEvent): void {

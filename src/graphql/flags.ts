@@ -9,7 +9,7 @@ import {
   type GradualSchedule,
   type WhitelistEntry,
 } from '../flags/engine.js';
-import { FLAG_CHANGE_KINDS, type FlagChangeEvent } from '../flags/service.js';
+import { FLAG_CHANGE_KINDS, type FlagChangeEvent } from '../flags/events.js';
 import { builder } from './builder.js';
 import { entityPayload, runMutation, toDate, UserErrorRef, type Payload } from './common.js';
 

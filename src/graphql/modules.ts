@@ -1,7 +1,8 @@
 /** Modules in GraphQL: registration, lifecycle, hot swap, rollback, invocation and the state feed. */
 import { GraphQLError } from 'graphql';
 import { MODULE_TYPES } from '../modules/contract.js';
-import { MODULE_STATES, SwapRefused, type ModuleRecord, type ModuleStateEvent } from '../modules/service.js';
+import { SwapRefused, type ModuleRecord } from '../modules/service.js';
+import { MODULE_STATES, type ModuleStateEvent } from '../modules/states.js';
 import { MODULE_ISOLATIONS } from '../modules/runtime/index.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import { builder } from './builder.js';

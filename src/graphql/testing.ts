@@ -4,7 +4,7 @@ import { isUserError, userErrorsOf } from '../errors.js';
 import { sanitizeMessage } from '../hardening/safe-messages.js';
 import { RUN_STATUSES, TEST_SOURCES, TEST_STATUSES, type TestCaseResult } from '../testing/engine.js';
 import type { TestRunRecord } from '../testing/repository.js';
-import type { TestProgressEvent } from '../testing/service.js';
+import type { TestProgressEvent } from '../testing/events.js';
 import { builder } from './builder.js';
 import { decodeCursor, encodeCursor, entityPayload, PageInfoRef, runMutation, toDate, validateFirst } from './common.js';
 import { ModuleRef, ModuleTypeEnum } from './modules.js';

@@ -2,10 +2,7 @@
 import type { Db } from '../db/connection.js';
 import type { ModuleType } from './contract.js';
 import type { ModuleIsolation } from './runtime/index.js';
-
-export const MODULE_STATES = ['UNLOADED', 'LOADING', 'LOADED', 'ACTIVE', 'FAILED', 'UNLOADING'] as const;
-export type ModuleState = (typeof MODULE_STATES)[number];
-export type DesiredModuleState = 'UNLOADED' | 'LOADED' | 'ACTIVE';
+import type { DesiredModuleState, ModuleState } from './states.js';
 
 export interface ModuleRecord {
   name: string;
@@ -109,7 +106,4 @@ export class ModuleRepository {
     }
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 }

@@ -18,6 +18,10 @@
  *   version serving and says why; no call is refused because of a swap.
  * - Lifecycle operations are serialised (one at a time); invocations never wait for them
  *   except for the moment of a switch.
+ * - Every write is a unit of work (src/db/unit-of-work.ts); the in-memory record changes and
+ *   `moduleStateChanged` is published after it commits. Lifecycle operations are asynchronous
+ *   (they load code), so one called inside a caller's unit of work cannot join its transaction:
+ *   it starts after that unit commits, and never if it rolls back (its promise then rejects).
  * - `invokeModule` runs through the module's own circuit breaker (`module:<name>`), with a call
  *   timeout. It is a call, not a change of the control plane, so it is not audited (the
  *   breaker counts it).
@@ -28,6 +32,7 @@ import type { BreakerService } from '../breakers/service.js';
 import type { BreakerPermit } from '../breakers/engine.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { EvaluationContext } from '../flags/engine.js';
@@ -36,7 +41,8 @@ import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { MODULE_TYPES, type ModuleType } from './contract.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
-import { MODULE_STATES, ModuleRepository, type DesiredModuleState, type ModuleRecord, type ModuleState } from './repository.js';
+import { ModuleRepository, type ModuleRecord } from './repository.js';
+import { MODULE_STATES, type DesiredModuleState, type ModuleState, type ModuleStateEvent } from './states.js';
 import {
   isModuleCallError,
   isModuleLoadError,
@@ -47,20 +53,7 @@ import {
   type ModuleLimits,
 } from './runtime/index.js';
 
-export { MODULE_STATES, type ModuleRecord, type ModuleState };
-
-export interface ModuleStateEvent {
-  name: string;
-  from: ModuleState;
-  to: ModuleState;
-  version: string;
-  /** The operation: registerModule, loadModule, swapModule, rollbackModule, unloadModule, recovery, crash, restart. */
-  action: string;
-  actor: string | null;
-  /** Set when the operation failed (the module may still be serving its old version). */
-  error: string | null;
-  at: number;
-}
+export type { ModuleRecord };
 
 export interface RegisterModuleInput {
   name: string;
@@ -121,6 +114,7 @@ const RESTART_MAX_DELAY_MS = 60_000;
 
 export class ModuleService {
   private readonly repo: ModuleRepository;
+  private readonly uow: UnitOfWork;
   private readonly records = new Map<string, ModuleRecord>();
   private readonly live = new Map<string, Live>();
   private readonly hooks = new Map<string, Set<ReloadHook>>();
@@ -136,6 +130,7 @@ export class ModuleService {
 
   constructor(private readonly deps: ModuleServiceDeps) {
     this.repo = new ModuleRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
     this.host = this.createHost();
   }
 
@@ -259,14 +254,16 @@ export class ModuleService {
         desiredState: 'UNLOADED', state: 'UNLOADED', lastError: null, loadedAt: null,
         previousVersion: null, previousModulePath: null, createdAt: now, updatedAt: now,
       };
-      this.repo.transaction(() => {
+      this.uow.run(() => {
         this.repo.save(record, true);
         this.deps.audit.record({ at: now, actor, action: 'registerModule', targetType: 'MODULE', target: name, before: null, after: auditView(record) });
         this.deps.breakers.getOrCreate(breakerNameOf(name));
+        this.uow.afterCommit(() => {
+          this.records.set(name, record);
+          this.live.set(name, { active: null, gate: null });
+          this.publish(record, 'UNLOADED', 'registerModule', actor, null);
+        });
       });
-      this.records.set(name, record);
-      this.live.set(name, { active: null, gate: null });
-      this.publish(record, 'UNLOADED', 'registerModule', actor, null);
       return record;
     });
   }
@@ -431,9 +428,26 @@ export class ModuleService {
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     if (this.stopping) return Promise.reject(new UserError('INVALID_MODULE_STATE', 'Helios is shutting down', null));
+    if (this.uow.active) return this.afterCallersUnit(() => this.serialized(fn));
     const run = this.lifecycleChain.then(fn, fn);
     this.lifecycleChain = run.catch(() => undefined);
     return run;
+  }
+
+  /** An operation asked for inside a caller's unit of work: started once it commits, refused if it rolls back. */
+  private afterCallersUnit<T>(start: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      this.uow.afterCommit(() => {
+        settled = true;
+        start().then(resolve, reject);
+      });
+      this.uow.onRollback(() => {
+        if (settled) return;
+        settled = true;
+        reject(new UserError('INVALID_MODULE_STATE', 'The unit of work this module operation was asked in rolled back; nothing was done', null));
+      });
+    });
   }
 
   private existing(name: string): ModuleRecord {
@@ -626,14 +640,17 @@ export class ModuleService {
     const from = record.state;
     const before = auditView(record);
     const now = this.deps.clock.now();
-    Object.assign(record, fields, { state: to, updatedAt: now });
-    if (persist) {
-      this.repo.transaction(() => {
-        this.repo.save(record);
-        this.deps.audit.record({ at: now, actor: actor ?? 'system', action, targetType: 'MODULE', target: record.name, before, after: auditView(record) });
+    const next: ModuleRecord = { ...record, ...fields, state: to, updatedAt: now };
+    this.uow.run(() => {
+      if (persist) {
+        this.repo.save(next);
+        this.deps.audit.record({ at: now, actor: actor ?? 'system', action, targetType: 'MODULE', target: record.name, before, after: auditView(next) });
+      }
+      this.uow.afterCommit(() => {
+        Object.assign(record, next);
+        if (from !== to || force || error) this.publish(record, from, action, actor, error);
       });
-    }
-    if (from !== to || force || error) this.publish(record, from, action, actor, error);
+    });
   }
 
   private publish(record: ModuleRecord, from: ModuleState, action: string, actor: string | null, error: string | null): void {
@@ -826,5 +843,3 @@ function auditView(record: ModuleRecord): Record<string, unknown> {
     dependencies: record.dependencies, isolation: record.isolation, previousVersion: record.previousVersion, lastError: record.lastError,
   };
 }
-
-export type { DesiredModuleState };

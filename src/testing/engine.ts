@@ -46,47 +46,20 @@ import {
   type TestSamples,
 } from './suites.js';
 
-export const TEST_STATUSES = ['PASSED', 'FAILED', 'TIMED_OUT', 'SKIPPED'] as const;
-export type TestStatus = (typeof TEST_STATUSES)[number];
-
-/** INTERRUPTED: left unfinished by a crash (set by the service at start-up, never by the engine). */
-export const RUN_STATUSES = ['RUNNING', 'PASSED', 'FAILED', 'CANCELLED', 'INTERRUPTED'] as const;
-export type RunStatus = (typeof RUN_STATUSES)[number];
-
-export const TEST_SOURCES = ['BUILT_IN', 'MODULE'] as const;
-export type TestSource = (typeof TEST_SOURCES)[number];
-
-export interface PlannedTest {
-  name: string;
-  required: boolean;
-  source: TestSource;
-  timeoutMs: number;
-}
-
-export interface TestCaseResult {
-  name: string;
-  required: boolean;
-  source: TestSource;
-  status: TestStatus;
-  durationMs: number;
-  /** Why it failed, timed out or was skipped; null when it passed. */
-  error: string | null;
-}
-
-export interface TestRunSummary {
-  total: number;
-  passed: number;
-  failed: number;
-  timedOut: number;
-  skipped: number;
-  durationMs: number;
-}
-
-export type TestRunEvent =
-  | { type: 'RUN_STARTED'; at: number; total: number; tests: PlannedTest[] }
-  | { type: 'TEST_STARTED'; at: number; index: number; name: string }
-  | { type: 'TEST_FINISHED'; at: number; index: number; result: TestCaseResult }
-  | { type: 'RUN_FINISHED'; at: number; status: RunStatus; summary: TestRunSummary };
+// The run's vocabulary lives in a leaf file so the bus can name it; re-exported for the engine's users.
+export {
+  RUN_STATUSES,
+  TEST_SOURCES,
+  TEST_STATUSES,
+  type PlannedTest,
+  type RunStatus,
+  type TestCaseResult,
+  type TestRunEvent,
+  type TestRunSummary,
+  type TestSource,
+  type TestStatus,
+} from './events.js';
+import type { PlannedTest, RunStatus, TestCaseResult, TestRunEvent, TestRunSummary, TestSource, TestStatus } from './events.js';
 
 export interface TestBudgets {
   /** ML: the most one `predict` call may take (default 500 ms). */

@@ -121,9 +121,6 @@ export class TestRunRepository {
     return { runs: rows.slice(0, limit).map((r) => this.toRecord(r)), hasMore: rows.length > limit };
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
 
   private toRecord(row: RunRow): TestRunRecord {
     return {

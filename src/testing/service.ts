@@ -4,30 +4,34 @@
  *
  * - A run is stored when it starts (RUNNING), each result as it finishes, and its summary at
  *   the end. Runs that a crash left RUNNING are marked INTERRUPTED at the next start.
- * - Progress: while a run is in memory its events are kept in order; a subscriber first gets
- *   the events so far, then the live ones, with no gap and no duplicate, and the feed completes
- *   after RUN_FINISHED. A finished run is replayed from its stored results (RUN_STARTED, each
+ * - Progress: each event is stored, then published on the bus's `testProgress` topic after its
+ *   write commits. While a run is in memory its events are also kept in order; a subscriber
+ *   first gets the events so far, then the live ones from the bus (bounded queue, SLOW_CONSUMER
+ *   past it, like every feed), with no gap and no duplicate, and the feed completes after
+ *   RUN_FINISHED. A finished run is replayed from its stored results (RUN_STARTED, each
  *   test's TEST_STARTED/TEST_FINISHED, RUN_FINISHED), then completes.
+ * - Starting and cancelling a run are units of work: inside a caller's unit, the run starts
+ *   (or is cancelled) only after the outermost commit, and never if it rolls back.
  * - Runs stage their own instance (see engine.ts) and may run side by side.
  */
 import { randomUUID } from 'node:crypto';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
+import type { EventBus } from '../events.js';
 import type { Logger } from '../logger.js';
 import { errorFields } from '../logger.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { ModuleRecord, ModuleService } from '../modules/service.js';
 import { validateName } from '../validation.js';
 import { runTestRun, summarizeResults, type TestRunEvent, type TestRunOutcome } from './engine.js';
+import type { TestProgressEvent } from './events.js';
 import { TestRunRepository, type TestRunRecord } from './repository.js';
-
-export type TestProgressEvent = TestRunEvent & { runId: string };
 
 interface LiveRun {
   events: TestProgressEvent[];
-  waiters: Set<() => void>;
   controller: AbortController;
   done: Promise<TestRunOutcome | null>;
   finished: boolean;
@@ -36,6 +40,7 @@ interface LiveRun {
 interface TestRunServiceDeps {
   db: Db;
   audit: AuditRepository;
+  bus: EventBus;
   clock: Clock;
   logger: Logger;
   modules: ModuleService;
@@ -45,10 +50,12 @@ export const MAX_TEST_RUNS_PAGE = 200;
 
 export class TestRunService {
   private readonly repo: TestRunRepository;
+  private readonly uow: UnitOfWork;
   private readonly live = new Map<string, LiveRun>();
 
   constructor(private readonly deps: TestRunServiceDeps) {
     this.repo = new TestRunRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
   }
 
   start(): { interrupted: number } {
@@ -85,7 +92,7 @@ export class TestRunService {
   /** Every event of the run in order, then completion (see the file comment). */
   progress(runId: string): AsyncIterableIterator<TestProgressEvent> {
     const live = this.live.get(runId);
-    if (live) return this.follow(live);
+    if (live) return this.follow(live, runId);
     const record = this.repo.get(runId);
     if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${runId}" does not exist`, 'runId');
     return replay(record);
@@ -118,11 +125,13 @@ export class TestRunService {
     if (live.controller.signal.aborted) {
       throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is already being cancelled`, 'id');
     }
-    this.deps.audit.record({
-      at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
-      before: { status: record.status }, after: { status: 'CANCELLED' },
+    this.uow.run(() => {
+      this.deps.audit.record({
+        at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
+        before: { status: record.status }, after: { status: 'CANCELLED' },
+      });
+      this.uow.afterCommit(() => live.controller.abort());
     });
-    live.controller.abort();
     await live.done;
     return this.repo.get(id)!;
   }
@@ -141,27 +150,60 @@ export class TestRunService {
     const base = {
       id, moduleName: module.name, moduleVersion: target.version, modulePath: target.modulePath, moduleType, trigger, actor, startedAt: now,
     };
-    this.repo.transaction(() => {
+    let settle!: (outcome: Promise<TestRunOutcome | null>) => void;
+    const done = new Promise<TestRunOutcome | null>((resolve) => {
+      settle = resolve;
+    });
+    const run = this.uow.run(() => {
       this.repo.create({ ...base, seq: this.repo.nextSeq() });
       this.deps.audit.record({
         at: now, actor, action: trigger === 'testModule' ? 'testModule' : 'testModule(swap)', targetType: 'TEST_RUN', target: id,
         before: null, after: { module: module.name, version: target.version, moduleType },
       });
+      this.uow.afterCommit(() => {
+        try {
+          settle(this.begin(id, now, module, target, moduleType));
+        } catch (error) {
+          settle(Promise.resolve(null));
+          throw error;
+        }
+      });
+      this.uow.onRollback(() => settle(Promise.resolve(null)));
+      return this.repo.get(id)!;
     });
+    return { run, done };
+  }
+
+  /** Runs a stored (committed) run: keeps its events, stores and publishes each one. */
+  private begin(
+    id: string,
+    now: number,
+    module: ModuleRecord,
+    target: { modulePath: string; absolutePath: string; version: string },
+    moduleType: ModuleType,
+  ): Promise<TestRunOutcome | null> {
     const controller = new AbortController();
-    const live: LiveRun = { events: [], waiters: new Set(), controller, done: Promise.resolve(null), finished: false };
+    const live: LiveRun = { events: [], controller, done: Promise.resolve(null), finished: false };
     this.live.set(id, live);
     let position = 0;
     const onEvent = (event: TestRunEvent) => {
+      const progress: TestProgressEvent = { ...event, runId: id };
+      const publish = () => {
+        live.events.push(progress);
+        this.deps.bus.publish('testProgress', progress);
+      };
       try {
-        if (event.type === 'RUN_STARTED') this.repo.setTotal(id, event.total);
-        else if (event.type === 'TEST_FINISHED') this.repo.addResult(id, position++, event.result);
-        else if (event.type === 'RUN_FINISHED') this.repo.finish(id, event.status, event.at, event.summary);
+        this.uow.run(() => {
+          if (event.type === 'RUN_STARTED') this.repo.setTotal(id, event.total);
+          else if (event.type === 'TEST_FINISHED') this.repo.addResult(id, position++, event.result);
+          else if (event.type === 'RUN_FINISHED') this.repo.finish(id, event.status, event.at, event.summary);
+          this.uow.afterCommit(publish);
+        });
       } catch (error) {
+        // The run goes on in memory; its subscribers still hear about it.
         this.deps.logger.error('could not store a test run event', { run: id, ...errorFields(error) });
+        publish();
       }
-      live.events.push({ ...event, runId: id });
-      for (const wake of [...live.waiters]) wake();
     };
     live.done = runTestRun({
       moduleType,
@@ -180,42 +222,41 @@ export class TestRunService {
       })
       .finally(() => {
         live.finished = true;
-        for (const wake of [...live.waiters]) wake();
         // Late subscribers replay from SQLite from now on.
         this.live.delete(id);
       });
-    return { run: this.repo.get(id)!, done: live.done };
+    return live.done;
   }
 
-  private follow(live: LiveRun): AsyncIterableIterator<TestProgressEvent> {
-    let index = 0;
+  /**
+   * The events so far, then the bus's. Both are taken in the same synchronous step, so no event
+   * falls between them and none comes twice; RUN_FINISHED ends the feed.
+   */
+  private follow(live: LiveRun, runId: string): AsyncIterableIterator<TestProgressEvent> {
+    const backlog = [...live.events];
+    const feed = this.deps.bus.subscribe('testProgress', (event) => event.runId === runId);
     let closed = false;
-    let wake: (() => void) | null = null;
+    const close = () => {
+      closed = true;
+      void feed.return?.();
+    };
     const iterator: AsyncIterableIterator<TestProgressEvent> = {
       next: async () => {
-        for (;;) {
-          if (closed) return { value: undefined, done: true };
-          if (index < live.events.length) {
-            const event = live.events[index++]!;
-            if (event.type === 'RUN_FINISHED') closed = true;
-            return { value: event, done: false };
+        if (closed) return { value: undefined, done: true };
+        let event = backlog.shift();
+        if (event === undefined) {
+          const next = await feed.next();
+          if (next.done) {
+            closed = true;
+            return { value: undefined, done: true };
           }
-          if (live.finished) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => {
-            wake = () => {
-              live.waiters.delete(wake!);
-              resolve();
-            };
-            live.waiters.add(wake);
-          });
+          event = next.value;
         }
+        if (event.type === 'RUN_FINISHED') close();
+        return { value: event, done: false };
       },
       return: async () => {
-        closed = true;
-        if (wake) {
-          live.waiters.delete(wake);
-          wake();
-        }
+        close();
         return { value: undefined, done: true };
       },
       [Symbol.asyncIterator]() {
