@@ -63,7 +63,11 @@ export class VersionStatsWindow {
     let seen = 0;
     for (let i = 0; i < BUCKET_COUNT; i++) {
       seen += this.buckets[i]!;
-      if (seen >= rank) return Math.min(this.maxMs, Math.max(this.minMs, bucketMiddle(i)));
+      if (seen >= rank) {
+        // The last bucket is open-ended: its middle would be meaningless.
+        if (i === BUCKET_COUNT - 1) return this.maxMs;
+        return Math.min(this.maxMs, Math.max(this.minMs, bucketMiddle(i)));
+      }
     }
     return this.maxMs;
   }
