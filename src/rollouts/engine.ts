@@ -243,7 +243,8 @@ export function canaryReady(rollout: Rollout, now: number, testRunId: string | n
 export function canaryFailed(rollout: Rollout, now: number, cause: 'TESTS_FAILED' | 'CANARY_FAILED', reason: string, testRunId: string | null = null): RolloutDecision {
   requireCommand(rollout, 'canaryFailed');
   const next = testRunId === null ? rollout : { ...rollout, testRunId };
-  return aborted(next, now, { cause, limit: null, value: null, stats: null }, reason, rollout.status !== 'TESTING');
+  // A staging that failed left nothing loaded: only a routed canary has anything to undo.
+  return aborted(next, now, { cause, limit: null, value: null, stats: null }, reason, rollout.status === 'TESTING' ? 'NOTHING' : 'ROUTED');
 }
 
 export interface GateVerdict {
@@ -313,10 +314,10 @@ export function judge(rollout: Rollout, input: JudgeInput, now: number): Rollout
   const { stats } = input;
   if (breakerHasOpened(input.canaryBreaker)) {
     return aborted(rollout, now, { cause: 'BREAKER_OPEN', limit: null, value: null, stats },
-      `the canary's breaker is ${input.canaryBreaker}; ${summary(stats)}`, true);
+      `the canary's breaker is ${input.canaryBreaker}; ${summary(stats)}`, 'ROUTED');
   }
   const verdict = judgeGates(rollout.gates, stats);
-  if (verdict.verdict === 'FAIL') return aborted(rollout, now, verdict.abort!, verdict.reason!, true);
+  if (verdict.verdict === 'FAIL') return aborted(rollout, now, verdict.abort!, verdict.reason!, 'ROUTED');
   const interval = intervalMs(rollout);
   // Manual steps (and the wait for promoteRollout) only ever abort on their own.
   if (interval === null) return null;
@@ -343,7 +344,7 @@ export function judge(rollout: Rollout, input: JudgeInput, now: number): Rollout
 export function breakerOpened(rollout: Rollout, now: number, state: BreakerState, stats: RolloutStatsSnapshot | null): RolloutDecision {
   requireCommand(rollout, 'breakerOpened');
   return aborted(rollout, now, { cause: 'BREAKER_OPEN', limit: null, value: null, stats },
-    `the canary's breaker opened (${state})${stats ? `; ${summary(stats)}` : ''}`, true);
+    `the canary's breaker opened (${state})${stats ? `; ${summary(stats)}` : ''}`, 'ROUTED');
 }
 
 /** The operator moves to the next step now, without judging. */
@@ -400,16 +401,20 @@ export function promote(rollout: Rollout, now: number, actor: string): RolloutDe
 export function abort(rollout: Rollout, now: number, actor: string, reason: string | null): RolloutDecision {
   requireCommand(rollout, 'abort');
   const why = reason && reason.trim() !== '' ? reason.trim() : 'no reason given';
-  return aborted(rollout, now, { cause: 'MANUAL', limit: null, value: null, stats: null }, `aborted by ${actor}: ${why}`, rollout.status !== 'TESTING');
+  return aborted(rollout, now, { cause: 'MANUAL', limit: null, value: null, stats: null }, `aborted by ${actor}: ${why}`, rollout.status === 'TESTING' ? 'STAGED' : 'ROUTED');
 }
 
-function aborted(rollout: Rollout, now: number, abortInfo: RolloutAbort, reason: string, routed: boolean): RolloutDecision {
+/** What an abort must undo: a canary taking traffic, one loaded (or loading) but not routed yet, or nothing. */
+type AbortScope = 'ROUTED' | 'STAGED' | 'NOTHING';
+
+function aborted(rollout: Rollout, now: number, abortInfo: RolloutAbort, reason: string, scope: AbortScope): RolloutDecision {
   const next = moved(rollout, 'ABORTED', now, {
     percentage: 0, nextStepAt: null, pausedAt: null, remainingMs: null, resumeStatus: null, awaitingPromotion: false,
     finishedAt: now, abortReason: reason, abort: abortInfo,
   });
   // The split goes to 0 first, so no further call is routed to the canary while it drains.
-  const effects: RolloutEffect[] = routed ? [{ kind: 'SET_PERCENTAGE', percentage: 0 }, { kind: 'DROP_CANARY' }] : [{ kind: 'DROP_CANARY' }];
+  const effects: RolloutEffect[] = scope === 'ROUTED' ? [{ kind: 'SET_PERCENTAGE', percentage: 0 }, { kind: 'DROP_CANARY' }]
+    : scope === 'STAGED' ? [{ kind: 'DROP_CANARY' }] : [];
   return { rollout: next, events: [event('ABORTED', now, 0, reason)], effects };
 }
 

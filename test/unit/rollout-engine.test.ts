@@ -157,7 +157,7 @@ describe('rollout engine', () => {
     const clock = new ManualClock(T0);
     const d = canaryFailed(newRollout(clock).rollout, clock.now(), 'TESTS_FAILED', '2 of 5 tests failed', 'run-9');
     expect(d.rollout).toMatchObject({ status: 'ABORTED', percentage: 0, finishedAt: T0, testRunId: 'run-9', abort: { cause: 'TESTS_FAILED' } });
-    expect(d.effects).toEqual([{ kind: 'DROP_CANARY' }]);
+    expect(d.effects).toEqual([]);
   });
 
   it('judges nothing before the interval ends, then steps through every percentage and promotes', () => {
