@@ -287,13 +287,14 @@ export class RolloutService {
     }, now);
     const entry = this.track(decision.rollout);
     entry.staging = true;
+    let effects: Promise<void>;
     try {
-      this.commit(entry, decision, null, actor, 'startRollout', true);
+      effects = this.commit(entry, decision, null, actor, 'startRollout', true);
     } catch (error) {
       this.live.delete(module);
       throw error;
     }
-    await this.runEffects(entry, decision.effects, actor);
+    await effects;
     await this.stage(entry, canary, actor, input.testWith ?? null);
     return entry.rollout;
   }
@@ -314,7 +315,7 @@ export class RolloutService {
     return this.command(actor, module, 'promoteRollout', (r, now) => promote(r, now, actor));
   }
 
-  abort(actor: string, module: string, reason: string | null = null): Promise<Rollout> {
+  async abort(actor: string, module: string, reason: string | null = null): Promise<Rollout> {
     const why = reason === null ? null : validateText(reason, 'reason', MAX_ABORT_REASON_LENGTH);
     return this.command(actor, module, 'abortRollout', (r, now) => abort(r, now, actor, why));
   }
@@ -399,12 +400,17 @@ export class RolloutService {
       }
     }
     const before = entry.rollout;
-    this.commit(entry, chosen, before, actor, chosenAction, false);
-    await this.runEffects(entry, chosen.effects, actor);
+    await this.commit(entry, chosen, before, actor, chosenAction, false);
   }
 
-  /** Writes the rollout, its events and the audit entry in one transaction, then updates memory and publishes. */
-  private commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): void {
+  /**
+   * Writes the rollout, its events and the audit entry in one transaction (a failing write
+   * throws synchronously and changes nothing), updates memory, starts the effects, publishes,
+   * and resolves when the effects are done. The effects' synchronous part (the flag move, the
+   * statistics reset, the start of a drop, which stops routing at once) runs before the events
+   * are published: whoever reacts to an ABORTED event reaches the stable version only.
+   */
+  private commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): Promise<void> {
     const next = decision.rollout;
     const now = next.updatedAt;
     this.repo.transaction(() => {
@@ -422,6 +428,8 @@ export class RolloutService {
       this.live.delete(next.module);
       if (entry.staging) this.settling.add(next.module);
     }
+    this.reschedule();
+    const effects = this.runEffects(entry, decision.effects, actor);
     for (const e of decision.events) {
       try {
         this.deps.publish({ ...e, module: next.module, rollout: next });
@@ -429,7 +437,7 @@ export class RolloutService {
         this.deps.logger.error('rollout: a rolloutProgress listener failed', errorFields(error));
       }
     }
-    this.reschedule();
+    return effects;
   }
 
   private async runEffects(entry: LiveRollout, effects: readonly RolloutEffect[], actor: string): Promise<void> {
@@ -476,7 +484,7 @@ export class RolloutService {
     const active = this.deps.modules.activeVersion(r.module);
     if (active === r.toVersion && active !== r.fromVersion && r.status !== 'TESTING') {
       const decision = promote(r, now, ROLLOUT_ACTOR);
-      this.commit(entry, { ...decision, effects: [] }, r, ROLLOUT_ACTOR, 'rolloutRecovery', false);
+      await this.commit(entry, { ...decision, effects: [] }, r, ROLLOUT_ACTOR, 'rolloutRecovery', false);
       return false;
     }
     if (active !== r.fromVersion) {

@@ -155,15 +155,21 @@ function setup(shared?: { db: Db; clock: ManualClock; log: string[]; modules: Fa
   const modules = shared?.modules ?? new FakeModules(log);
   const flags = shared?.flags ?? new FakeFlags(log);
   const published: RolloutProgressEvent[] = [];
+  /** What the fakes had been asked to do when each event was published. */
+  const logAtPublish: string[][] = [];
   const service = new RolloutService({
     db, audit: new AuditRepository(db), modules, flags, clock, logger: createLogger('silent'),
-    publish: (e) => published.push(e), manualCheckIntervalMs: 60_000,
+    publish: (e) => {
+      published.push(e);
+      logAtPublish.push([...log]);
+    },
+    manualCheckIntervalMs: 60_000,
   });
   services.push(service);
   const audit = () => db.prepare<[], { actor: string; action: string; target_type: string; target: string }>(
     'SELECT actor, action, target_type, target FROM audit_log ORDER BY id').all();
   const count = (table: string) => db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).get()!.n;
-  return { clock, db, log, modules, flags, published, service, audit, count, shared: { db, clock, log, modules, flags } };
+  return { clock, db, log, modules, flags, published, logAtPublish, service, audit, count, shared: { db, clock, log, modules, flags } };
 }
 
 /** Moves the clock to the rollout's next judgement and lets the service act. */
@@ -221,6 +227,9 @@ describe('rollout service', () => {
     expect(r.abortReason).toContain('failure rate 0.1');
     expect(r.abort!.stats!.canary).toMatchObject({ calls: 40, failures: 4 });
     expect(t.log).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
+    // Whoever reacts to the ABORTED event finds the split at 0 and the canary's drop begun.
+    expect(t.published.at(-1)!.type).toBe('ABORTED');
+    expect(t.logAtPublish.at(-1)).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
     expect(t.modules.canaries.has('pricing')).toBe(false);
     expect(t.modules.active.get('pricing')).toBe('1.0.0');
     expect(t.audit().at(-1)).toMatchObject({ actor: 'rollout', action: 'rolloutAbort' });
@@ -336,6 +345,35 @@ describe('rollout service', () => {
     expect(second.service.current('risk')).toMatchObject({ status: 'PROMOTED' });
     const resumed = await second.service.resume('bob', 'pricing');
     expect(resumed.nextStepAt).toBe(second.clock.now() + 50 * 60_000);
+  });
+
+  it('after a restart during TESTING stages and tests the new version again', async () => {
+    const first = setup();
+    await first.service.start();
+    first.modules.stageGate = deferred<void>();
+    void first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', testWith: 'GENERIC' });
+    await flush();
+    first.service.stop();
+    first.log.length = 0;
+    first.modules.stageGate = null;
+
+    const second = setup(first.shared);
+    expect(await second.service.start()).toEqual({ resumed: 1, finished: 0 });
+    await flush();
+    expect(first.log).toEqual(['flag pricing=0 by rollout', 'stage pricing@pricing_v2 test GENERIC', 'flag pricing=1 by rollout']);
+    expect(second.service.inProgress('pricing')).toMatchObject({ status: 'RUNNING', percentage: 1, testRunId: 'run-ok' });
+  });
+
+  it('after a restart aborts a rollout whose module no longer runs its fromVersion', async () => {
+    const first = setup();
+    await first.service.start();
+    await first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    first.service.stop();
+    first.modules.active.set('pricing', '0.9.0');
+    const second = setup(first.shared);
+    expect(await second.service.start()).toEqual({ resumed: 0, finished: 1 });
+    expect(second.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'CANARY_FAILED' } });
+    expect(second.service.current('pricing')!.abortReason).toContain('0.9.0');
   });
 
   it('bad input leaves nothing written, loaded or moved', async () => {
