@@ -163,6 +163,11 @@ function moved(rollout: Rollout, to: RolloutStatus, now: number, changes: Partia
   return { ...rollout, ...changes, status: to, updatedAt: now };
 }
 
+/** A change within the current status (a deadline, the share in manual mode): not an edge of the table. */
+function touched(rollout: Rollout, now: number, changes: Partial<Rollout>): Rollout {
+  return { ...rollout, ...changes, status: rollout.status, updatedAt: now };
+}
+
 function isFinal(status: RolloutStatus): boolean {
   return ROLLOUT_TRANSITIONS[status].length === 0;
 }
@@ -323,7 +328,7 @@ export function judge(rollout: Rollout, input: JudgeInput, now: number): Rollout
   if (interval === null) return null;
   if (rollout.nextStepAt === null || now < rollout.nextStepAt) return null;
   if (rollout.awaitingPromotion) {
-    return { rollout: { ...moved(rollout, rollout.status, now, {}), nextStepAt: now + interval }, events: [], effects: [] };
+    return { rollout: touched(rollout, now, { nextStepAt: now + interval }), events: [], effects: [] };
   }
   if (verdict.verdict === 'HOLD') {
     const next = moved(rollout, 'HOLDING', now, { nextStepAt: now + interval });
@@ -430,7 +435,7 @@ export function flagMoved(rollout: Rollout, now: number, percentage: number, act
   rollout.steps.forEach((step, i) => {
     if (step <= percentage) stepIndex = i;
   });
-  const next = { ...moved(rollout, rollout.status, now, {}), percentage, stepIndex, stepStartedAt: now };
+  const next = touched(rollout, now, { percentage, stepIndex, stepStartedAt: now });
   return {
     rollout: next,
     events: [event('STEP', now, percentage, `flag "${rollout.flag}" set to ${percentage}%${actor ? ` by ${actor}` : ''}`)],

@@ -54,23 +54,23 @@ function running(clock: ManualClock, plan: RolloutPlanInput = {}): Rollout {
 }
 
 /** A rollout in `status`, built through the engine's own commands. */
-function inStatus(status: RolloutStatus, clock = new ManualClock(T0)): Rollout {
+function inStatus(status: RolloutStatus, clock = new ManualClock(T0), plan: RolloutPlanInput = {}): Rollout {
   switch (status) {
     case 'TESTING':
-      return newRollout(clock).rollout;
+      return newRollout(clock, plan).rollout;
     case 'RUNNING':
-      return running(clock);
+      return running(clock, plan);
     case 'HOLDING': {
-      const r = running(clock);
+      const r = running(clock, plan);
       clock.advance(HOUR);
       return judge(r, { stats: stats({ calls: 3 }), canaryBreaker: 'CLOSED' }, clock.now())!.rollout;
     }
     case 'PAUSED':
-      return pause(running(clock), clock.now(), 'alice').rollout;
+      return pause(running(clock, plan), clock.now(), 'alice').rollout;
     case 'PROMOTED':
-      return promote(running(clock), clock.now(), 'alice').rollout;
+      return promote(running(clock, plan), clock.now(), 'alice').rollout;
     case 'ABORTED':
-      return abort(running(clock), clock.now(), 'alice', 'test').rollout;
+      return abort(running(clock, plan), clock.now(), 'alice', 'test').rollout;
   }
 }
 
@@ -109,15 +109,26 @@ describe('rollout transition table', () => {
     expect(ROLLOUT_TRANSITIONS.ABORTED).toEqual([]);
   });
 
-  it('runs every command from every status: accepted ones follow a legal edge, the others are refused with INVALID_ROLLOUT_STATE', () => {
+  it.each([
+    ['automatic', {}],
+    ['manual', { stepIntervalSeconds: null }],
+  ] as [string, RolloutPlanInput][])('runs every command from every status (%s steps): accepted ones follow a legal edge, the others are refused with INVALID_ROLLOUT_STATE', (_mode, plan) => {
+    let changed = 0;
     for (const command of ROLLOUT_COMMANDS) {
       for (const status of ROLLOUT_STATUSES) {
+        // Manual steps are never judged short of calls, so they cannot be HOLDING.
+        if (status === 'HOLDING' && plan.stepIntervalSeconds === null) continue;
         const clock = new ManualClock(T0);
-        const r = inStatus(status, clock);
+        const r = inStatus(status, clock, plan);
         expect(r.status).toBe(status);
         if (ROLLOUT_COMMAND_SOURCES[command].includes(status)) {
           const decision = runCommand(command, r, clock.now());
-          if (decision !== null) expect(isLegalTransition(status, decision.rollout.status), `${command} from ${status}`).toBe(true);
+          if (decision !== null) {
+            changed++;
+            const to = decision.rollout.status;
+            // Staying put is a change within the status unless the table lists the self-edge.
+            if (to !== status) expect(isLegalTransition(status, to), `${command} from ${status}`).toBe(true);
+          }
         } else {
           let error: unknown = null;
           try {
@@ -130,6 +141,7 @@ describe('rollout transition table', () => {
         }
       }
     }
+    expect(changed).toBeGreaterThan(15);
   });
 
   it('refuses every command on a finished rollout', () => {
@@ -319,6 +331,9 @@ describe('rollout engine', () => {
     expect(failed.rollout).toMatchObject({ status: 'ABORTED', abort: { cause: 'FAILURE_RATE' } });
     // Automatic rollouts own their flag.
     expect(flagMoved(running(clock), clock.now(), 30, 'bob')).toBeNull();
+    // A paused manual rollout still follows its flag, and stays paused.
+    const paused = pause(moved.rollout, clock.now(), 'bob').rollout;
+    expect(flagMoved(paused, clock.now(), 50, 'bob')!.rollout).toMatchObject({ status: 'PAUSED', percentage: 50, stepIndex: 5 });
   });
 
   it('after a restart resumes at the stored step with the time left (nextStepAt kept)', () => {
