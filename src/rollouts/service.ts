@@ -122,9 +122,10 @@ export interface RolloutModules {
 export interface RolloutFlags {
   /** Strategy PERCENTAGE, enabled, at `percentage`; creates the flag when missing; audited under `actor`. */
   setPercentage(name: string, percentage: number, actor: string): void;
-  /** The flag's effective share (ALL_ON 100, disabled or ALL_OFF 0, PERCENTAGE its value...); null when it does not exist. */
-  percentageOf(name: string): number | null;
-  /** Called after every committed flag change with the flag's new effective share (null: deleted). */
+  /**
+   * Called after every committed flag change with the flag's new effective share for routing
+   * (PERCENTAGE its percentage, ALL_ON 100, ALL_OFF or disabled 0; null: deleted).
+   */
   onPercentageChange(listener: (name: string, percentage: number | null, actor: string | null) => void): () => void;
 }
 
