@@ -144,6 +144,27 @@ describe('rollout service', () => {
     expect(t.log).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
   });
 
+  it('judges the latency ratio against the stable version in the same step', async () => {
+    const t = setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', gates: { maxLatencyRatio: 2, minCalls: 10 } });
+    t.modules.traffic('pricing', { calls: 20, ms: 30 }, { calls: 200, ms: 10 });
+    await toNextStep(t);
+    const r = t.service.current('pricing')!;
+    expect(r).toMatchObject({ status: 'ABORTED', abort: { cause: 'LATENCY_RATIO', limit: 2 } });
+    expect(r.abort!.value).toBeCloseTo(3, 0);
+  });
+
+  it('aborts at judgement when the canary breaker is not CLOSED even if its opening was not reported', async () => {
+    const t = setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    t.modules.traffic('pricing', { calls: 100 });
+    t.modules.breakers.set('pricing', 'HALF_OPEN');
+    await toNextStep(t);
+    expect(t.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'BREAKER_OPEN' } });
+  });
+
   it('pause keeps the time left, resume restores it; a paused rollout still aborts on its breaker', async () => {
     const t = setup();
     await t.service.start();
