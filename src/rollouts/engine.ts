@@ -41,7 +41,11 @@
  *   HOLDING,
  *   PAUSED    abort (operator)                                          ABORTED
  *
- * Judging (`judge`) happens when `nextStepAt` is reached; with manual steps
+ * Changes within a status are not edges: the promotion wait's next check, and, with manual
+ * steps, the split following the flag (`flagMoved`: setFlagPercentage or enableFeatureFlag on
+ * the rollout's flag is a step, and the step's statistics start over).
+ *
+ * The service calls `judge` when `nextStepAt` is reached; called before, it only aborts. With manual steps
  * (`stepIntervalSeconds: null`) there is no `nextStepAt` and `judge` only aborts (a failing gate
  * over at least minCalls canary calls, or an opened breaker), never advances. The gates, in
  * order: the canary's breaker is not CLOSED (or DISABLED) -> abort; fewer than `minCalls`
