@@ -18,6 +18,7 @@ import { isLoopbackHost } from './auth/anonymous.js';
 import { resolveCaller } from './auth/authorization.js';
 import type { OriginPolicy } from './hardening/browser-origin.js';
 import { useDocumentLimits } from './hardening/plugin.js';
+import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
@@ -84,6 +85,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // These run for HTTP and, through getEnveloped(), for graphql-ws too.
     plugins: [
       useDocumentLimits(limits),
+      useRequestErrorCodes(),
       useStreamTracking(streams),
       ...(config.introspection ? [] : [useNoIntrospection()]),
     ],

@@ -5,7 +5,8 @@
  *   process);
  * - revocation ends a token's SSE streams (GraphQL over SSE, distinct connections) and refuses
  *   everything it tries later, on every transport;
- * - shutdown completes every subscription on both transports and is not held by open streams.
+ * - shutdown completes every subscription on both transports and is not held by open streams;
+ * - request errors (parse, validation, variables) carry the same codes on HTTP and WebSocket.
  */
 import { connect, type Socket } from 'node:net';
 import { print } from 'graphql';
@@ -337,5 +338,56 @@ describe('graceful shutdown', () => {
     await feed.waitForCompletion(1000);
     expect(feed.completed).toBe(true);
     expect(feed.error).toBeNull();
+  });
+});
+
+describe('request error codes', () => {
+  const mutation = 'mutation ($p: Float!) { setFlagPercentage(name: "websocket_v2", percentage: $p) { errors { code } } }';
+  const post = async (body: string, accept = 'application/graphql-response+json') => {
+    const res = await fetch((await current).url, { method: 'POST', headers: { 'content-type': 'application/json', accept, authorization: ADMIN }, body });
+    return { status: res.status, body: (await res.json()) as { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] } };
+  };
+  let current: Promise<TestServer>;
+
+  it('answers variables that do not coerce with 400 and BAD_USER_INPUT over HTTP', async () => {
+    current = pool.start();
+    for (const body of [
+      JSON.stringify({ query: mutation, variables: { p: '50' } }),
+      // JSON reads 1e309 as Infinity, which Float cannot represent.
+      `{"query":${JSON.stringify(mutation)},"variables":{"p":1e309}}`,
+      JSON.stringify({ query: mutation, variables: {} }),
+    ]) {
+      const res = await post(body);
+      expect(res.status, body.slice(-40)).toBe(400);
+      expect(res.body.data).toBeUndefined();
+      expect(codes(res.body)).toEqual(['BAD_USER_INPUT']);
+      expect(res.body.errors![0]!.message).toMatch(/^Variable "\$p"/);
+    }
+    // Legacy application/json: 200 as GraphQL over HTTP asks, with the same code.
+    const legacy = await post(JSON.stringify({ query: mutation, variables: { p: '50' } }), 'application/json');
+    expect(legacy.status).toBe(200);
+    expect(codes(legacy.body)).toEqual(['BAD_USER_INPUT']);
+  });
+
+  it('gives parse, validation and variable errors the same codes over WebSocket as over HTTP', async () => {
+    current = pool.start();
+    const cases = [
+      { query: '{ featureFlags { name ', expected: 'GRAPHQL_PARSE_FAILED' },
+      { query: '{ noSuchField }', expected: 'GRAPHQL_VALIDATION_FAILED' },
+      { query: mutation, variables: { p: '50' }, expected: 'BAD_USER_INPUT' },
+      { query: 'subscription ($n: String) { featureFlagChanged(name: $n) { name } }', variables: { n: 5 }, expected: 'BAD_USER_INPUT' },
+    ];
+    const socket = new RawSocket((await current).wsUrl);
+    await socket.init();
+    for (const [i, c] of cases.entries()) {
+      const http = await post(JSON.stringify({ query: c.query, variables: c.variables ?? {} }));
+      expect(codes(http.body), c.query).toEqual([c.expected]);
+      expect(http.status).toBe(400);
+      socket.send({ id: String(i), type: 'subscribe', payload: { query: c.query, variables: c.variables ?? {} } });
+      const answer = await socket.waitFor((m) => m.id === String(i) && (m.type === 'error' || m.type === 'next'));
+      expect(codes(answer.payload), c.query).toEqual([c.expected]);
+      expect(JSON.stringify(answer.payload)).not.toContain('"http"');
+    }
+    socket.close();
   });
 });
