@@ -48,10 +48,10 @@ export class StreamRegistry {
   track<T>(source: AsyncIterable<T>, caller: Pick<Caller, 'name' | 'anonymous'> | undefined, res: ServerResponse): AsyncIterableIterator<T> {
     const iterator = source[Symbol.asyncIterator]();
     let ended = false;
-    let signal!: () => void;
-    const endedSignal = new Promise<IteratorResult<T>>((resolve) => {
-      signal = () => resolve({ value: undefined, done: true });
-    });
+    // The reader's pending next(), settled with `done` when the stream is ended. (Not a race
+    // against one long-lived "ended" promise: each race would leave a reaction on it, one per
+    // event, for the stream's whole life.)
+    let settlePending: ((result: IteratorResult<T>) => void) | null = null;
     const entry: OpenStream = {
       token: caller && !caller.anonymous ? caller.name : null,
       res,
@@ -59,7 +59,8 @@ export class StreamRegistry {
         if (ended) return;
         ended = true;
         this.open.delete(entry);
-        signal();
+        settlePending?.({ value: undefined, done: true });
+        settlePending = null;
         void Promise.resolve(iterator.return?.()).catch(() => {});
       },
     };
@@ -69,7 +70,22 @@ export class StreamRegistry {
     // A client that hangs up (or a response cut short) releases the entry too.
     res.once('close', () => entry.end());
     const wrapper: AsyncIterableIterator<T> = {
-      next: () => (ended ? Promise.resolve({ value: undefined, done: true }) : Promise.race([iterator.next(), endedSignal])),
+      next: () => {
+        if (ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise<IteratorResult<T>>((resolve, reject) => {
+          settlePending = resolve;
+          iterator.next().then(
+            (result) => {
+              settlePending = null;
+              resolve(ended ? { value: undefined, done: true } : result);
+            },
+            (error: unknown) => {
+              settlePending = null;
+              reject(error);
+            },
+          );
+        });
+      },
       return: () => {
         entry.end();
         return Promise.resolve({ value: undefined, done: true });
