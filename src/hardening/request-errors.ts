@@ -30,7 +30,8 @@ function isVariableError(error: GraphQLError): boolean {
 }
 
 function codedRequestError(error: GraphQLError): GraphQLError {
-  const code = isVariableError(error) ? BAD_USER_INPUT : OPERATION_RESOLUTION_FAILURE;
+  const existing = error.extensions?.code;
+  const code = isVariableError(error) ? BAD_USER_INPUT : typeof existing === 'string' ? existing : OPERATION_RESOLUTION_FAILURE;
   // A fresh error without `originalError`: the masking keeps it (message and locations) as is.
   return new GraphQLError(error.message, {
     nodes: error.nodes ?? null,
@@ -41,9 +42,13 @@ function codedRequestError(error: GraphQLError): GraphQLError {
   });
 }
 
-/** A result with errors and no `data` at all is a request error: nothing was executed. */
+/**
+ * A result with errors, no `data` at all and no error at a `path` is a request error: nothing
+ * was executed. (A subscription whose resolver throws also has no `data`, but its error is at
+ * the field's path: a field error, left as it is.)
+ */
 function withRequestErrorCodes(result: ExecutionResult): ExecutionResult | null {
-  if ('data' in result || !result.errors?.length) return null;
+  if ('data' in result || !result.errors?.length || result.errors.some((e) => e.path !== undefined)) return null;
   return { ...result, errors: result.errors.map(codedRequestError) };
 }
 

@@ -248,7 +248,9 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
       stopping = true;
       await Promise.all([...connections].map((ctx) => completeOperations(ctx, deadline)));
       // Closes what is left with 1001 "Going away".
-      await Promise.race([disposable.dispose(), sleep(Math.max(0, deadline - Date.now()))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([disposable.dispose(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
+      clearTimeout(timer);
       for (const client of wsServer.clients) client.terminate();
       wsServer.close();
     },
