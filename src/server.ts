@@ -130,7 +130,15 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     streams.endToken(name);
   });
 
-  const port = await http.listen(config.port, config.host);
+  let port: number;
+  try {
+    port = await http.listen(config.port, config.host);
+  } catch (error) {
+    // A port already taken must not leave the database, its lock and the workers open.
+    await ws.shutdown(Date.now());
+    await app.close();
+    throw error;
+  }
   ready = true;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}${GRAPHQL_PATH}`;
