@@ -134,12 +134,16 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       async close() {
         if (closed) return;
         closed = true;
-        await testing.stop();
-        await modules.stop();
-        flags.stop();
-        breakers.stop();
-        db.close();
-        lock?.release();
+        try {
+          await testing.stop();
+          await modules.stop();
+          flags.stop();
+          breakers.stop();
+        } finally {
+          // Whatever failed above, the database and its lock are let go.
+          db.close();
+          lock?.release();
+        }
       },
     };
   } catch (error) {

@@ -1,29 +1,31 @@
 /**
- * One port for everything: Yoga answers HTTP (GraphQL, GraphiQL, SSE) on /graphql, graphql-ws
- * (`graphql-transport-ws`) upgrades WebSockets on the same path, and /health and /ready answer
- * probes. Shutdown stops accepting, lets in-flight requests finish, completes subscriptions,
+ * One port for everything, composed from one file per transport:
+ * - transport/http.ts: the node:http server, /health and /ready, origin check, body cap and
+ *   in-flight tracking, and a route table later adapters register on;
+ * - transport/graphql-ws.ts: graphql-ws (`graphql-transport-ws`) upgrades on /graphql;
+ * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token.
+ * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
+ * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
+ * accepting, completes every subscription on both transports, lets in-flight requests finish,
  * then closes the database, all within `shutdownTimeoutMs`.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
-import type { OperationResult } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
-import { authorizationFromConnectionParams, connectionCaller, parseAuthorization, resolveCaller, resolveOperationCaller, type Caller } from './auth/authorization.js';
-import { checkRequestOrigin, verifyWebSocketOrigin, type OriginPolicy } from './hardening/browser-origin.js';
-import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from './hardening/connections.js';
+import { resolveCaller } from './auth/authorization.js';
+import type { OriginPolicy } from './hardening/browser-origin.js';
 import { useDocumentLimits } from './hardening/plugin.js';
-import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js';
+import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
-import { renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
-import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
+import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
+import { createGraphQLWsTransport } from './transport/graphql-ws.js';
+import { createHttpTransport, probeRoutes } from './transport/http.js';
+import { StreamRegistry, useStreamTracking } from './transport/sse.js';
 
 export interface HeliosServer {
   app: App;
@@ -64,6 +66,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     return new GraphQLError(message, { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
 
+  const streams = new StreamRegistry();
+
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
@@ -74,12 +78,17 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
     batching: { limit: limits.maxBatchSize },
-    // guardRequestBody (above Yoga) already enforces this limit and hands Yoga the body as a
-    // Buffer. Yoga's own limiter would turn that Buffer back into a stream piped through a
+    // guardRequestBody (transport/http.ts) already enforces this limit and hands Yoga the body
+    // as a Buffer. Yoga's own limiter would turn that Buffer back into a stream piped through a
     // TransformStream with an AbortSignal, on every request: half the time of a small query.
     maxRequestBodySize: false,
     // These run for HTTP and, through getEnveloped(), for graphql-ws too.
-    plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()])],
+    plugins: [
+      useDocumentLimits(limits),
+      useRequestErrorCodes(),
+      useStreamTracking(streams),
+      ...(config.introspection ? [] : [useNoIntrospection()]),
+    ],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
     context: (initial) => {
       const resolved = initial as Partial<GraphQLContext>;
@@ -94,111 +103,42 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     maskedErrors: { maskError },
   });
 
-  let inFlight = 0;
-  const httpServer = createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (url === '/health' || url.startsWith('/health?')) {
-      sendJson(res, 200, { status: 'ok' });
-      return;
-    }
-    if (url === '/ready' || url.startsWith('/ready?')) {
-      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', version: services.version });
-      return;
-    }
-    const origin = checkRequestOrigin(req.headers, origins);
-    if (!origin.ok) {
-      sendGraphQLError(res, 403, origin.code, origin.message);
-      return;
-    }
-    if (config.graphiql && serveGraphiQLAsset(req, res)) return;
-    inFlight++;
-    let counted = true;
-    const done = () => {
-      if (counted) {
-        counted = false;
-        inFlight--;
-      }
-    };
-    res.on('finish', done);
-    res.on('close', done);
-    void guardRequestBody(req, res, limits.maxRequestBodyBytes).then((accepted) => {
-      if (accepted) void yoga(req, res);
-    });
+  const http = createHttpTransport({
+    origins,
+    maxRequestBodyBytes: limits.maxRequestBodyBytes,
+    fallback: (req, res) => yoga(req, res),
+  });
+  for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
+  if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
+
+  const ws = createGraphQLWsTransport({
+    httpServer: http.server,
+    path: GRAPHQL_PATH,
+    yoga,
+    services,
+    anonymous: config.anonymous,
+    origins,
+    limits,
+    maskError,
+    logger,
   });
 
-  // Revoking a token closes its open sockets, so its subscriptions end too.
-  const socketsOfToken = new SocketsByToken();
-  const stopClosingRevoked = services.tokens.onRevoke((name) => socketsOfToken.closeAll(name, 4403, 'Token revoked'));
-
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, verifyClient: verifyWebSocketOrigin(origins) });
-  limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
-  const wsDisposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage; caller?: Caller | 'UNAUTHENTICATED' }>(
-    {
-      // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
-      // anonymous access off) each operation must bring its own, as GraphiQL does.
-      onConnect: (ctx) => {
-        const caller = connectionCaller(ctx.connectionParams, services.tokens, config.anonymous);
-        if (!caller) return false;
-        ctx.extra.caller = caller;
-        if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) socketsOfToken.add(caller.name, ctx.extra.socket);
-        return true;
-      },
-      execute: (args) => (args.rootValue as Enveloped).execute(args),
-      // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
-      subscribe: (args) => {
-        const { caller } = args.contextValue as GraphQLContext;
-        return subscribeShared(args, {
-          subscribe: (args.rootValue as Enveloped).subscribe,
-          maskError: (error) => maskError(error, 'Unexpected error.'),
-          sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-        }) as ReturnType<Enveloped['subscribe']>;
-      },
-      onSubscribe: async (ctx, _id, payload) => {
-        const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
-        if (quota.length > 0) return quota;
-        // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
-        const resolution = resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, config.anonymous);
-        if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
-        const { caller } = resolution;
-        if (resolution.fromOperation) socketsOfToken.add(caller.name, ctx.extra.socket);
-        // A token revoked since the socket opened may not start anything new.
-        else if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
-          return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
-        }
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-        // A throwing parse or validation rule would make graphql-ws close the whole socket:
-        // turn every failure into errors for this one operation instead.
-        try {
-          const document = enveloped.parse(payload.query);
-          const errors = enveloped.validate(enveloped.schema, document);
-          if (errors.length > 0) return errors;
-          const args: ExecutionArgs = {
-            schema: enveloped.schema,
-            operationName: payload.operationName ?? null,
-            document,
-            variableValues: payload.variables ?? null,
-            contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
-            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-          };
-          return args;
-        } catch (error) {
-          if (error instanceof GraphQLError) return [error];
-          logger.error('websocket subscribe failed', errorFields(error));
-          return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
-        }
-      },
-    },
-    wsServer,
-  );
-
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(config.port, config.host, () => {
-      httpServer.off('error', reject);
-      resolve();
-    });
+  // Revoking a token ends its sockets (4403) and its streams (`event: complete`); every later
+  // operation with it is refused on both transports (resolveCaller, onSubscribe).
+  const stopEndingRevoked = services.tokens.onRevoke((name) => {
+    ws.closeToken(name);
+    streams.endToken(name);
   });
-  const port = (httpServer.address() as AddressInfo).port;
+
+  let port: number;
+  try {
+    port = await http.listen(config.port, config.host);
+  } catch (error) {
+    // A port already taken must not leave the database, its lock and the workers open.
+    await ws.shutdown(Date.now());
+    await app.close();
+    throw error;
+  }
   ready = true;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}${GRAPHQL_PATH}`;
@@ -206,17 +146,15 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   const stop = async () => {
     ready = false;
-    stopClosingRevoked();
-    httpServer.close();
-    httpServer.closeIdleConnections();
+    stopEndingRevoked();
+    http.stopAccepting();
     const deadline = Date.now() + config.shutdownTimeoutMs;
-    while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    if (inFlight > 0) logger.warn('shutdown deadline passed with requests in flight', { inFlight });
-    // Completes every subscription and closes sockets with 1001 "Going away".
-    await Promise.race([wsDisposable.dispose(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
-    for (const client of wsServer.clients) client.terminate();
-    wsServer.close();
-    httpServer.closeAllConnections();
+    // Subscriptions first: they never end on their own, so waiting for them would only burn
+    // the deadline. Streams get `event: complete`; sockets get `complete` per id, then 1001.
+    await Promise.all([streams.endAll(), ws.shutdown(deadline)]);
+    const left = await http.drain(deadline, (res) => streams.isStream(res));
+    if (left > 0) logger.warn('shutdown deadline passed with requests in flight', { inFlight: left });
+    http.closeAll();
     await app.close();
     logger.info('helios stopped');
   };
@@ -229,34 +167,6 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   };
 }
 
-/** Open sockets per token name; a socket leaves its set when it closes. */
-class SocketsByToken {
-  private readonly byName = new Map<string, Set<WebSocket>>();
-
-  add(name: string, socket: WebSocket): void {
-    const set = this.byName.get(name) ?? new Set<WebSocket>();
-    if (set.has(socket)) return;
-    set.add(socket);
-    this.byName.set(name, set);
-    socket.once('close', () => {
-      set.delete(socket);
-      if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
-    });
-  }
-
-  closeAll(name: string, code: number, reason: string): void {
-    for (const socket of this.byName.get(name) ?? []) socket.close(code, reason);
-  }
-}
-
-function tokenOf(params: unknown): string | null {
-  try {
-    return parseAuthorization(authorizationFromConnectionParams(params));
-  } catch {
-    return null;
-  }
-}
-
 /** Turns introspection off (HELIOS_INTROSPECTION=false), on both transports. */
 function useNoIntrospection(): Plugin {
   return {
@@ -264,15 +174,4 @@ function useNoIntrospection(): Plugin {
       addValidationRule(NoSchemaIntrospectionCustomRule);
     },
   };
-}
-
-interface Enveloped {
-  execute: (args: ExecutionArgs) => OperationResult;
-  subscribe: (args: ExecutionArgs) => OperationResult;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }

@@ -1,0 +1,283 @@
+/**
+ * graphql-ws (`graphql-transport-ws`) on the HTTP server's /graphql path: authentication in
+ * `connection_init`, the same envelop pipeline (limits, codes, masking) as HTTP per operation,
+ * per-token sockets for revocation, and a shutdown that completes every operation first.
+ *
+ * Frame size. ws checks a frame's declared length against its `maxPayload` when it has read the
+ * frame *header*, before buffering the payload, and on excess closes with 1009 "Message Too Big"
+ * and discards whatever else the peer sends (it stops feeding the socket's data to its parser).
+ * So an oversized frame is never held. The cap has two stages:
+ * - until `connection_init` is acknowledged: PRE_ACK_MAX_FRAME_BYTES (8 KiB; a
+ *   `connection_init` with a token is ~100 bytes). This is the server's `maxPayload`, so every
+ *   new socket starts with it and an unauthenticated peer can make the server hold at most
+ *   8 KiB (plus one TCP read) per socket;
+ * - after the ack: HELIOS_MAX_BODY_BYTES, the same cap as an HTTP body, so a 20 MB variable is
+ *   refused (1009) over WS as it is (413) over HTTP.
+ * ws has no public setter for one socket's cap: `raiseFrameLimit` writes the receiver's
+ * `_maxPayload`, the field ws reads at each header. If a future ws renames it, the raise fails
+ * closed (frames stay capped at 8 KiB, a warning is logged) and the e2e test of a large
+ * operation after the ack fails; ws is pinned to ^8 in package.json. A message split over
+ * fragments is counted whole (ws sums the fragments' lengths).
+ *
+ * Shutdown. `shutdown()` ends every subscription's iterator, so graphql-ws sends `complete`
+ * for each id, waits until those are written, and only then closes the socket with 1001
+ * "Going Away". 1001 is RFC 6455's "server is going down"; graphql-ws clients treat it as
+ * retryable, which is what a client of a restarting server wants, and since every subscription
+ * has completed, a lazy client (graphql-ws's default) has nothing left to reconnect for, while
+ * an eager one retries only `retryAttempts` times with backoff. A fatal 4xxx code would instead
+ * tell clients that their request was wrong.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { CloseCode, type Context, type OperationResult } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import type { YogaServerInstance } from 'graphql-yoga';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Services } from '../app.js';
+import type { AnonymousMode } from '../auth/anonymous.js';
+import { authorizationFromConnectionParams, connectionCaller, parseAuthorization, resolveOperationCaller, type Caller } from '../auth/authorization.js';
+import { verifyWebSocketOrigin, type OriginPolicy } from '../hardening/browser-origin.js';
+import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from '../hardening/connections.js';
+import type { HardeningLimits } from '../hardening/limits.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import { subscribeShared } from '../graphql/shared-subscriptions.js';
+import { errorFields, type Logger } from '../logger.js';
+
+/** The frame (message) cap before `connection_init` is acknowledged. */
+export const PRE_ACK_MAX_FRAME_BYTES = 8 * 1024;
+/** RFC 6455 "Going Away", sent after every operation on the socket has completed. */
+export const WS_CLOSE_GOING_AWAY = 1001;
+/** How long a socket closed for a protocol violation stays open for its close frame to arrive. */
+export const PROTOCOL_ERROR_LINGER_MS = 1000;
+/** RFC 6455 "Message Too Big", ws's answer to a frame over the cap. */
+export const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
+
+type Extra = { request: IncomingMessage; socket: WebSocket; caller?: Caller | 'UNAUTHENTICATED' };
+type WsContext = Context<Record<string, unknown> | undefined, Extra>;
+
+export interface GraphQLWsTransportOptions {
+  httpServer: Server;
+  path: string;
+  /** Yoga's envelop pipeline, which every operation runs as over HTTP. */
+  yoga: Pick<YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, GraphQLContext>, 'getEnveloped'>;
+  services: Services;
+  anonymous: AnonymousMode;
+  origins: OriginPolicy;
+  limits: HardeningLimits;
+  maskError: (error: unknown, message: string) => GraphQLError;
+  logger: Logger;
+}
+
+export interface GraphQLWsTransport {
+  readonly wsServer: WebSocketServer;
+  /** Closes every socket opened with the token `name` (4403), ending its subscriptions. */
+  closeToken(name: string): void;
+  /** Completes every operation, then closes every socket with 1001; bounded by `deadline` (epoch ms). */
+  shutdown(deadline: number): Promise<void>;
+}
+
+/** Raises one socket's frame cap (see the module comment); false when ws's internals moved. */
+export function raiseFrameLimit(socket: WebSocket, bytes: number): boolean {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = bytes;
+  return true;
+}
+
+/** Yoga's `extensions.http` is for choosing an HTTP status; it means nothing on a socket. */
+function withoutHttpExtension(error: GraphQLError): GraphQLError {
+  if (!error.extensions || !('http' in error.extensions)) return error;
+  const { http: _http, ...extensions } = error.extensions;
+  return new GraphQLError(error.message, {
+    nodes: error.nodes ?? null,
+    source: error.source ?? null,
+    positions: error.positions ?? null,
+    path: error.path ?? null,
+    originalError: error.originalError ?? null,
+    extensions,
+  });
+}
+
+function tokenOf(params: unknown): string | null {
+  try {
+    return parseAuthorization(authorizationFromConnectionParams(params));
+  } catch {
+    return null;
+  }
+}
+
+interface Enveloped {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): GraphQLWsTransport {
+  const { services, limits, logger, yoga } = options;
+  const sockets = new SocketsByToken();
+  const connections = new Set<WsContext>();
+  let stopping = false;
+  let warnedFrameLimit = false;
+
+  const wsServer = new WebSocketServer({
+    server: options.httpServer,
+    path: options.path,
+    verifyClient: verifyWebSocketOrigin(options.origins),
+    maxPayload: Math.min(PRE_ACK_MAX_FRAME_BYTES, limits.maxRequestBodyBytes),
+  });
+  limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
+
+  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
+    {
+      // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
+      // anonymous access off) each operation must bring its own, as GraphiQL does.
+      onConnect: (ctx) => {
+        const caller = connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
+        if (!caller) return false;
+        ctx.extra.caller = caller;
+        const { socket } = ctx.extra;
+        if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) sockets.add(caller.name, socket);
+        connections.add(ctx);
+        socket.once('close', () => connections.delete(ctx));
+        if (!raiseFrameLimit(socket, limits.maxRequestBodyBytes) && !warnedFrameLimit) {
+          warnedFrameLimit = true;
+          logger.warn('cannot raise the WebSocket frame cap after connection_init; frames stay capped', { bytes: PRE_ACK_MAX_FRAME_BYTES });
+        }
+        return true;
+      },
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
+      subscribe: (args) => {
+        const { caller } = args.contextValue as GraphQLContext;
+        return subscribeShared(args, {
+          subscribe: (args.rootValue as Enveloped).subscribe,
+          maskError: (error) => options.maskError(error, 'Unexpected error.'),
+          sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
+        }) as ReturnType<Enveloped['subscribe']>;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];
+        const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
+        if (quota.length > 0) return quota;
+        // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
+        const resolution = resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
+        if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
+        const { caller } = resolution;
+        if (resolution.fromOperation) sockets.add(caller.name, ctx.extra.socket);
+        // A token revoked since the socket opened may not start anything new.
+        else if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
+          return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+        // A throwing parse or validation rule would make graphql-ws close the whole socket:
+        // turn every failure into errors for this one operation instead.
+        try {
+          const document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors.map(withoutHttpExtension);
+          const args: ExecutionArgs = {
+            schema: enveloped.schema,
+            operationName: payload.operationName ?? null,
+            document,
+            variableValues: payload.variables ?? null,
+            contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
+            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          };
+          return args;
+        } catch (error) {
+          if (error instanceof GraphQLError) return [withoutHttpExtension(error)];
+          logger.error('websocket subscribe failed', errorFields(error));
+          return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
+        }
+      },
+      // Request errors (variables) come back as a result; drop their HTTP-only extension too.
+      onNext: (_ctx, _id, _payload, _args, result) => {
+        if (!result.errors?.length) return;
+        return { ...result, errors: result.errors.map(withoutHttpExtension) } as ExecutionResult;
+      },
+    },
+    wsServer,
+  );
+
+  // graphql-ws prints every socket error with its stack to the console, so each oversized frame
+  // (ws emits it as an error) would put a stack trace in the logs: an attacker's log flood.
+  // This listener runs after graphql-ws's, replaces its error handler, and logs one line; a
+  // protocol violation (ws's WS_ERR_* codes: too big, bad framing) is the client's fault.
+  //
+  // On a protocol violation ws has already sent its close frame (1009 for a frame over the cap)
+  // and would go on reading and discarding whatever the peer still sends until the peer closes
+  // (up to 30 s): for a peer streaming a 90 MB frame that is 90 MB of garbage buffers per socket
+  // for the collector. Instead the TCP socket stops being read (the kernel's window throttles
+  // the peer) and is destroyed after PROTOCOL_ERROR_LINGER_MS, time for the close frame to arrive.
+  wsServer.on('connection', (socket, request) => {
+    socket.removeAllListeners('error');
+    socket.on('error', (error: Error & { code?: string }) => {
+      const clientFault = typeof error.code === 'string' && error.code.startsWith('WS_ERR_');
+      if (!clientFault) {
+        logger.warn('websocket error', errorFields(error));
+        if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
+        return;
+      }
+      logger.debug('websocket closed on a protocol violation', { code: error.code });
+      const tcp = request.socket;
+      // After ws's own resume (queued before it emitted this error).
+      process.nextTick(() => tcp.pause());
+      const linger = setTimeout(() => tcp.destroy(), PROTOCOL_ERROR_LINGER_MS);
+      tcp.once('close', () => clearTimeout(linger));
+    });
+  });
+
+  /** Ends each operation's iterator until graphql-ws has sent `complete` for all of them. */
+  const completeOperations = async (ctx: WsContext, deadline: number) => {
+    const ended = new WeakSet<object>();
+    for (;;) {
+      const open = Object.values(ctx.subscriptions);
+      if (open.length === 0 || Date.now() >= deadline) return;
+      for (const operation of open) {
+        // null: a query or mutation still executing, or a subscription still starting.
+        const iterator = operation as AsyncIterator<unknown> | null;
+        if (iterator && !ended.has(iterator) && typeof iterator.return === 'function') {
+          ended.add(iterator);
+          void Promise.resolve(iterator.return(undefined)).catch(() => {});
+        }
+      }
+      await sleep(5);
+    }
+  };
+
+  return {
+    wsServer,
+    closeToken: (name) => sockets.closeAll(name, 4403, 'Token revoked'),
+    async shutdown(deadline) {
+      stopping = true;
+      await Promise.all([...connections].map((ctx) => completeOperations(ctx, deadline)));
+      // Closes what is left with 1001 "Going away".
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([disposable.dispose(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
+      clearTimeout(timer);
+      for (const client of wsServer.clients) client.terminate();
+      wsServer.close();
+    },
+  };
+}
+
+/** Open sockets per token name; a socket leaves its set when it closes. */
+class SocketsByToken {
+  private readonly byName = new Map<string, Set<WebSocket>>();
+
+  add(name: string, socket: WebSocket): void {
+    const set = this.byName.get(name) ?? new Set<WebSocket>();
+    if (set.has(socket)) return;
+    set.add(socket);
+    this.byName.set(name, set);
+    socket.once('close', () => {
+      set.delete(socket);
+      if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
+    });
+  }
+
+  closeAll(name: string, code: number, reason: string): void {
+    for (const socket of this.byName.get(name) ?? []) socket.close(code, reason);
+  }
+}
