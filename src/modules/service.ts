@@ -27,6 +27,7 @@
  *   timeout (invocation.ts).
  */
 import type { AuditRepository } from '../audit/repository.js';
+import type { CircuitBreaker } from '../breakers/engine.js';
 import type { BreakerService } from '../breakers/service.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
@@ -37,10 +38,11 @@ import type { EvaluationContext } from '../flags/engine.js';
 import type { FlagService } from '../flags/service.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
-import { MODULE_TYPES, type ModuleType } from './contract.js';
+import type { CanaryPlan, RolloutModules, StageCanaryOptions } from '../rollouts/service.js';
+import { isModuleType, MODULE_TYPES, type ModuleType } from './contract.js';
 import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topologicalOrder } from './graph.js';
 import { createHost } from './host.js';
-import { breakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
+import { breakerNameOf, canaryBreakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
 import { ModuleRepository, type ModuleRecord } from './repository.js';
 import { MODULE_STATES, type ModuleState } from './states.js';
@@ -79,6 +81,12 @@ export interface ModuleHandle {
 }
 export type ReloadHook = (handle: ModuleHandle) => void | Promise<void>;
 
+/** Throws ROLLOUT_IN_PROGRESS while a rollout owns the module (the rollout service's `assertNoRolloutInProgress`). */
+export type RolloutGuard = (module: string, operation: string) => void;
+
+/** Who force-opens a canary's breaker when its version crashes. */
+const ROLLOUT_ACTOR_FOR_CRASH = 'rollout';
+
 /** Runs a staged test run of a module version; returns whether it passed and the run's id (issue: gated swaps). */
 export type SwapTestGate = (actor: string, moduleName: string, version: { modulePath: string; absolutePath: string; version: string }, moduleType: ModuleType) => Promise<{ passed: boolean; runId: string; summary: string }>;
 
@@ -111,13 +119,16 @@ export class ModuleService {
   private stopping = false;
   private testGate: SwapTestGate | null = null;
   private readonly supervisor: Supervisor;
+  /** Canary breaker name -> module, for `onCanaryBreakerOpen`. */
+  private readonly canaryBreakers = new Map<string, string>();
+  private rolloutGuard: RolloutGuard | null = null;
   private readonly invocation: Invocation;
   readonly host: ModuleHost;
 
   constructor(private readonly deps: ModuleServiceDeps) {
     this.repo = new ModuleRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
-    this.invocation = new Invocation({ breakers: deps.breakers, records: this.records, live: this.live });
+    this.invocation = new Invocation({ breakers: deps.breakers, flags: deps.flags, records: this.records, live: this.live });
     this.host = createHost({ flags: deps.flags, breakers: deps.breakers, logger: deps.logger, invoke: (name, method, arg) => this.invoke(name, method, arg) });
     this.supervisor = new Supervisor({
       clock: deps.clock,
@@ -137,7 +148,7 @@ export class ModuleService {
   async start(): Promise<{ recovered: number; failed: number }> {
     for (const record of this.repo.all()) {
       this.records.set(record.name, { ...record, state: 'UNLOADED' });
-      this.live.set(record.name, { active: null, gate: null });
+      this.live.set(record.name, { active: null, gate: null, canary: null });
       this.deps.breakers.getOrCreate(breakerNameOf(record.name));
     }
     let recovered = 0;
@@ -159,9 +170,18 @@ export class ModuleService {
     this.stopping = true;
     this.supervisor.stop();
     await this.lifecycleChain.catch(() => undefined);
-    const versions = [...this.live.values()].map((l) => l.active).filter((v): v is LoadedModuleVersion => v !== null);
-    for (const live of this.live.values()) live.active = null;
+    const versions = [...this.live.values()].flatMap((l) => [l.active, l.canary?.version ?? null]).filter((v): v is LoadedModuleVersion => v !== null);
+    for (const live of this.live.values()) {
+      live.active = null;
+      live.canary = null;
+    }
+    this.canaryBreakers.clear();
     await Promise.all(versions.map((v) => v.dispose().catch(() => v.terminate())));
+  }
+
+  /** Refuses swap, rollback and unload of a module a rollout owns; set by the composition root. */
+  setRolloutGuard(guard: RolloutGuard): void {
+    this.rolloutGuard = guard;
   }
 
   /** The gate a swap with `testWith` runs; set by the test-run service. */
@@ -258,7 +278,7 @@ export class ModuleService {
         this.deps.breakers.getOrCreate(breakerNameOf(name));
         this.uow.afterCommit(() => {
           this.records.set(name, record);
-          this.live.set(name, { active: null, gate: null });
+          this.live.set(name, { active: null, gate: null, canary: null });
           this.publish(record, 'UNLOADED', 'registerModule', actor, null);
         });
       });
@@ -290,6 +310,7 @@ export class ModuleService {
         return record;
       }
       if (live.active && options.forceReload) {
+        this.assertNoRollout(name, 'reload');
         const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
         await this.replaceVersion(record, { modulePath: record.modulePath, absolutePath, version: record.version }, 'loadModule', actor, { keepPrevious: true });
         return record;
@@ -304,6 +325,7 @@ export class ModuleService {
   unload(actor: string, name: string, cascade = false): Promise<{ record: ModuleRecord; unloaded: string[] }> {
     return this.serialized(async () => {
       const record = this.existing(name);
+      this.assertNoRollout(name, 'unload');
       const loadedDependents = loadedDependentsDeep(this.records, name);
       if (loadedDependents.length > 0 && !cascade) {
         throw new UserError(
@@ -312,6 +334,7 @@ export class ModuleService {
           'cascade',
         );
       }
+      if (cascade) for (const dependent of loadedDependents) this.assertNoRollout(dependent, 'unload');
       const unloaded: string[] = [];
       // Deepest dependents first.
       for (const dependent of [...topologicalOrder(this.records, loadedDependents)].reverse()) {
@@ -328,6 +351,7 @@ export class ModuleService {
   swap(actor: string, name: string, input: { newVersionPath: string; newVersion?: string | null; testWith?: ModuleType | null }): Promise<{ record: ModuleRecord; testRunId: string | null }> {
     return this.serialized(async () => {
       const record = this.existing(name);
+      this.assertNoRollout(name, 'swap');
       if (record.state !== 'ACTIVE') {
         throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
       }
@@ -355,6 +379,7 @@ export class ModuleService {
   rollback(actor: string, name: string): Promise<ModuleRecord> {
     return this.serialized(async () => {
       const record = this.existing(name);
+      this.assertNoRollout(name, 'roll back');
       if (!record.previousVersion || !record.previousModulePath) {
         throw new UserError('NO_PREVIOUS_VERSION', `Module "${name}" has no previous version to roll back to`, 'name');
       }
@@ -370,6 +395,180 @@ export class ModuleService {
   /** Calls `method(args)` on the active version through the module's breaker (see invocation.ts). */
   invoke(name: string, method: string, args: unknown, context: EvaluationContext | null = null): Promise<InvokeResult> {
     return this.invocation.invoke(name, method, args, context);
+  }
+
+  // ---- canary (a rollout's second version; routing is in invocation.ts) ----
+
+  /** The canary a rollout is routing to, if any. */
+  canaryOf(name: string): { module: string; version: string; modulePath: string; flag: string; breakerName: string } | null {
+    const canary = this.live.get(name)?.canary ?? null;
+    return canary && { module: name, version: canary.version.version, modulePath: canary.modulePath, flag: canary.flag, breakerName: canary.breaker.name };
+  }
+
+  /** The modules side of a rollout (the interface the rollout service declares). */
+  rolloutModules(): RolloutModules {
+    return {
+      planCanary: (module, newVersionPath, newVersion) => this.planCanary(module, newVersionPath, newVersion),
+      activeVersion: (module) => this.live.get(module)?.active?.version ?? null,
+      stageCanary: (plan, options) => this.stageCanary(plan, options),
+      dropCanary: (module) => this.dropCanary(module),
+      promoteCanary: (module, actor) => this.promoteCanary(module, actor),
+      canaryBreakerState: (module) => this.live.get(module)?.canary?.breaker.state ?? null,
+      onCanaryBreakerOpen: (listener) => this.deps.bus.on('breakerStateChanged', (event) => {
+        if (event.to !== 'OPEN' && event.to !== 'FORCED_OPEN') return;
+        const module = this.canaryBreakers.get(event.name);
+        if (module !== undefined) listener(module, event.to);
+      }),
+    };
+  }
+
+  /** Synchronous checks of a rollout's new version before anything is written or loaded. */
+  private planCanary(name: string, newVersionPath: string, newVersion: string | null): CanaryPlan {
+    const record = this.records.get(name);
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'module');
+    const live = this.live.get(name)!;
+    if (record.state !== 'ACTIVE' || !live.active) {
+      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be rolled out to a new version (load it first)`, 'module');
+    }
+    if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module "${name}" is registered with hotReloadable: false`, 'module');
+    if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${name}" already serves a canary (${live.canary.version.version})`, 'module');
+    const { relativePath } = this.resolve(newVersionPath, 'newVersionPath');
+    const version = newVersion !== null ? validateVersion(newVersion, 'newVersion') : defaultVersionFor(relativePath);
+    if (version === live.active.version) {
+      throw new UserError('INVALID_ARGUMENT', `Module "${name}" already runs ${version}: give the new version another name (newVersion)`, 'newVersion');
+    }
+    return { module: name, fromVersion: live.active.version, toVersion: version, modulePath: relativePath };
+  }
+
+  /**
+   * Runs the new version's tests (with `testWith`), loads it beside the stable version, checks
+   * its health, imports the stable version's exported state and makes it routable by the split
+   * flag. Any failure leaves nothing loaded and the stable version serving everything.
+   */
+  private stageCanary(plan: CanaryPlan, options: StageCanaryOptions): Promise<{ testRunId: string | null }> {
+    return this.serialized(async () => {
+      const record = this.existing(plan.module);
+      const live = this.live.get(plan.module)!;
+      const stable = live.active;
+      if (record.state !== 'ACTIVE' || !stable || stable.version !== plan.fromVersion) {
+        throw new UserError('INVALID_MODULE_STATE', `Module "${plan.module}" no longer serves ${plan.fromVersion} (it is ${record.state}${stable ? ` at ${stable.version}` : ''})`, 'module');
+      }
+      if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${plan.module}" already serves a canary (${live.canary.version.version})`, 'module');
+      const { absolutePath } = this.resolve(plan.modulePath, 'newVersionPath');
+      const target = { modulePath: plan.modulePath, absolutePath, version: plan.toVersion };
+      let testRunId: string | null = null;
+      if (options.testWith !== null) {
+        if (!this.testGate) throw new UserError('INVALID_ARGUMENT', 'Test runs are not available', 'testWith');
+        if (!isModuleType(options.testWith)) throw new UserError('INVALID_ARGUMENT', `Unknown module type "${options.testWith}"`, 'testWith');
+        const outcome = await this.testGate(options.actor, plan.module, target, options.testWith);
+        testRunId = outcome.runId;
+        if (!outcome.passed) {
+          throw new SwapRefused('TESTS_FAILED', `test run ${outcome.runId} failed (${outcome.summary})`, outcome.runId);
+        }
+      }
+      let canaryVersion: LoadedModuleVersion;
+      try {
+        canaryVersion = await this.loadVersion(record, absolutePath, plan.toVersion);
+      } catch (error) {
+        throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
+      }
+      try {
+        const health = await canaryVersion.healthCheck();
+        if (!health.ok) throw new Error(`health check failed${health.detail !== undefined ? `: ${JSON.stringify(health.detail)}` : ''}`);
+        // A snapshot: the stable version keeps serving (and changing) its own state from here.
+        const state = await stable.exportState();
+        if (state !== undefined) await canaryVersion.importState(state, stable.version);
+        if (live.active !== stable) throw new Error(`${plan.fromVersion} stopped serving while the canary was staged`);
+      } catch (error) {
+        await canaryVersion.dispose().catch(() => canaryVersion.terminate());
+        throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
+      }
+      const breaker = this.canaryBreaker(record.name, plan.toVersion, options.actor);
+      live.canary = { version: canaryVersion, modulePath: plan.modulePath, flag: options.flag, stats: options.stats, breaker };
+      this.canaryBreakers.set(breaker.name, record.name);
+      canaryVersion.onExit((exit) => {
+        if (exit.expected || live.canary?.version !== canaryVersion) return;
+        // Stop routing at once; the forced-open breaker tells the rollout, which aborts.
+        live.canary = null;
+        this.deps.logger.error('canary version stopped unexpectedly', { module: record.name, version: canaryVersion.version, reason: exit.reason });
+        try {
+          this.deps.breakers.open(ROLLOUT_ACTOR_FOR_CRASH, breaker.name);
+        } finally {
+          this.canaryBreakers.delete(breaker.name);
+        }
+      });
+      this.deps.logger.info('canary staged', { module: record.name, stable: stable.version, canary: plan.toVersion, flag: options.flag });
+      return { testRunId };
+    });
+  }
+
+  /** The canary's own breaker, with the stable breaker's config; a fresh canary starts CLOSED. */
+  private canaryBreaker(name: string, version: string, actor: string): CircuitBreaker {
+    const stableBreaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
+    const breakerName = canaryBreakerNameOf(name, version);
+    const breaker = this.deps.breakers.getOrCreate(breakerName, stableBreaker.config);
+    if (breaker.state !== 'CLOSED' && breaker.state !== 'DISABLED') this.deps.breakers.reset(actor, breakerName);
+    return breaker;
+  }
+
+  /**
+   * Stops routing to the canary at once (before the first await), then drains its calls in
+   * flight and unloads it. Not serialised with the lifecycle: it never waits behind a load.
+   */
+  private dropCanary(name: string): Promise<void> {
+    const live = this.live.get(name);
+    const canary = live?.canary ?? null;
+    if (!live || !canary) return Promise.resolve();
+    live.canary = null;
+    this.canaryBreakers.delete(canary.breaker.name);
+    const version = canary.version;
+    return version.drain(this.deps.drainTimeoutMs ?? 5000)
+      .then(() => version.dispose())
+      .catch(() => version.terminate())
+      .then(() => this.deps.logger.info('canary unloaded', { module: name, version: version.version }));
+  }
+
+  /**
+   * The canary becomes the active version (its state is the one it built while serving its
+   * share; the stable version's is not moved again), the old one its previousVersion (the
+   * rollback target); the old one is drained and disposed. Switching needs no gate: both
+   * versions were serving.
+   */
+  private promoteCanary(name: string, actor: string): Promise<void> {
+    return this.serialized(async () => {
+      const record = this.existing(name);
+      const live = this.live.get(name)!;
+      const canary = live.canary;
+      const old = live.active;
+      if (!canary) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" has no canary to promote`, 'module');
+      if (record.state !== 'ACTIVE' || !old) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'module');
+      const fromPath = record.modulePath;
+      const fromVersion = record.version;
+      live.active = canary.version;
+      live.canary = null;
+      try {
+        this.transition(record, 'ACTIVE', 'promoteRollout', actor, null, {
+          modulePath: canary.modulePath, version: canary.version.version, loadedAt: this.deps.clock.now(), lastError: null,
+          desiredState: 'ACTIVE', previousVersion: fromVersion, previousModulePath: fromPath, force: true,
+        });
+      } catch (error) {
+        live.active = old;
+        live.canary = canary;
+        throw error;
+      }
+      this.canaryBreakers.delete(canary.breaker.name);
+      this.attach(record, canary.version);
+      void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
+      this.runHooks(record, canary.version);
+    });
+  }
+
+  private assertNoRollout(name: string, operation: string): void {
+    this.rolloutGuard?.(name, operation);
+    const canary = this.live.get(name)?.canary;
+    if (canary) {
+      throw new UserError('ROLLOUT_IN_PROGRESS', `Cannot ${operation} "${name}": it serves a canary (${canary.version.version}) of a rollout; promote or abort it first`, 'name');
+    }
   }
 
   // ---- internals: lifecycle ----
@@ -454,6 +653,7 @@ export class ModuleService {
   private async takeDown(record: ModuleRecord, action: string, actor: string): Promise<void> {
     const live = this.live.get(record.name)!;
     const version = live.active;
+    await this.dropCanary(record.name);
     if (version) {
       this.transition(record, 'UNLOADING', action, actor, null, { persist: false });
       live.active = null;
