@@ -25,7 +25,7 @@ import {
 } from '../rollouts/events.js';
 import type { RolloutService } from '../rollouts/service.js';
 import { builder } from './builder.js';
-import { decodeCursor, encodeCursor, entityPayload, PageInfoRef, runMutation, toDate, validateFirst } from './common.js';
+import { decodeCursor, encodeCursor, entityPayload, PageInfoRef, runMutation, toDate, validateFirst, type UserErrorData } from './common.js';
 import type { GraphQLContext } from './context.js';
 import { ModuleTypeEnum } from './modules.js';
 
@@ -185,7 +185,7 @@ export function defineRolloutSchema(access: RolloutSchemaAccess): void {
   }));
 
   const payload = (name: string, description: string) => entityPayload(name, 'rollout', RolloutRef, description);
-  const StartRolloutPayload = payload('StartRolloutPayload', 'The rollout: RUNNING at its first step, or ABORTED when the new version failed to load or test (see abortReason).');
+  const StartRolloutPayload = payload('StartRolloutPayload', 'The rollout: RUNNING at its first step, or ABORTED when the new version failed to load or test (see abortReason; `errors` then holds MODULE_LOAD_FAILED or TESTS_FAILED too).');
   const AdvanceRolloutPayload = payload('AdvanceRolloutPayload', 'The rollout at its next step.');
   const PauseRolloutPayload = payload('PauseRolloutPayload', 'The rollout, PAUSED.');
   const ResumeRolloutPayload = payload('ResumeRolloutPayload', 'The rollout, RUNNING or HOLDING again.');
@@ -208,11 +208,11 @@ export function defineRolloutSchema(access: RolloutSchemaAccess): void {
         testWith: t.arg({ type: ModuleTypeEnum, description: 'Run this suite on the new version first (TESTING).' }),
         autoPromote: t.arg.boolean({ defaultValue: true }),
       },
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         // An omitted stepIntervalSeconds (or an unset variable) takes the default; an explicit null
         // means manual steps. graphql-js leaves omitted arguments out of `args` altogether.
         const intervalGiven = Object.prototype.hasOwnProperty.call(args, 'stepIntervalSeconds');
-        return runMutation(ctx, 'OPERATOR', () => service(ctx).startRollout(ctx.actor, {
+        const payload = await runMutation(ctx, 'OPERATOR', () => service(ctx).startRollout(ctx.actor, {
           module: args.module,
           newVersionPath: args.newVersionPath,
           newVersion: args.newVersion ?? null,
@@ -223,6 +223,14 @@ export function defineRolloutSchema(access: RolloutSchemaAccess): void {
           testWith: args.testWith ?? null,
           autoPromote: args.autoPromote ?? true,
         }));
+        // The rollout is recorded either way; a new version that did not load or pass its tests is also an error.
+        const rollout = payload.value;
+        if (rollout?.status === 'ABORTED' && (rollout.abort?.cause === 'TESTS_FAILED' || rollout.abort?.cause === 'CANARY_FAILED')) {
+          const code = rollout.abort.cause === 'TESTS_FAILED' ? 'TESTS_FAILED' : 'MODULE_LOAD_FAILED';
+          const error: UserErrorData = { code, message: sanitizeMessage(rollout.abortReason ?? 'the new version failed'), field: code === 'TESTS_FAILED' ? 'testWith' : 'newVersionPath' };
+          return { ...payload, errors: [error] };
+        }
+        return payload;
       },
     }),
     advanceRollout: t.field({

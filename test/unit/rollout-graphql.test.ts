@@ -1,6 +1,6 @@
 /**
- * The rollout GraphQL types (not yet registered in schema.ts): built into a schema here with the
- * rest of the domains and executed against a real RolloutService over the fakes.
+ * The rollout GraphQL types, as schema.ts registers them (through `ctx.services.rollouts` and
+ * the bus), executed against a real RolloutService over the fakes.
  */
 import { graphql, parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,6 @@ import { migrate, readMigrations } from '../../src/db/migrate.js';
 import { EventBus } from '../../src/events.js';
 import { builder } from '../../src/graphql/builder.js';
 import type { GraphQLContext } from '../../src/graphql/context.js';
-import { defineRolloutSchema } from '../../src/graphql/rollouts.js';
 import '../../src/graphql/schema.js';
 import { createLogger } from '../../src/logger.js';
 import type { RolloutProgressEvent } from '../../src/rollouts/events.js';
@@ -26,10 +25,6 @@ let current: { service: RolloutService; bus: EventBus<{ rolloutProgress: Rollout
 let schema: GraphQLSchema;
 
 beforeAll(() => {
-  defineRolloutSchema({
-    service: () => current!.service,
-    onProgress: (_ctx, listener) => current!.bus.on('rolloutProgress', listener),
-  });
   schema = builder.toSchema();
 });
 
@@ -56,8 +51,9 @@ async function setup() {
 }
 
 function context(role: Caller['role'] = 'OPERATOR'): GraphQLContext {
-  // Rollout resolvers reach their service through the accessors, never through `services`.
-  return { actor: 'alice', caller: { name: 'alice', role, anonymous: false }, services: {} as GraphQLContext['services'] };
+  // Rollout resolvers reach only the rollout service and the bus.
+  const services = { rollouts: current!.service, bus: current!.bus } as unknown as GraphQLContext['services'];
+  return { actor: 'alice', caller: { name: 'alice', role, anonymous: false }, services };
 }
 
 async function run(source: string, variables: Record<string, unknown> = {}, role: Caller['role'] = 'OPERATOR'): Promise<ExecutionResult> {
