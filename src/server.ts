@@ -17,6 +17,7 @@ import { isLoopbackHost } from './auth/anonymous.js';
 import { authorizationFromConnectionParams, callerOfConnection, parseAuthorization, resolveCaller, type Caller } from './auth/authorization.js';
 import { checkRequestOrigin, verifyWebSocketOrigin, type OriginPolicy } from './hardening/browser-origin.js';
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from './hardening/connections.js';
+import { useMessageLimits } from './hardening/message-limits.js';
 import { useDocumentLimits } from './hardening/plugin.js';
 import { guardRequestBody, sendGraphQLError } from './hardening/request-body.js';
 import type { HeliosConfig } from './config.js';
@@ -79,7 +80,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // TransformStream with an AbortSignal, on every request: half the time of a small query.
     maxRequestBodySize: false,
     // These run for HTTP and, through getEnveloped(), for graphql-ws too.
-    plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()])],
+    plugins: [useDocumentLimits(limits), useMessageLimits(), ...(config.introspection ? [] : [useNoIntrospection()])],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
     context: (initial) => {
       const resolved = initial as Partial<GraphQLContext>;

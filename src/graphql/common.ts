@@ -7,7 +7,7 @@ import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
 import { GraphQLError } from 'graphql';
 import { requireRole } from '../auth/authorization.js';
 import type { Role } from '../auth/roles.js';
-import { ERROR_CODES, isUserError, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
+import { ERROR_CODES, isUserError, quoteValue, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
 import { sanitizeMessage } from '../hardening/safe-messages.js';
 import type { GraphQLContext } from './context.js';
 import type { ObjectRef } from '@pothos/core';
@@ -105,7 +105,7 @@ export function decodeCursor(kind: string, cursor: string): string {
   const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
   const prefix = `${kind}:`;
   if (!decoded.startsWith(prefix)) {
-    throw new GraphQLError(`Invalid cursor "${cursor}"`, { extensions: { code: 'INVALID_CURSOR' } });
+    throw new GraphQLError(`Invalid cursor ${quoteValue(cursor)}`, { extensions: { code: 'INVALID_CURSOR' } });
   }
   return decoded.slice(prefix.length);
 }

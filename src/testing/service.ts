@@ -14,7 +14,8 @@ import { randomUUID } from 'node:crypto';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import type { Logger } from '../logger.js';
 import { errorFields } from '../logger.js';
 import type { ModuleType } from '../modules/contract.js';
@@ -87,7 +88,7 @@ export class TestRunService {
     const live = this.live.get(runId);
     if (live) return this.follow(live);
     const record = this.repo.get(runId);
-    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${runId}" does not exist`, 'runId');
+    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
     return replay(record);
   }
 
@@ -97,7 +98,7 @@ export class TestRunService {
   testModule(actor: string, rawName: string, moduleType: ModuleType): TestRunRecord {
     const name = validateName(rawName, 'name', 'Module name');
     const record = this.deps.modules.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     const { absolutePath } = this.deps.modules.resolvePath(record.modulePath);
     const { run } = this.launch(actor, 'testModule', record, { modulePath: record.modulePath, absolutePath, version: record.version }, moduleType);
     return run;
@@ -106,9 +107,9 @@ export class TestRunService {
   cancel(actor: string, id: string): TestRunRecord {
     const live = this.live.get(id);
     const record = this.repo.get(id);
-    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${id}" does not exist`, 'id');
+    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(id)} does not exist`, 'id');
     if (!live || live.finished || record.status !== 'RUNNING') {
-      throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is ${record.status}; only a RUNNING run can be cancelled`, 'id');
+      throw new UserError('INVALID_ARGUMENT', `Test run ${quoteValue(id)} is ${record.status}; only a RUNNING run can be cancelled`, 'id');
     }
     this.deps.audit.record({
       at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
@@ -143,7 +144,11 @@ export class TestRunService {
     const live: LiveRun = { events: [], waiters: new Set(), controller, done: Promise.resolve(null), finished: false };
     this.live.set(id, live);
     let position = 0;
-    const onEvent = (event: TestRunEvent) => {
+    const onEvent = (raw: TestRunEvent) => {
+      // A result's error is stored (and streamed) sanitized and cut, once, here.
+      const event: TestRunEvent = raw.type === 'TEST_FINISHED' && raw.result.error !== null
+        ? { ...raw, result: { ...raw.result, error: storedErrorMessage(raw.result.error) } }
+        : raw;
       try {
         if (event.type === 'RUN_STARTED') this.repo.setTotal(id, event.total);
         else if (event.type === 'TEST_FINISHED') this.repo.addResult(id, position++, event.result);
