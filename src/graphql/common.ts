@@ -9,7 +9,7 @@ import { requireRole } from '../auth/authorization.js';
 import type { Role } from '../auth/roles.js';
 import { ERROR_CODES, isUserError, quoteValue, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../hardening/json-depth.js';
-import { sanitizeMessage } from '../hardening/safe-messages.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import type { GraphQLContext } from './context.js';
 import type { ObjectRef } from '@pothos/core';
 import { builder, type HeliosSchemaTypes } from './builder.js';
@@ -83,7 +83,8 @@ export async function runMutation<T>(ctx: GraphQLContext, need: Role, fn: () => 
 }
 
 export function toErrorData(error: UserError | UserErrors): UserErrorData[] {
-  return userErrorsOf(error).map(({ code, message, field }) => ({ code, message: sanitizeMessage(message), field }));
+  // Cut like a stored error: a module's call failure can carry any message it likes.
+  return userErrorsOf(error).map(({ code, message, field }) => ({ code, message: storedErrorMessage(message), field }));
 }
 
 /** For queries and subscriptions: a role check that fails the field with a typed GraphQL error. */

@@ -74,6 +74,7 @@ const OPERATIONS: Operation[] = [
   op('invokeModule(name)', InvokeModuleDocument, { name: HOSTILE, method: 'get' }),
   op('invokeModule(method)', InvokeModuleDocument, { name: 'counter', method: HOSTILE }),
   op('invokeModule(args)', InvokeModuleDocument, { name: 'counter', method: 'nope', args: { text: HOSTILE } }),
+  op('invokeModule: the module fails with the argument as its message', InvokeModuleDocument, { name: 'counter', method: 'fail', args: HOSTILE }),
   op('invokeModule(context)', InvokeModuleDocument, { name: 'counter', method: 'nope', context: { userId: HOSTILE } }),
   op('featureFlag(name)', FeatureFlagDocument, { name: HOSTILE }),
   op('createFeatureFlag(name)', CreateFeatureFlagDocument, { name: HOSTILE }),
