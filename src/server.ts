@@ -16,6 +16,7 @@ import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
 import { resolveCaller } from './auth/authorization.js';
 import type { OriginPolicy } from './hardening/browser-origin.js';
+import { useMessageLimits } from './hardening/message-limits.js';
 import { useDocumentLimits } from './hardening/plugin.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
@@ -86,6 +87,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     plugins: [
       useDocumentLimits(limits),
       useRequestErrorCodes(),
+      useMessageLimits(),
       useStreamTracking(streams),
       ...(config.introspection ? [] : [useNoIntrospection()]),
     ],

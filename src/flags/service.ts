@@ -19,7 +19,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { MetaRepository } from '../db/meta.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../logger.js';
 import { validateName } from '../validation.js';
@@ -176,7 +176,7 @@ export class FlagService {
       throw new UserError('INVALID_STRATEGY', 'Create the flag first, then start a schedule with configureGradualRollout', 'strategy');
     }
     return this.change(actor, 'createFeatureFlag', name, (current, now) => {
-      if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag "${name}" already exists`, 'name');
+      if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag ${quoteValue(name)} already exists`, 'name');
       return {
         name, description, enabled: input.enabled ?? false, strategy, percentage, stickiness,
         whitelist: [], gradual: null, createdAt: now, updatedAt: now,
@@ -191,7 +191,7 @@ export class FlagService {
       const next = current ?? this.blank(name, now);
       const chosen = strategy ?? (current ? current.strategy : 'ALL_ON');
       if (chosen === 'GRADUAL' && !next.gradual) {
-        throw new UserError('INVALID_STRATEGY', `Flag "${name}" has no gradual schedule: use configureGradualRollout`, 'strategy');
+        throw new UserError('INVALID_STRATEGY', `Flag ${quoteValue(name)} has no gradual schedule: use configureGradualRollout`, 'strategy');
       }
       return { ...next, enabled: true, strategy: chosen };
     })!;
@@ -313,7 +313,7 @@ export class FlagService {
   }
 
   private existing(name: string, current: FlagDefinition | null): FlagDefinition {
-    if (!current) throw new UserError('FLAG_NOT_FOUND', `Feature flag "${name}" does not exist`, 'name');
+    if (!current) throw new UserError('FLAG_NOT_FOUND', `Feature flag ${quoteValue(name)} does not exist`, 'name');
     return current;
   }
 

@@ -33,10 +33,11 @@ import type { BreakerPermit } from '../breakers/engine.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError, type ErrorCode } from '../errors.js';
+import { quoteValue, UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import type { FlagService } from '../flags/service.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { MODULE_TYPES, type ModuleType } from './contract.js';
@@ -137,7 +138,9 @@ export class ModuleService {
   /** Loads registrations and brings every module whose desired state is ACTIVE or LOADED back. */
   async start(): Promise<{ recovered: number; failed: number }> {
     for (const record of this.repo.all()) {
-      this.records.set(record.name, { ...record, state: 'UNLOADED' });
+      // Rows written before errors were sanitized on write get the same treatment once, here.
+      const lastError = record.lastError === null ? null : storedErrorMessage(record.lastError);
+      this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
       this.live.set(record.name, { active: null, gate: null });
       this.deps.breakers.getOrCreate(breakerNameOf(record.name));
     }
@@ -233,15 +236,15 @@ export class ModuleService {
   register(actor: string, input: RegisterModuleInput): Promise<ModuleRecord> {
     return this.serialized(async () => {
       const name = validateName(input.name, 'name', 'Module name');
-      if (this.records.has(name)) throw new UserError('MODULE_ALREADY_EXISTS', `Module "${name}" is already registered`, 'name');
+      if (this.records.has(name)) throw new UserError('MODULE_ALREADY_EXISTS', `Module ${quoteValue(name)} is already registered`, 'name');
       const version = validateVersion(input.version, 'version');
       const { relativePath } = this.resolve(input.modulePath, 'modulePath');
       const dependencies = [...new Set((input.dependencies ?? []).map((d) => validateName(d, 'dependencies', 'Dependency name')))];
-      if (dependencies.includes(name)) throw new UserError('DEPENDENCY_CYCLE', `Module "${name}" cannot depend on itself`, 'dependencies');
+      if (dependencies.includes(name)) throw new UserError('DEPENDENCY_CYCLE', `Module ${quoteValue(name)} cannot depend on itself`, 'dependencies');
       const cycle = this.findCycle(name, dependencies);
       if (cycle) throw new UserError('DEPENDENCY_CYCLE', `Dependencies would form a cycle: ${cycle.join(' -> ')}`, 'dependencies');
       if (input.moduleType && !MODULE_TYPES.includes(input.moduleType)) {
-        throw new UserError('INVALID_ARGUMENT', `Unknown module type "${input.moduleType}"`, 'moduleType');
+        throw new UserError('INVALID_ARGUMENT', `Unknown module type ${quoteValue(input.moduleType)}`, 'moduleType');
       }
       const config = validateConfig(input.config);
       const now = this.deps.clock.now();
@@ -282,7 +285,7 @@ export class ModuleService {
         if (depRecord.state === 'ACTIVE') continue;
         const ok = await this.bringUp(depRecord, 'loadModule', actor, true);
         if (!ok) {
-          throw new UserError('MODULE_LOAD_FAILED', `Dependency "${dep}" failed to load: ${depRecord.lastError ?? 'unknown error'}`, 'name');
+          throw new UserError('MODULE_LOAD_FAILED', `Dependency ${quoteValue(dep)} failed to load: ${depRecord.lastError ?? 'unknown error'}`, 'name');
         }
       }
       const live = this.live.get(name)!;
@@ -297,7 +300,7 @@ export class ModuleService {
         return record;
       }
       const ok = await this.bringUp(record, 'loadModule', actor, activate);
-      if (!ok) throw new UserError('MODULE_LOAD_FAILED', `Module "${name}" failed to load: ${record.lastError ?? 'unknown error'}`, 'name');
+      if (!ok) throw new UserError('MODULE_LOAD_FAILED', `Module ${quoteValue(name)} failed to load: ${record.lastError ?? 'unknown error'}`, 'name');
       return record;
     });
   }
@@ -310,7 +313,7 @@ export class ModuleService {
       if (loadedDependents.length > 0 && !cascade) {
         throw new UserError(
           'DEPENDENTS_LOADED',
-          `Module "${name}" is used by loaded modules: ${loadedDependents.join(', ')}. Unload them first or pass cascade: true`,
+          `Module ${quoteValue(name)} is used by loaded modules: ${loadedDependents.join(', ')}. Unload them first or pass cascade: true`,
           'cascade',
         );
       }
@@ -331,9 +334,9 @@ export class ModuleService {
     return this.serialized(async () => {
       const record = this.existing(name);
       if (record.state !== 'ACTIVE') {
-        throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
+        throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
       }
-      if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module "${name}" is registered with hotReloadable: false`, 'name');
+      if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module ${quoteValue(name)} is registered with hotReloadable: false`, 'name');
       const { absolutePath, relativePath } = this.resolve(input.newVersionPath, 'newVersionPath');
       const version = input.newVersion != null ? validateVersion(input.newVersion, 'newVersion') : defaultVersionFor(relativePath);
       const target = { modulePath: relativePath, absolutePath, version };
@@ -343,7 +346,7 @@ export class ModuleService {
         const outcome = await this.testGate(actor, name, target, input.testWith);
         testRunId = outcome.runId;
         if (!outcome.passed) {
-          const message = `Swap of "${name}" to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`;
+          const message = storedErrorMessage(`Swap of ${quoteValue(name)} to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`);
           this.noteFailure(record, 'swapModule', actor, message);
           throw new SwapRefused('TESTS_FAILED', message, testRunId);
         }
@@ -358,10 +361,10 @@ export class ModuleService {
     return this.serialized(async () => {
       const record = this.existing(name);
       if (!record.previousVersion || !record.previousModulePath) {
-        throw new UserError('NO_PREVIOUS_VERSION', `Module "${name}" has no previous version to roll back to`, 'name');
+        throw new UserError('NO_PREVIOUS_VERSION', `Module ${quoteValue(name)} has no previous version to roll back to`, 'name');
       }
       if (record.state !== 'ACTIVE') {
-        throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be rolled back`, 'name');
+        throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be rolled back`, 'name');
       }
       const { absolutePath } = this.resolve(record.previousModulePath, 'modulePath');
       await this.replaceVersion(record, { modulePath: record.previousModulePath, absolutePath, version: record.previousVersion }, 'rollbackModule', actor, { keepPrevious: false });
@@ -372,12 +375,12 @@ export class ModuleService {
   /** Calls `method(args)` on the active version through the module's breaker. */
   async invoke(name: string, method: string, args: unknown, context: EvaluationContext | null = null): Promise<InvokeResult> {
     const record = this.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     const live = this.live.get(name)!;
     while (live.gate) await live.gate;
     const version = live.active;
     if (!version || record.state !== 'ACTIVE') {
-      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'name');
+      throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}, not ACTIVE`, 'name');
     }
     const breaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
     const permit = breaker.tryAcquire();
@@ -452,7 +455,7 @@ export class ModuleService {
 
   private existing(name: string): ModuleRecord {
     const record = this.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     return record;
   }
 
@@ -475,7 +478,7 @@ export class ModuleService {
   private async bringUp(record: ModuleRecord, action: string, actor: string, activate: boolean): Promise<boolean> {
     const missing = record.dependencies.filter((d) => this.records.get(d)?.state !== 'ACTIVE');
     if (missing.length > 0) {
-      const message = `Dependencies not active: ${missing.join(', ')}`;
+      const message = storedErrorMessage(`Dependencies not active: ${missing.join(', ')}`);
       this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED' });
       return false;
     }
@@ -488,7 +491,7 @@ export class ModuleService {
       if (!health.ok) throw new Error(`health check failed${health.detail !== undefined ? `: ${JSON.stringify(health.detail)}` : ''}`);
     } catch (error) {
       await version?.dispose().catch(() => undefined);
-      const message = describeError(error);
+      const message = storedErrorMessage(describeError(error));
       this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null });
       this.deps.logger.warn('module failed to load', { module: record.name, error: message });
       return false;
@@ -529,13 +532,13 @@ export class ModuleService {
     try {
       next = await this.loadVersion(record, target.absolutePath, target.version);
     } catch (error) {
-      const message = `${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`;
+      const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`);
       this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, 'newVersionPath');
     }
     const abandon = async (why: string): Promise<never> => {
       await next.dispose().catch(() => next.terminate());
-      const message = `${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`;
+      const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`);
       this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, null);
     };
@@ -584,7 +587,7 @@ export class ModuleService {
       const live = this.live.get(record.name);
       if (!live || live.active !== version) return;
       live.active = null;
-      const message = `${exit.reason}: ${exit.message}`;
+      const message = storedErrorMessage(`${exit.reason}: ${exit.message}`);
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
       this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null });
       this.scheduleRestart(record, message);
@@ -602,7 +605,7 @@ export class ModuleService {
     const now = this.deps.clock.now();
     const recent = (this.restarts.get(record.name) ?? []).filter((at) => now - at < RESTART_WINDOW_MS);
     if (recent.length >= max) {
-      const message = `${cause}; gave up after ${recent.length} restarts within ${RESTART_WINDOW_MS / 1000} s: load it again when fixed`;
+      const message = storedErrorMessage(`${cause}; gave up after ${recent.length} restarts within ${RESTART_WINDOW_MS / 1000} s: load it again when fixed`);
       this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true });
       return;
     }
@@ -688,7 +691,7 @@ export class ModuleService {
       }
       const record = this.records.get(current);
       if (!record) {
-        throw new UserError('DEPENDENCY_NOT_FOUND', `Module "${path[path.length - 1]}" depends on "${current}", which is not registered`, 'name');
+        throw new UserError('DEPENDENCY_NOT_FOUND', `Module ${quoteValue(path[path.length - 1])} depends on ${quoteValue(current)}, which is not registered`, 'name');
       }
       visiting.add(current);
       for (const dep of record.dependencies) visit(dep, [...path, current]);
@@ -812,7 +815,7 @@ function breakerNameOf(name: string): string {
 function validateVersion(value: string, field: string): string {
   const version = value.trim();
   if (!VERSION_PATTERN.test(version)) {
-    throw new UserError('INVALID_ARGUMENT', `${field} "${value}" must be 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. 2.0.0)`, field);
+    throw new UserError('INVALID_ARGUMENT', `${field} ${quoteValue(value)} must be 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. 2.0.0)`, field);
   }
   return version;
 }
