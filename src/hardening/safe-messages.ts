@@ -21,6 +21,8 @@
  * `MAX_STORED_ERROR_CHARS`. Reads serve them as stored.
  */
 
+import { clipText } from '../text.js';
+
 export const SQL_MESSAGE_REPLACEMENT = 'Internal database error';
 
 const STACK_FRAME = /^\s*at\s.+$/;
@@ -66,14 +68,9 @@ export function sanitizeMessage(message: string): string {
     .trim();
 }
 
-/** Cuts a message to `max` characters, saying how long it was; never splits a surrogate pair. */
+/** Cuts a message to `max` characters, saying how long it was (see `clipText`). */
 export function truncateMessage(message: string, max: number): string {
-  if (message.length <= max) return message;
-  const note = ` … (truncated, ${message.length} characters)`;
-  let end = Math.max(0, max - note.length);
-  const last = message.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${message.slice(0, end)}${note}`;
+  return clipText(message, max);
 }
 
 /**

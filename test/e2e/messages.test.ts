@@ -263,7 +263,7 @@ describe('stored errors are cut and sanitized once, when written', () => {
       const lastError = (JSON.parse(answer.text) as { data: { modules: { name: string; lastError: string | null }[] } })
         .data.modules.find((m) => m.name === 'noisy')!.lastError!;
       expect(lastError.length).toBeLessThanOrEqual(MAX_STORED_ERROR_CHARS);
-      expect(lastError).toMatch(/truncated, \d+ characters\)$/);
+      expect(lastError).toMatch(/truncated: \d+ characters in all\)$/);
       expect(lastError).not.toContain('/srv/secret');
     }
     // What the database holds is what was served: the audit entry repeats the stored text.
@@ -292,7 +292,7 @@ describe('stored errors are cut and sanitized once, when written', () => {
       const error = run.results.find((r) => r.name === 'noisy')!.error!;
       expect(error.length).toBeLessThanOrEqual(MAX_STORED_ERROR_CHARS);
       expect(error).not.toContain('/srv/secret');
-      expect(error).toMatch(/truncated, \d+ characters\)$/);
+      expect(error).toMatch(/truncated: \d+ characters in all\)$/);
     }
   }, 30_000);
 });

@@ -72,7 +72,7 @@ describe('storedErrorMessage', () => {
     const long = `failed in /srv/helios/x.js: ${'x'.repeat(SIZE)}`;
     const stored = storedErrorMessage(long);
     expect(stored.length).toBeLessThanOrEqual(MAX_STORED_ERROR_CHARS);
-    expect(stored).toMatch(/^failed in <path>: x+ … \(truncated, \d+ characters\)$/);
+    expect(stored).toMatch(/^failed in <path>: x+… \(truncated: \d+ characters in all\)$/);
     // A FROM far past the cut still marks the message as SQL.
     expect(storedErrorMessage(`${'SELECT '.repeat(30000)} FROM secrets`)).toBe(SQL_MESSAGE_REPLACEMENT);
     expect(storedErrorMessage('short')).toBe('short');
