@@ -62,6 +62,8 @@
  * do not say which of them the other would hold.
  */
 import type { Clock } from '../clock.js';
+import { sanitizeMessage } from '../hardening/safe-messages.js';
+import { clipText } from '../text.js';
 import { MAX_RESET_TIMEOUT_SECONDS, resolveBreakerConfig, type BreakerConfig } from './config.js';
 import { CallTimeoutError, CircuitOpenError } from './errors.js';
 import type { DeadlineScheduler, ScheduledDeadline } from './scheduler.js';
@@ -214,7 +216,8 @@ function describeError(error: unknown): string {
       text = 'unprintable error';
     }
   }
-  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;
+  // Shown to every VIEWER: no paths, stack frames or SQL (computed lazily, off the call path).
+  return clipText(sanitizeMessage(text), MAX_ERROR_TEXT);
 }
 
 /** Created by `BreakerRegistry.getOrCreate`; see the module comment for semantics. */
