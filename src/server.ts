@@ -24,6 +24,7 @@ import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
+import { createOfrepRoute } from './transport/ofrep.js';
 
 export interface HeliosServer {
   app: App;
@@ -94,6 +95,9 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     maskedErrors: { maskError },
   });
 
+  // Standard doors (issue 12): OFREP and /metrics, each its own file under src/transport/.
+  const ofrep = createOfrepRoute({ flags: services.flags, tokens: services.tokens, anonymous: config.anonymous, origins, maxRequestBodyBytes: limits.maxRequestBodyBytes, logger });
+
   let inFlight = 0;
   const httpServer = createServer((req, res) => {
     const url = req.url ?? '/';
@@ -105,6 +109,9 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', version: services.version });
       return;
     }
+    // ---- standard-door routing hook (issue 12): moves into the transport route table ----
+    if (ofrep.handle(req, res)) return;
+    // ---- end of hook ----
     const origin = checkRequestOrigin(req.headers, origins);
     if (!origin.ok) {
       sendGraphQLError(res, 403, origin.code, origin.message);
@@ -201,6 +208,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const stop = async () => {
     ready = false;
     stopClosingRevoked();
+    ofrep.close();
     httpServer.close();
     httpServer.closeIdleConnections();
     const deadline = Date.now() + config.shutdownTimeoutMs;
