@@ -24,6 +24,9 @@ import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { subscribeShared } from './graphql/shared-subscriptions.js';
 import { errorFields } from './logger.js';
+import { countSharedSubscription, GraphQLOperationCounters, useOperationMetrics } from './metrics/graphql.js';
+import { createHeliosMetrics } from './metrics/prometheus.js';
+import { createMetricsRoute } from './transport/metrics.js';
 import { createOfrepRoute } from './transport/ofrep.js';
 
 export interface HeliosServer {
@@ -45,6 +48,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   const origins: OriginPolicy = { allowedOrigins: config.allowedOrigins, requireLoopbackHost: isLoopbackHost(config.host) };
   const limits = config.limits;
+  // GraphQL operations and subscriptions counted for /metrics (null with HELIOS_METRICS=false).
+  const operations = config.metrics ? new GraphQLOperationCounters() : null;
 
   /** The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP). */
   const contextFor = (authorization: string | null | undefined): GraphQLContext => {
@@ -80,7 +85,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     // TransformStream with an AbortSignal, on every request: half the time of a small query.
     maxRequestBodySize: false,
     // These run for HTTP and, through getEnveloped(), for graphql-ws too.
-    plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()])],
+    plugins: [useDocumentLimits(limits), ...(config.introspection ? [] : [useNoIntrospection()]), ...(operations ? [useOperationMetrics(operations)] : [])],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
     context: (initial) => {
       const resolved = initial as Partial<GraphQLContext>;
@@ -97,6 +102,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   // Standard doors (issue 12): OFREP and /metrics, each its own file under src/transport/.
   const ofrep = createOfrepRoute({ flags: services.flags, tokens: services.tokens, anonymous: config.anonymous, origins, maxRequestBodyBytes: limits.maxRequestBodyBytes, logger });
+  const metrics = operations ? createHeliosMetrics({ ...services, graphql: operations, openWebSockets: () => wsServer.clients.size }) : null;
+  const metricsRoute = metrics ? createMetricsRoute({ metrics, tokens: services.tokens, anonymous: config.anonymous, origins, logger }) : null;
 
   let inFlight = 0;
   const httpServer = createServer((req, res) => {
@@ -110,7 +117,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       return;
     }
     // ---- standard-door routing hook (issue 12): moves into the transport route table ----
-    if (ofrep.handle(req, res)) return;
+    if (ofrep.handle(req, res) || metricsRoute?.handle(req, res)) return;
     // ---- end of hook ----
     const origin = checkRequestOrigin(req.headers, origins);
     if (!origin.ok) {
@@ -152,11 +159,12 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
       subscribe: (args) => {
         const { caller } = args.contextValue as GraphQLContext;
-        return subscribeShared(args, {
+        const shared = subscribeShared(args, {
           subscribe: (args.rootValue as Enveloped).subscribe,
           maskError: (error) => maskError(error, 'Unexpected error.'),
           sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-        }) as ReturnType<Enveloped['subscribe']>;
+        });
+        return (operations ? countSharedSubscription(operations, args, shared) : shared) as ReturnType<Enveloped['subscribe']>;
       },
       onSubscribe: async (ctx, _id, payload) => {
         const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
@@ -208,7 +216,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const stop = async () => {
     ready = false;
     stopClosingRevoked();
-    ofrep.close();
+    metrics?.close();
     httpServer.close();
     httpServer.closeIdleConnections();
     const deadline = Date.now() + config.shutdownTimeoutMs;

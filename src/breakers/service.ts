@@ -32,6 +32,8 @@ interface BreakerServiceDeps {
   logger: Logger;
   /** How often changed counters are written (default 1000 ms). */
   flushIntervalMs?: number;
+  /** Prometheus metrics on: breakers time every call (see BreakerHost.timeCalls). */
+  metrics?: boolean;
 }
 
 export const MAX_TRANSITIONS_PAGE = 1000;
@@ -51,6 +53,7 @@ export class BreakerService {
     this.registry = new BreakerRegistry({
       clock: deps.clock,
       onListenerError: (error) => deps.logger.error('breaker listener failed', errorFields(error)),
+      timeCalls: deps.metrics === true,
     });
   }
 

@@ -36,6 +36,7 @@ import {
   type RolloutStrategy,
 } from './engine.js';
 import { parseFlagsFile } from './file.js';
+import { FlagEvaluationCounts } from './evaluation-counts.js';
 import { FlagRepository } from './repository.js';
 import {
   normalizeAttribute,
@@ -85,6 +86,8 @@ interface FlagServiceDeps {
   logger: Logger;
   flagsFile: string;
   random?: () => number;
+  /** Prometheus metrics on: count evaluations (`evaluationCounts`). */
+  metrics?: boolean;
 }
 
 const SEEDED_KEY = 'flags_seeded_at';
@@ -98,10 +101,13 @@ export class FlagService {
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
+  /** Evaluations by flag, outcome and reason; null with metrics off. */
+  readonly evaluationCounts: FlagEvaluationCounts | null;
 
   constructor(private readonly deps: FlagServiceDeps) {
     this.repo = new FlagRepository(deps.db);
     this.meta = new MetaRepository(deps.db);
+    this.evaluationCounts = deps.metrics === true ? new FlagEvaluationCounts() : null;
   }
 
   /** Loads flags into memory, importing the flags file on the very first start. */
@@ -155,14 +161,20 @@ export class FlagService {
 
   evaluate(name: string, context: EvaluationContext = {}): FlagEvaluation {
     const flag = this.compiled.get(name);
-    return flag ? flag.evaluate(context, this.deps.clock.now()) : notFound(name);
+    const evaluation = flag ? flag.evaluate(context, this.deps.clock.now()) : notFound(name);
+    this.evaluationCounts?.count(evaluation);
+    return evaluation;
   }
 
   /** Evaluates the named flags (all flags when `names` is omitted), in the order asked. */
   evaluateMany(context: EvaluationContext = {}, names?: readonly string[] | null): FlagEvaluation[] {
     const now = this.deps.clock.now();
     const list = names ?? this.list().map((f) => f.name);
-    return list.map((name) => this.compiled.get(name)?.evaluate(context, now) ?? notFound(name));
+    return list.map((name) => {
+      const evaluation = this.compiled.get(name)?.evaluate(context, now) ?? notFound(name);
+      this.evaluationCounts?.count(evaluation);
+      return evaluation;
+    });
   }
 
   /** The in-process library API: answers from memory. */

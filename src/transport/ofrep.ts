@@ -6,11 +6,12 @@
  * service from memory, the engine behind GraphQL's `evaluateFlag`. The mapping is
  * src/flags/ofrep.ts.
  *
- * Bulk answers carry a strong ETag made of the flag definitions' revision (bumped by every
- * committed flag change, gradual steps included) and a digest of the request's context and of
- * the answer itself. `If-None-Match` with it gives 304 only when the answer is byte for byte
- * the one the client holds, so no cached answer is ever wrong for anyone: nothing is cached
- * on the server, the answer is computed every time (evaluations are sub-microsecond).
+ * Bulk answers carry a strong ETag: a digest of the flag definitions (their revision, read
+ * from content, so it needs no listener and survives restarts), of the request's context and
+ * of the answer itself. `If-None-Match` with it gives 304 only when the client holds exactly
+ * this answer to this context under these definitions, so no cached answer is ever wrong for
+ * anyone, gradual steps and per-context splits included: nothing is cached on the server, the
+ * answer is computed every time (an evaluation is well under a microsecond).
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -27,7 +28,7 @@ const SINGLE_PREFIX = '/ofrep/v1/evaluate/flags/';
 const BULK_PATH = '/ofrep/v1/evaluate/flags';
 
 export interface OfrepRouteDeps {
-  flags: Pick<FlagService, 'evaluate' | 'evaluateMany' | 'get' | 'onChange'>;
+  flags: Pick<FlagService, 'evaluate' | 'evaluateMany' | 'get' | 'list'>;
   tokens: CallerResolver;
   anonymous: AnonymousMode;
   origins: OriginPolicy;
@@ -38,17 +39,9 @@ export interface OfrepRouteDeps {
 export interface OfrepRoute {
   /** Answers the request and returns true when its path is under /ofrep/, else returns false. */
   handle(req: IncomingMessage, res: ServerResponse): boolean;
-  /** The flag definitions' revision the ETags carry. */
-  readonly revision: number;
-  close(): void;
 }
 
 export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
-  let revision = 0;
-  const stopCounting = deps.flags.onChange(() => {
-    revision++;
-  });
-
   const serve = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
     const single = path.startsWith(SINGLE_PREFIX) && path.length > SINGLE_PREFIX.length;
     if (!single && path !== BULK_PATH) {
@@ -96,8 +89,14 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
     const text = JSON.stringify({
       flags: ofrepBulkFlags(deps.flags.evaluateMany(request.context), (name) => deps.flags.get(name)?.stickiness ?? null),
     });
-    const digest = createHash('sha256').update(JSON.stringify(request.raw)).update('\n').update(text).digest('base64url').slice(0, 27);
-    const etag = `"${revision.toString(36)}-${digest}"`;
+    const etag = `"${createHash('sha256')
+      .update(JSON.stringify(deps.flags.list()))
+      .update('\n')
+      .update(JSON.stringify(request.raw))
+      .update('\n')
+      .update(text)
+      .digest('base64url')
+      .slice(0, 32)}"`;
     const headers = { etag, 'cache-control': 'private, no-cache' };
     if (ifNoneMatchHits(headerValue(req.headers['if-none-match']), etag)) {
       res.writeHead(304, headers);
@@ -120,10 +119,6 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       });
       return true;
     },
-    get revision() {
-      return revision;
-    },
-    close: stopCounting,
   };
 }
 
