@@ -1,8 +1,10 @@
 /**
  * The Prometheus registry (prom-client) over Helios's plain counters. Nothing here runs on a
  * hot path: breakers, flag evaluations, module invocations and GraphQL operations add to plain
- * numbers and typed arrays they own; every metric below copies them in its `collect()` (or
- * `get()`) when Prometheus scrapes.
+ * numbers and typed arrays they own, and a scrape copies them: low-cardinality families in
+ * prom-client's `collect()`, the families with a series per breaker or flag (and the
+ * histograms) through a direct text writer (exposition.ts), since prom-client's per-sample
+ * formatting made a scrape of 1,000 breakers take most of a second.
  *
  * Breakers follow resilience4j's names and shapes (`resilience4j_circuitbreaker_*` becomes
  * `helios_circuitbreaker_*`), so its Grafana dashboards work after a prefix change: state as
@@ -12,16 +14,17 @@
  *
  * Rollout metrics (percentage and status) are not emitted: rollouts do not exist yet.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { BreakerService } from '../breakers/service.js';
 import { CALL_KINDS, type CircuitBreaker } from '../breakers/engine.js';
-import { BREAKER_STATES, type BreakerState } from '../breakers/states.js';
+import { BREAKER_STATES } from '../breakers/states.js';
 import { feedCounters } from '../events.js';
 import type { FlagService } from '../flags/service.js';
 import { INVOCATION_OUTCOMES } from '../modules/metrics-counts.js';
 import { MODULE_STATES } from '../modules/repository.js';
 import type { ModuleService } from '../modules/service.js';
 import type { TestRunService } from '../testing/service.js';
+import { ExpositionWriter, labelText } from './exposition.js';
 import { OPERATION_OUTCOMES, type GraphQLOperationCounters } from './graphql.js';
 import { BUCKET_SLOTS, DURATION_BUCKETS_SECONDS, type DurationHistograms } from './histogram.js';
 
@@ -36,9 +39,10 @@ export interface MetricsSources {
 }
 
 export interface HeliosMetrics {
+  /** prom-client's registry: default process metrics and the low-cardinality families. */
   readonly registry: Registry;
   readonly contentType: string;
-  /** The exposition text. */
+  /** The whole exposition text. */
   scrape(): Promise<string>;
   /** Detaches listeners (breaker transitions). */
   close(): void;
@@ -49,45 +53,20 @@ const WORKER_MEMORY_TIMEOUT_MS = 1000;
 
 const BUCKET_LABELS = [...DURATION_BUCKETS_SECONDS.map(String), '+Inf'];
 
-interface HistogramValue {
-  value: number;
-  labels: Record<string, string>;
-  metricName: string;
-}
-
-/** Appends one Prometheus histogram (cumulative buckets, _sum, _count) of series `series`. */
-function pushHistogram(out: HistogramValue[], name: string, labels: Record<string, string>, h: DurationHistograms, series: number): void {
+/** One histogram (cumulative buckets, _sum in seconds, _count) of `series` of `h`. */
+function writeHistogram(out: ExpositionWriter, name: string, labels: string, h: DurationHistograms, series: number): void {
   const base = series * BUCKET_SLOTS;
+  const prefix = labels === '' ? '' : `${labels},`;
   let cumulative = 0;
   for (let i = 0; i < BUCKET_SLOTS; i++) {
     cumulative += h.counts[base + i]!;
-    out.push({ value: cumulative, labels: { ...labels, le: BUCKET_LABELS[i]! }, metricName: `${name}_bucket` });
+    out.sample(`${name}_bucket`, `${prefix}le="${BUCKET_LABELS[i]!}"`, cumulative);
   }
-  out.push({ value: h.sumsMs[series]! / 1000, labels, metricName: `${name}_sum` });
-  out.push({ value: cumulative, labels, metricName: `${name}_count` });
+  out.sample(`${name}_sum`, labels, h.sumsMs[series]! / 1000);
+  out.sample(`${name}_count`, labels, cumulative);
 }
 
-/**
- * A histogram whose buckets are read from our arrays at scrape time. prom-client's Histogram
- * can only `observe()`, which would put label hashing on the hot path, so this registers the
- * metric interface the registry formats (name, help, type, get()).
- */
-function registerHistogram(registry: Registry, name: string, help: string, read: (out: HistogramValue[]) => void): void {
-  const metric = {
-    name,
-    help,
-    type: 'histogram',
-    aggregator: 'sum',
-    get: () => {
-      const values: HistogramValue[] = [];
-      read(values);
-      return { name, help, type: 'histogram', aggregator: 'sum', values };
-    },
-  };
-  registry.registerMetric(metric as unknown as Metric);
-}
-
-const stateLabel = (state: BreakerState): string => state.toLowerCase();
+const STATE_LABELS = BREAKER_STATES.map((s) => s.toLowerCase());
 
 function slowCallRate(breaker: CircuitBreaker): number {
   const window = breaker.windowCounts;
@@ -98,109 +77,93 @@ function slowCallRate(breaker: CircuitBreaker): number {
   return settled === 0 || settled < minimum ? -1 : (m.slowCalls * 100) / settled;
 }
 
+/** Every helios_circuitbreaker_* family. */
+function writeBreakers(out: ExpositionWriter, breakers: readonly CircuitBreaker[], transitions: ReadonlyMap<string, Transitions>): void {
+  const named = breakers.map((b) => ({ b, labels: labelText([['name', b.name]]) }));
+  out.family('helios_circuitbreaker_state', 'gauge', 'Circuit breaker state: 1 for the current state, 0 for the others.');
+  for (const { b, labels } of named) {
+    const current = BREAKER_STATES.indexOf(b.state);
+    for (let i = 0; i < STATE_LABELS.length; i++) out.sample('helios_circuitbreaker_state', `${labels},state="${STATE_LABELS[i]!}"`, i === current ? 1 : 0);
+  }
+  out.family('helios_circuitbreaker_calls_seconds', 'histogram', 'Calls through a breaker by kind (successful, failed, ignored, not_permitted) since this process started; rejections count as 0 s.');
+  for (const { b, labels } of named) {
+    const h = b.callDurations;
+    if (h === null) continue;
+    for (let k = 0; k < CALL_KINDS.length; k++) writeHistogram(out, 'helios_circuitbreaker_calls_seconds', `${labels},kind="${CALL_KINDS[k]!}"`, h, k);
+  }
+  const metrics = named.map(({ b, labels }) => ({ b, labels, m: b.metrics }));
+  out.family('helios_circuitbreaker_not_permitted_calls_total', 'counter', 'Calls a breaker rejected (OPEN, FORCED_OPEN, HALF_OPEN at capacity) over its persisted lifetime.');
+  for (const { labels, m } of metrics) out.sample('helios_circuitbreaker_not_permitted_calls_total', labels, m.rejections);
+  out.family('helios_circuitbreaker_failure_rate', 'gauge', 'Failure rate in percent over the sliding window (or all settled calls without one); -1 below minimumCalls.');
+  for (const { labels, m } of metrics) out.sample('helios_circuitbreaker_failure_rate', labels, m.failureRate ?? -1);
+  out.family('helios_circuitbreaker_slow_call_rate', 'gauge', 'Slow calls in percent over the sliding window (or all settled calls without one); -1 below minimumCalls.');
+  for (const { b, labels } of named) out.sample('helios_circuitbreaker_slow_call_rate', labels, slowCallRate(b));
+  out.family('helios_circuitbreaker_buffered_calls', 'gauge', 'Calls held in the sliding window by kind (successful, failed); breakers without a window have no series.');
+  for (const { b, labels } of named) {
+    const w = b.windowCounts;
+    if (w === null) continue;
+    out.sample('helios_circuitbreaker_buffered_calls', `${labels},kind="successful"`, w.calls - w.failures);
+    out.sample('helios_circuitbreaker_buffered_calls', `${labels},kind="failed"`, w.failures);
+  }
+  out.family('helios_circuitbreaker_transitions_total', 'counter', 'State transitions since this process started, by breaker and edge.');
+  for (const [name, edges] of transitions) {
+    const labels = labelText([['name', name]]);
+    for (const [edge, count] of edges) out.sample('helios_circuitbreaker_transitions_total', `${labels},${edge}`, count);
+  }
+}
+
+/** Per-flag families. */
+function writeFlags(out: ExpositionWriter, flags: FlagService): void {
+  const list = flags.list();
+  out.family('helios_flag_evaluations_total', 'counter', 'Flag evaluations (GraphQL, OFREP, in-process) since this process started, by flag, result and reason.');
+  for (const t of flags.evaluationCounts?.tallies() ?? []) {
+    out.sample('helios_flag_evaluations_total', labelText([['flag', t.flag], ['result', t.enabled ? 'true' : 'false'], ['reason', t.reason]]), t.count);
+  }
+  out.family('helios_flag_effective_percentage', 'gauge', 'The percentage in force now, for PERCENTAGE and GRADUAL flags.');
+  for (const f of list) {
+    const p = flags.effectivePercentage(f);
+    if (p !== null) out.sample('helios_flag_effective_percentage', labelText([['flag', f.name]]), p);
+  }
+  out.family('helios_flag_enabled', 'gauge', '1 when the flag is enabled, else 0.');
+  for (const f of list) out.sample('helios_flag_enabled', labelText([['flag', f.name]]), f.enabled ? 1 : 0);
+}
+
+function writeOperations(out: ExpositionWriter, counters: GraphQLOperationCounters): void {
+  out.family('helios_graphql_operation_duration_seconds', 'histogram', 'GraphQL operations executed (HTTP and graphql-ws) by type, name and outcome (error: the result carries errors).');
+  for (const op of counters.operations.values()) {
+    const labels = labelText([['type', op.type], ['name', op.name]]);
+    OPERATION_OUTCOMES.forEach((outcome, series) => {
+      if (op.durations.count(series) > 0) writeHistogram(out, 'helios_graphql_operation_duration_seconds', `${labels},outcome="${outcome}"`, op.durations, series);
+    });
+  }
+}
+
+function writeModuleDurations(out: ExpositionWriter, modules: ModuleService): void {
+  out.family('helios_module_invocation_duration_seconds', 'histogram', 'Duration of module invocations that ran (not rejected ones), by module and version.');
+  for (const [module, versions] of modules.counters?.invocations ?? []) {
+    for (const [version, counts] of versions) {
+      writeHistogram(out, 'helios_module_invocation_duration_seconds', labelText([['module', module], ['version', version]]), counts.durations, 0);
+    }
+  }
+}
+
+/** Edge label text (`from_state="..",to_state=".."`) -> count, per breaker. */
+type Transitions = Map<string, number>;
+
 export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  const breakerList = () => sources.breakers.registry.list();
 
-  // ---- circuit breakers ----
-  new Gauge({
-    name: 'helios_circuitbreaker_state',
-    help: 'Circuit breaker state: 1 for the current state, 0 for the others.',
-    labelNames: ['name', 'state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const b of breakerList()) {
-        const current = b.state;
-        for (const s of BREAKER_STATES) this.set({ name: b.name, state: stateLabel(s) }, s === current ? 1 : 0);
-      }
-    },
-  });
-  registerHistogram(registry, 'helios_circuitbreaker_calls_seconds', 'Calls through a breaker by kind (successful, failed, ignored, not_permitted), since this process started.', (out) => {
-    for (const b of breakerList()) {
-      const h = b.callDurations;
-      if (h === null) continue;
-      CALL_KINDS.forEach((kind, series) => pushHistogram(out, 'helios_circuitbreaker_calls_seconds', { name: b.name, kind }, h, series));
-    }
-  });
-  new Counter({
-    name: 'helios_circuitbreaker_not_permitted_calls_total',
-    help: 'Calls a breaker rejected (OPEN, FORCED_OPEN, HALF_OPEN at capacity), over its persisted lifetime.',
-    labelNames: ['name'],
-    registers,
-    collect() {
-      this.reset();
-      for (const b of breakerList()) this.inc({ name: b.name }, b.metrics.rejections);
-    },
-  });
-  new Gauge({
-    name: 'helios_circuitbreaker_failure_rate',
-    help: 'Failure rate in percent over the sliding window (or all settled calls without one); -1 below minimumCalls.',
-    labelNames: ['name'],
-    registers,
-    collect() {
-      this.reset();
-      for (const b of breakerList()) this.set({ name: b.name }, b.metrics.failureRate ?? -1);
-    },
-  });
-  new Gauge({
-    name: 'helios_circuitbreaker_slow_call_rate',
-    help: 'Slow calls in percent over the sliding window (or all settled calls without one); -1 below minimumCalls.',
-    labelNames: ['name'],
-    registers,
-    collect() {
-      this.reset();
-      for (const b of breakerList()) this.set({ name: b.name }, slowCallRate(b));
-    },
-  });
-  new Gauge({
-    name: 'helios_circuitbreaker_buffered_calls',
-    help: 'Calls held in the sliding window by kind (successful, failed); breakers without a window have no series.',
-    labelNames: ['name', 'kind'],
-    registers,
-    collect() {
-      this.reset();
-      for (const b of breakerList()) {
-        const w = b.windowCounts;
-        if (w === null) continue;
-        this.set({ name: b.name, kind: 'successful' }, w.calls - w.failures);
-        this.set({ name: b.name, kind: 'failed' }, w.failures);
-      }
-    },
-  });
-  const transitions = new Map<string, { name: string; from: string; to: string; count: number }>();
+  const transitions = new Map<string, Transitions>();
   const stopTransitions = sources.breakers.registry.onTransition((e) => {
-    const key = `${e.name}\u0000${e.from}\u0000${e.to}`;
-    const entry = transitions.get(key);
-    if (entry) entry.count++;
-    else transitions.set(key, { name: e.name, from: stateLabel(e.from), to: stateLabel(e.to), count: 1 });
-  });
-  new Counter({
-    name: 'helios_circuitbreaker_transitions_total',
-    help: 'State transitions since this process started, by breaker and edge.',
-    labelNames: ['name', 'from_state', 'to_state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of transitions.values()) this.inc({ name: t.name, from_state: t.from, to_state: t.to }, t.count);
-    },
+    let edges = transitions.get(e.name);
+    if (!edges) transitions.set(e.name, (edges = new Map()));
+    const edge = `from_state="${e.from.toLowerCase()}",to_state="${e.to.toLowerCase()}"`;
+    edges.set(edge, (edges.get(edge) ?? 0) + 1);
   });
 
-  // ---- feature flags ----
-  new Counter({
-    name: 'helios_flag_evaluations_total',
-    help: 'Flag evaluations (GraphQL, OFREP, in-process) since this process started, by flag, result and reason.',
-    labelNames: ['flag', 'result', 'reason'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of sources.flags.evaluationCounts?.tallies() ?? []) {
-        this.inc({ flag: t.flag, result: t.enabled ? 'true' : 'false', reason: t.reason }, t.count);
-      }
-    },
-  });
+  // ---- low-cardinality families, through prom-client's collect() ----
   new Counter({
     name: 'helios_flag_evaluations_unknown_total',
     help: 'Evaluations of names that are no flag (FLAG_NOT_FOUND); one series, as callers choose the names.',
@@ -210,31 +173,6 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
       this.inc(sources.flags.evaluationCounts?.notFound ?? 0);
     },
   });
-  new Gauge({
-    name: 'helios_flag_effective_percentage',
-    help: 'The percentage in force now, for PERCENTAGE and GRADUAL flags.',
-    labelNames: ['flag'],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of sources.flags.list()) {
-        const p = sources.flags.effectivePercentage(f);
-        if (p !== null) this.set({ flag: f.name }, p);
-      }
-    },
-  });
-  new Gauge({
-    name: 'helios_flag_enabled',
-    help: '1 when the flag is enabled, else 0.',
-    labelNames: ['flag'],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of sources.flags.list()) this.set({ flag: f.name }, f.enabled ? 1 : 0);
-    },
-  });
-
-  // ---- modules ----
   new Gauge({
     name: 'helios_module_state',
     help: 'Module state: 1 for the current state, 0 for the others.',
@@ -262,11 +200,6 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
         }
       }
     },
-  });
-  registerHistogram(registry, 'helios_module_invocation_duration_seconds', 'Duration of module invocations that ran, by module and version.', (out) => {
-    for (const [module, versions] of sources.modules.counters?.invocations ?? []) {
-      for (const [version, counts] of versions) pushHistogram(out, 'helios_module_invocation_duration_seconds', { module, version }, counts.durations, 0);
-    }
   });
   new Counter({
     name: 'helios_module_restarts_total',
@@ -300,8 +233,6 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
       for (const r of reports) if (r) this.set({ module: r.module, version: r.version }, r.bytes);
     },
   });
-
-  // ---- test runs ----
   new Gauge({
     name: 'helios_test_runs',
     help: 'Recorded test runs by status.',
@@ -311,15 +242,6 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
       this.reset();
       for (const [status, n] of Object.entries(sources.testing.countByStatus())) this.set({ status: status.toLowerCase() }, n);
     },
-  });
-
-  // ---- transport ----
-  registerHistogram(registry, 'helios_graphql_operation_duration_seconds', 'GraphQL operations executed (HTTP and graphql-ws), by type, name and outcome (error: the result carries errors).', (out) => {
-    for (const op of sources.graphql.operations.values()) {
-      OPERATION_OUTCOMES.forEach((outcome, series) => {
-        if (op.durations.count(series) > 0) pushHistogram(out, 'helios_graphql_operation_duration_seconds', { type: op.type, name: op.name, outcome }, op.durations, series);
-      });
-    }
   });
   new Gauge({
     name: 'helios_websocket_connections',
@@ -350,7 +272,16 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
   return {
     registry,
     contentType: registry.contentType,
-    scrape: () => registry.metrics(),
+    async scrape() {
+      const standard = await registry.metrics();
+      // One series per breaker or flag: written directly (exposition.ts), after prom-client's part.
+      const out = new ExpositionWriter();
+      writeBreakers(out, sources.breakers.registry.list(), transitions);
+      writeFlags(out, sources.flags);
+      writeOperations(out, sources.graphql);
+      writeModuleDurations(out, sources.modules);
+      return `${standard}\n${out.text()}`;
+    },
     close: stopTransitions,
   };
 }
