@@ -28,18 +28,23 @@ export function labelText(pairs: ReadonlyArray<readonly [string, string]>): stri
 }
 
 export class ExpositionWriter {
-  private readonly chunks: string[] = [];
+  private out = '';
 
   family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void {
-    this.chunks.push(`# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`);
+    this.out += `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
   }
 
   /** `labels` as from `labelText` (may be empty). */
   sample(name: string, labels: string, value: number): void {
-    this.chunks.push(labels === '' ? `${name} ${formatValue(value)}\n` : `${name}{${labels}} ${formatValue(value)}\n`);
+    this.out += labels === '' ? `${name} ${formatValue(value)}\n` : `${name}{${labels}} ${formatValue(value)}\n`;
+  }
+
+  /** A whole sample line, newline included, already formatted (finite values only). */
+  line(text: string): void {
+    this.out += text;
   }
 
   text(): string {
-    return this.chunks.join('');
+    return this.out;
   }
 }

@@ -56,11 +56,11 @@ const BUCKET_LABELS = [...DURATION_BUCKETS_SECONDS.map(String), '+Inf'];
 /** One histogram (cumulative buckets, _sum in seconds, _count) of `series` of `h`. */
 function writeHistogram(out: ExpositionWriter, name: string, labels: string, h: DurationHistograms, series: number): void {
   const base = series * BUCKET_SLOTS;
-  const prefix = labels === '' ? '' : `${labels},`;
+  const bucket = `${name}_bucket{${labels === '' ? '' : `${labels},`}le="`;
   let cumulative = 0;
   for (let i = 0; i < BUCKET_SLOTS; i++) {
     cumulative += h.counts[base + i]!;
-    out.sample(`${name}_bucket`, `${prefix}le="${BUCKET_LABELS[i]!}"`, cumulative);
+    out.line(`${bucket}${BUCKET_LABELS[i]!}"} ${cumulative}\n`);
   }
   out.sample(`${name}_sum`, labels, h.sumsMs[series]! / 1000);
   out.sample(`${name}_count`, labels, cumulative);
@@ -89,7 +89,10 @@ function writeBreakers(out: ExpositionWriter, breakers: readonly CircuitBreaker[
   for (const { b, labels } of named) {
     const h = b.callDurations;
     if (h === null) continue;
-    for (let k = 0; k < CALL_KINDS.length; k++) writeHistogram(out, 'helios_circuitbreaker_calls_seconds', `${labels},kind="${CALL_KINDS[k]!}"`, h, k);
+    // Kinds never seen have no series yet, as prom-client's labelled histograms do.
+    for (let k = 0; k < CALL_KINDS.length; k++) {
+      if (h.count(k) > 0) writeHistogram(out, 'helios_circuitbreaker_calls_seconds', `${labels},kind="${CALL_KINDS[k]!}"`, h, k);
+    }
   }
   const metrics = named.map(({ b, labels }) => ({ b, labels, m: b.metrics }));
   out.family('helios_circuitbreaker_not_permitted_calls_total', 'counter', 'Calls a breaker rejected (OPEN, FORCED_OPEN, HALF_OPEN at capacity) over its persisted lifetime.');

@@ -3,6 +3,7 @@
  * independent parser (test/support/prometheus-text.ts), values checked to move after real
  * actions.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { feed } from '../../src/events.js';
 import {
@@ -201,5 +202,21 @@ describe('/metrics', () => {
     for (let i = 0; i < 3; i++) push(i);
     await expect(slow.next()).rejects.toThrow(/fell more than 2 events behind/);
     expect(sampleValue(await scrape(h), 'helios_subscription_slow_consumer_disconnects_total')).toBe(before + 1);
+  });
+
+  it('serves every metric the shipped Grafana dashboard queries', async () => {
+    const dashboard = JSON.parse(readFileSync('examples/grafana/helios-dashboard.json', 'utf8')) as {
+      panels: Array<{ title: string; targets?: Array<{ expr: string }> }>;
+      templating: { list: Array<{ query: unknown }> };
+    };
+    const exprs = [
+      ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)),
+      ...dashboard.templating.list.map((v) => (typeof v.query === 'object' && v.query ? (v.query as { query: string }).query : String(v.query))),
+    ];
+    const names = new Set(exprs.flatMap((e) => e.match(/\b(helios|process|nodejs)_[a-z0-9_]+/g) ?? []));
+    expect(names.size).toBeGreaterThan(20);
+    const families = await scrape(await pool.start());
+    const missing = [...names].filter((n) => !families.has(n) && !families.has(n.replace(/_(bucket|count|sum)$/, '')));
+    expect(missing).toEqual([]);
   });
 });
