@@ -147,6 +147,11 @@ export class FlagService {
     return [...this.compiled.values()].map((c) => c.definition).sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Every flag, in no particular order: `list()` without its sort (metrics scrapes). */
+  *definitions(): IterableIterator<FlagDefinition> {
+    for (const c of this.compiled.values()) yield c.definition;
+  }
+
   get(name: string): FlagDefinition | null {
     return this.compiled.get(name)?.definition ?? null;
   }

@@ -117,7 +117,7 @@ function writeBreakers(out: ExpositionWriter, breakers: readonly CircuitBreaker[
 
 /** Per-flag families. */
 function writeFlags(out: ExpositionWriter, flags: FlagService): void {
-  const list = flags.list();
+  const list = [...flags.definitions()];
   out.family('helios_flag_evaluations_total', 'counter', 'Flag evaluations (GraphQL, OFREP, in-process) since this process started, by flag, result and reason.');
   for (const t of flags.evaluationCounts?.tallies() ?? []) {
     out.sample('helios_flag_evaluations_total', labelText([['flag', t.flag], ['result', t.enabled ? 'true' : 'false'], ['reason', t.reason]]), t.count);
