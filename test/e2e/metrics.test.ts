@@ -192,6 +192,20 @@ describe('/metrics', () => {
     await client.dispose();
     await until(async () => sampleValue(await scrape(h), 'helios_websocket_connections') === 0, 'the socket to close');
 
+    // Over SSE (envelop's subscribe path) too.
+    const controller = new AbortController();
+    const sse = await fetch(h.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: 'subscription OverSse { featureFlagChanged { name } }' }),
+      signal: controller.signal,
+    });
+    expect(sse.status).toBe(200);
+    await until(async () => sampleValue(await scrape(h), 'helios_graphql_active_subscriptions') === 1, 'the SSE subscription');
+    expect(sampleValue(await scrape(h), 'helios_graphql_operation_duration_seconds_count', { type: 'subscription', name: 'OverSse', outcome: 'success' })).toBe(1);
+    controller.abort();
+    await until(async () => sampleValue(await scrape(h), 'helios_graphql_active_subscriptions') === 0, 'the SSE subscription to end');
+
     // A subscriber that falls behind is ended with SLOW_CONSUMER (the bus's feed, as every live feed uses).
     const before = sampleValue(await scrape(h), 'helios_subscription_slow_consumer_disconnects_total')!;
     let push: (n: number) => void = () => {};
