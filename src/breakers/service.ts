@@ -37,6 +37,8 @@ interface BreakerServiceDeps {
   logger: Logger;
   /** How often changed counters are written (default 1000 ms). */
   flushIntervalMs?: number;
+  /** Prometheus metrics on: breakers time every call (see BreakerHost.timeCalls). */
+  metrics?: boolean;
 }
 
 export const MAX_TRANSITIONS_PAGE = 1000;
@@ -55,6 +57,7 @@ export class BreakerService {
     this.registry = new BreakerRegistry({
       clock: deps.clock,
       onListenerError: (error) => deps.logger.error('breaker listener failed', errorFields(error)),
+      timeCalls: deps.metrics === true,
     });
   }
 

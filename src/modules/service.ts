@@ -41,6 +41,7 @@ import { storedErrorMessage } from '../hardening/safe-messages.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { MODULE_TYPES, type ModuleType } from './contract.js';
+import { ModuleCounters, OUTCOME_REJECTED, OUTCOME_SUCCESS, outcomeOfError } from './metrics-counts.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
 import { ModuleRepository, type ModuleRecord } from './repository.js';
 import { MODULE_STATES, type DesiredModuleState, type ModuleState, type ModuleStateEvent } from './states.js';
@@ -97,6 +98,8 @@ interface ModuleServiceDeps {
   drainTimeoutMs?: number;
   /** Automatic restarts of a crashed module within RESTART_WINDOW_MS before giving up; 0 disables. */
   maxRestarts?: number;
+  /** Prometheus metrics on: count invocations and restarts (`counters`). */
+  metrics?: boolean;
 }
 
 interface Live {
@@ -128,10 +131,13 @@ export class ModuleService {
   private readonly restarts = new Map<string, number[]>();
   private readonly restartTimers = new Set<TimerHandle>();
   readonly host: ModuleHost;
+  /** Invocations and restarts for Prometheus; null with metrics off. */
+  readonly counters: ModuleCounters | null;
 
   constructor(private readonly deps: ModuleServiceDeps) {
     this.repo = new ModuleRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
+    this.counters = deps.metrics === true ? new ModuleCounters() : null;
     this.host = this.createHost();
   }
 
@@ -385,6 +391,7 @@ export class ModuleService {
     const breaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
     const permit = breaker.tryAcquire();
     if (!permit) {
+      this.counters?.invoked(name, version.version, OUTCOME_REJECTED, -1);
       const until = breaker.openUntil;
       throw new UserError(
         'CIRCUIT_OPEN',
@@ -395,10 +402,13 @@ export class ModuleService {
     const started = performance.now();
     try {
       const result = await version.call(method, args, context ? { context } : undefined);
-      permit.success(performance.now() - started);
+      const took = performance.now() - started;
+      permit.success(took);
+      this.counters?.invoked(name, version.version, OUTCOME_SUCCESS, took);
       return { result, servedBy: version.version };
     } catch (error) {
       const duration = performance.now() - started;
+      this.counters?.invoked(name, version.version, outcomeOfError(error), duration);
       if (isModuleCallError(error)) {
         switch (error.code) {
           case 'UNKNOWN_METHOD':
@@ -616,6 +626,7 @@ export class ModuleService {
       void this.serialized(async () => {
         // An operator may have loaded or unloaded it meanwhile.
         if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return;
+        this.counters?.restarted(record.name);
         const ok = await this.bringUp(record, 'restart', 'system', true);
         if (!ok) this.scheduleRestart(record, record.lastError ?? cause);
       }).catch((error: unknown) => this.deps.logger.error('module restart failed', { module: record.name, ...errorFields(error) }));

@@ -27,7 +27,7 @@ import { errorFields } from '../logger.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { ModuleRecord, ModuleService } from '../modules/service.js';
 import { validateName } from '../validation.js';
-import { runTestRun, summarizeResults, type TestRunEvent, type TestRunOutcome } from './engine.js';
+import { RUN_STATUSES, runTestRun, summarizeResults, type RunStatus, type TestRunEvent, type TestRunOutcome } from './engine.js';
 import type { TestProgressEvent } from './events.js';
 import { TestRunRepository, type TestRunRecord } from './repository.js';
 
@@ -81,6 +81,13 @@ export class TestRunService {
   }
 
   // ---- reads ----
+
+  /** Every run ever recorded, per status (for metrics; one grouped query). */
+  countByStatus(): Record<RunStatus, number> {
+    const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
+    for (const row of this.repo.countByStatus()) counts[row.status] = row.runs;
+    return counts;
+  }
 
   get(id: string): TestRunRecord | null {
     return this.repo.get(id);
