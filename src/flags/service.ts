@@ -89,6 +89,7 @@ export class FlagService {
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
+  private readonly domainListeners = new Set<(event: FlagChangeEvent) => void>();
   /** Evaluations by flag, outcome and reason; null with metrics off. */
   readonly evaluationCounts: FlagEvaluationCounts | null;
 
@@ -179,6 +180,16 @@ export class FlagService {
   /** Registers a listener for every flag change (for in-process code and module workers). */
   onChange(listener: (event: FlagChangeEvent) => void): () => void {
     return this.deps.bus.on('featureFlagChanged', listener);
+  }
+
+  /**
+   * Another domain following flag changes (a rollout follows its split flag): called with every
+   * committed change just before it is published, without subscribing to the bus, whose
+   * listeners are the live feeds.
+   */
+  onCommittedChange(listener: (event: FlagChangeEvent) => void): () => void {
+    this.domainListeners.add(listener);
+    return () => this.domainListeners.delete(listener);
   }
 
   // ---- mutations ----
@@ -382,7 +393,7 @@ export class FlagService {
       this.compiled.delete(event.name);
       this.publishedGradual.delete(event.name);
     }
-    this.deps.bus.publish('featureFlagChanged', event);
+    this.publish(event);
   }
 
   private compile(def: FlagDefinition): CompiledFlag {
@@ -408,15 +419,24 @@ export class FlagService {
     this.gradualTimer = this.deps.clock.setTimer(Math.min(next - now, MAX_TIMER_MS), () => this.publishGradualSteps());
   }
 
+  private publish(event: FlagChangeEvent): void {
+    for (const listener of [...this.domainListeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.deps.logger.error('a flag change listener failed', { flag: event.name, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    this.deps.bus.publish('featureFlagChanged', event);
+  }
+
   private publishGradualSteps(): void {
     const now = this.deps.clock.now();
     for (const { definition: def } of this.compiled.values()) {
       const current = this.gradualPercentage(def);
       if (current === null || current === this.publishedGradual.get(def.name)) continue;
       this.publishedGradual.set(def.name, current);
-      this.deps.bus.publish('featureFlagChanged', {
-        name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def,
-      });
+      this.publish({ name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def });
     }
     this.scheduleGradual();
   }

@@ -427,7 +427,8 @@ export class ModuleService {
       dropCanary: (module) => this.dropCanary(module),
       promoteCanary: (module, actor) => this.promoteCanary(module, actor),
       canaryBreakerState: (module) => this.live.get(module)?.canary?.breaker.state ?? null,
-      onCanaryBreakerOpen: (listener) => this.deps.bus.on('breakerStateChanged', (event) => {
+      // The registry's own transitions (not the bus, whose listeners are the live feeds): at once, in order.
+      onCanaryBreakerOpen: (listener) => this.deps.breakers.registry.onTransition((event) => {
         if (event.to !== 'OPEN' && event.to !== 'FORCED_OPEN') return;
         const module = this.canaryBreakers.get(event.name);
         if (module !== undefined) listener(module, event.to);
