@@ -24,6 +24,8 @@ import { INVOCATION_OUTCOMES } from '../modules/metrics-counts.js';
 import { MODULE_STATES } from '../modules/states.js';
 import type { ModuleService } from '../modules/service.js';
 import type { TestRunService } from '../testing/service.js';
+import { ROLLOUT_STATUSES } from '../rollouts/events.js';
+import type { RolloutService } from '../rollouts/service.js';
 import { ExpositionWriter, labelText } from './exposition.js';
 import { OPERATION_OUTCOMES, type GraphQLOperationCounters } from './graphql.js';
 import { BUCKET_SLOTS, DURATION_BUCKETS_SECONDS, type DurationHistograms } from './histogram.js';
@@ -33,6 +35,8 @@ export interface MetricsSources {
   flags: FlagService;
   modules: ModuleService;
   testing: Pick<TestRunService, 'countByStatus'>;
+  /** The module's current (or last) rollout; optional so a metrics set can be built without rollouts. */
+  rollouts?: Pick<RolloutService, 'current'>;
   graphql: GraphQLOperationCounters;
   /** Open WebSockets (graphql-ws) right now. */
   openWebSockets: () => number;
@@ -234,6 +238,35 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
         }),
       );
       for (const r of reports) if (r) this.set({ module: r.module, version: r.version }, r.bytes);
+    },
+  });
+  new Gauge({
+    name: 'helios_rollout_percentage',
+    help: "The share of calls routed to the canary by the module's current or last rollout.",
+    labelNames: ['module', 'flag', 'to_version'],
+    registers,
+    collect() {
+      this.reset();
+      if (!sources.rollouts) return;
+      for (const m of sources.modules.list()) {
+        const r = sources.rollouts.current(m.name);
+        if (r) this.set({ module: r.module, flag: r.flag, to_version: r.toVersion }, r.percentage);
+      }
+    },
+  });
+  new Gauge({
+    name: 'helios_rollout_status',
+    help: "Rollout status of the module's current or last rollout: 1 for its status, 0 for the others.",
+    labelNames: ['module', 'status'],
+    registers,
+    collect() {
+      this.reset();
+      if (!sources.rollouts) return;
+      for (const m of sources.modules.list()) {
+        const r = sources.rollouts.current(m.name);
+        if (!r) continue;
+        for (const status of ROLLOUT_STATUSES) this.set({ module: r.module, status: status.toLowerCase() }, status === r.status ? 1 : 0);
+      }
     },
   });
   new Gauge({

@@ -6,6 +6,7 @@
 import { cpSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parsePrometheusText, sampleValue } from '../support/prometheus-text.js';
 import {
   AbortRolloutDocument,
   EnableFeatureFlagDocument,
@@ -28,7 +29,7 @@ import {
 } from '../gql/graphql.js';
 import { ManualClock } from '../../src/clock.js';
 import { serverPool } from '../support/pool.js';
-import { subscribe, untilListening, type TestServer } from '../support/server.js';
+import { subscribe, TEST_ADMIN_TOKEN, untilListening, type TestServer } from '../support/server.js';
 
 const pool = serverPool();
 const MODULE = 'pricing';
@@ -132,6 +133,11 @@ describe('a healthy rollout', () => {
     h.clock.advance(60_000);
     await until(h, 'the second step', (r) => r.percentage === 50);
     expect((await feed.next()).rolloutProgress).toMatchObject({ type: 'STEP', percentage: 50 });
+    // Prometheus sees the same step.
+    const scraped = parsePrometheusText(await (await fetch(h.url.replace(/\/graphql$/, '/metrics'), { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text());
+    expect(sampleValue(scraped, 'helios_rollout_percentage', { module: MODULE, flag: MODULE, to_version: '2.0.0' })).toBe(50);
+    expect(sampleValue(scraped, 'helios_rollout_status', { module: MODULE, status: 'running' })).toBe(1);
+    expect(sampleValue(scraped, 'helios_rollout_status', { module: MODULE, status: 'aborted' })).toBe(0);
     const at50 = await traffic(h, 0, 200);
     // Raising the percentage never moves a user back from canary to stable.
     for (const [userId, version] of at10) if (version === '2.0.0') expect(at50.get(userId)).toBe('2.0.0');
