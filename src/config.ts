@@ -29,6 +29,8 @@ export interface HeliosConfig {
   /** Upper bound for a graceful shutdown before connections are cut. */
   shutdownTimeoutMs: number;
   graphiql: boolean;
+  /** The operations dashboard at /dashboard. */
+  dashboard: boolean;
   /** Limits for every loaded module version (see the README). */
   modules: {
     maxHeapMb: number;
@@ -109,6 +111,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel,
     shutdownTimeoutMs: intFrom(env, 'HELIOS_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     graphiql: boolFrom(env, 'HELIOS_GRAPHIQL', true),
+    dashboard: boolFrom(env, 'HELIOS_DASHBOARD', true),
     modules: {
       maxHeapMb: intFrom(env, 'HELIOS_MODULE_MAX_HEAP_MB', 128, 8, 65_536),
       loadTimeoutMs: intFrom(env, 'HELIOS_MODULE_LOAD_TIMEOUT_MS', 10_000, 100, 600_000),

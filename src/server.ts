@@ -22,6 +22,7 @@ import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { errorFields } from './logger.js';
+import { dashboardRoutes } from './transport/dashboard.js';
 import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
@@ -110,6 +111,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
+  if (config.dashboard) for (const route of dashboardRoutes()) http.route(route);
 
   const ws = createGraphQLWsTransport({
     httpServer: http.server,
