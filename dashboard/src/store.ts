@@ -181,7 +181,10 @@ export class DashboardStore {
     try {
       const { errors, breaker } = await run();
       if (errors.length) this.fail(errors.map((e) => e.message).join('; '));
-      else if (breaker) this.applySnapshot([breaker], false);
+      else {
+        this.problem = '';
+        if (breaker) this.applySnapshot([breaker], false);
+      }
     } catch (error) {
       this.fail(error instanceof Error ? error.message : String(error));
     }

@@ -153,7 +153,33 @@ describe('the dashboard in Chromium', () => {
     expect(asked).toEqual([expect.stringContaining('Reset circuit breaker "payments"')]);
     expect((await h.query(CircuitBreakerDocument, { name: 'payments' })).circuitBreaker?.state).toBe('CLOSED');
     await expect.poll(() => page.locator('.audit').innerText()).toContain('on-call resetCircuitBreaker');
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Force breaker payments open' }).click();
+    await expect.poll(() => breakerState(page, 'payments').getAttribute('data-state'), { timeout: 5000 }).toBe('FORCED_OPEN');
     await screenshot(page, 'dashboard-operator.png');
+  });
+
+  it('with anonymous access off, asks for a token, says when one is refused, and goes live with a good one', { timeout: 60_000 }, async () => {
+    const h = await pool.start({ env: { HELIOS_ANONYMOUS: 'none' } });
+    const viewer = (await h.query(CreateApiTokenDocument, { name: 'wall-screen', role: 'VIEWER' })).createApiToken.token!;
+    const page = await browsers.page();
+    await page.goto(dashboardUrl(h));
+    await expect.poll(() => page.locator('[role="alert"]').innerText(), { timeout: 10_000 }).toContain('A bearer token is required');
+    expect(await page.locator('tr[data-flag]').count()).toBe(0);
+
+    await page.getByLabel('API token').fill('hel_not-a-real-token');
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await expect.poll(() => status(page).getAttribute('data-status'), { timeout: 10_000 }).toBe('refused');
+    expect(await status(page).innerText()).toContain('Token refused');
+
+    await useToken(page, viewer, 'VIEWER');
+    await expect.poll(() => status(page).getAttribute('data-status')).toBe('live');
+    await expect.poll(() => page.locator('tr[data-flag]').count()).toBe(SEED_FLAGS);
+    expect(await page.locator('[role="alert"]').count()).toBe(0);
+    // The token survives a reload of the tab (sessionStorage).
+    await page.reload();
+    await page.locator('[data-role="VIEWER"]').waitFor({ timeout: 10_000 });
   });
 
   it('says it is reconnecting while the server is down and comes back by itself after a restart', { timeout: 90_000 }, async () => {
