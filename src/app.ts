@@ -15,7 +15,9 @@ import { unitOfWorkFor, type UnitOfWork } from './db/unit-of-work.js';
 import { EventBus } from './events.js';
 import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
+import { rolloutFlagsOf } from './flags/split.js';
 import { ModuleService } from './modules/service.js';
+import { RolloutService } from './rollouts/service.js';
 import { TestRunService } from './testing/service.js';
 import { createLogger, errorFields, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
@@ -34,6 +36,7 @@ export interface Services {
   breakers: BreakerService;
   modules: ModuleService;
   testing: TestRunService;
+  rollouts: RolloutService;
   tokens: TokenService;
 }
 
@@ -110,6 +113,14 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
     if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
     const recovery = await modules.start();
     if (recovery.recovered + recovery.failed > 0) logger.info('modules recovered', recovery);
+    // After the stable versions are back: an unfinished rollout stages its canary beside them.
+    const rollouts = new RolloutService({
+      db, audit: auditRepo, modules: modules.rolloutModules(), flags: rolloutFlagsOf(flags), clock, logger: logger.child({ domain: 'rollouts' }),
+      publish: (event) => bus.publish('rolloutProgress', event),
+    });
+    modules.setRolloutGuard((module, operation) => rollouts.assertNoRolloutInProgress(module, operation));
+    const resumed = await rollouts.start();
+    if (resumed.resumed + resumed.finished > 0) logger.info('rollouts recovered', resumed);
 
     const services: Services = {
       version: packageVersion(),
@@ -123,6 +134,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       breakers,
       modules,
       testing,
+      rollouts,
       tokens,
     };
 
@@ -136,6 +148,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         closed = true;
         try {
           await testing.stop();
+          rollouts.stop();
           await modules.stop();
           flags.stop();
           breakers.stop();

@@ -39,6 +39,11 @@ export const ERROR_CODES = [
   'UNAUTHENTICATED',
   'TOKEN_NOT_FOUND',
   'TOKEN_ALREADY_EXISTS',
+  'INVALID_ROLLOUT_CONFIG',
+  'INVALID_ROLLOUT_STATE',
+  'ROLLOUT_IN_PROGRESS',
+  'ROLLOUT_NOT_FOUND',
+  'FLAG_IN_USE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

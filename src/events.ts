@@ -14,6 +14,7 @@ import type { TokenRevokedEvent } from './auth/events.js';
 import type { BreakerTransition } from './breakers/states.js';
 import type { FlagChangeEvent } from './flags/events.js';
 import type { ModuleStateEvent } from './modules/states.js';
+import type { RolloutProgressEvent } from './rollouts/events.js';
 import type { TestProgressEvent } from './testing/events.js';
 
 export interface EventMap {
@@ -22,6 +23,7 @@ export interface EventMap {
   moduleStateChanged: ModuleStateEvent;
   testProgress: TestProgressEvent;
   tokenRevoked: TokenRevokedEvent;
+  rolloutProgress: RolloutProgressEvent;
 }
 
 export type Topic = keyof EventMap;

@@ -5,7 +5,7 @@
  */
 import type { Db } from '../db/connection.js';
 
-export const AUDIT_TARGET_TYPES = ['FEATURE_FLAG', 'CIRCUIT_BREAKER', 'MODULE', 'TEST_RUN', 'API_TOKEN'] as const;
+export const AUDIT_TARGET_TYPES = ['FEATURE_FLAG', 'CIRCUIT_BREAKER', 'MODULE', 'TEST_RUN', 'API_TOKEN', 'ROLLOUT'] as const;
 export type AuditTargetType = (typeof AUDIT_TARGET_TYPES)[number];
 
 export interface AuditEntry {

@@ -26,6 +26,24 @@ const IsolationEnum = builder.enumType('ModuleIsolation', {
 });
 const DesiredStateEnum = builder.enumType('DesiredModuleState', { values: ['UNLOADED', 'LOADED', 'ACTIVE'] as const });
 
+const ModuleCanaryRef = builder.objectRef<{ module: string; version: string; flag: string; breakerName: string }>('ModuleCanary').implement({
+  description: 'A rollout\'s new version, serving beside the stable one the calls its split flag turns on.',
+  fields: (t) => ({
+    version: t.exposeString('version'),
+    flag: t.exposeString('flag', { description: 'The split flag: on for a call\'s context means the canary serves it.' }),
+    percentage: t.float({
+      description: 'The share of calls routed to the canary (the rollout\'s current step, or where the flag was moved by hand).',
+      resolve: (c, _a, ctx) => ctx.services.rollouts.inProgress(c.module)?.percentage ?? 0,
+    }),
+    breaker: t.field({
+      type: CircuitBreakerRef,
+      nullable: true,
+      description: 'The canary\'s own breaker, module:<name>@<version>; while it is not CLOSED the stable version serves its calls.',
+      resolve: (c, _a, ctx) => ctx.services.breakers.get(c.breakerName),
+    }),
+  }),
+});
+
 export const ModuleRef = builder.objectRef<ModuleRecord>('Module').implement({
   fields: (t) => ({
     name: t.exposeString('name'),
@@ -53,6 +71,12 @@ export const ModuleRef = builder.objectRef<ModuleRecord>('Module').implement({
       nullable: true,
       description: 'The breaker every invocation runs through.',
       resolve: (m, _a, ctx) => ctx.services.breakers.get(ctx.services.modules.breakerName(m.name)),
+    }),
+    canary: t.field({
+      type: ModuleCanaryRef,
+      nullable: true,
+      description: 'The new version a rollout is routing a share of calls to; null without a rollout.',
+      resolve: (m, _a, ctx) => ctx.services.modules.canaryOf(m.name),
     }),
     createdAt: t.field({ type: 'DateTime', resolve: (m) => toDate(m.createdAt) }),
     updatedAt: t.field({ type: 'DateTime', resolve: (m) => toDate(m.updatedAt) }),

@@ -9,6 +9,12 @@ import './testing.js';
 import './tokens.js';
 import './audit.js';
 import './status.js';
+import { defineRolloutSchema } from './rollouts.js';
+
+defineRolloutSchema({
+  service: (ctx) => ctx.services.rollouts,
+  onProgress: (ctx, listener) => ctx.services.bus.on('rolloutProgress', listener),
+});
 
 let schema: GraphQLSchema | null = null;
 

@@ -1,6 +1,7 @@
 /**
- * Modules: registration, lifecycle, hot swap and invocation, on top of the runtime (which loads
- * one version in isolation).
+ * Modules: registration, lifecycle and hot swap, on top of the runtime (which loads one version
+ * in isolation). The rooms around it: graph.ts (dependency order, pure), supervisor.ts
+ * (restarts after a crash), host.ts (what loaded versions talk to), invocation.ts (calls).
  *
  * States: UNLOADED -> LOADING -> ACTIVE (serving) or LOADED (staged with `activate: false`), or
  * FAILED with `lastError`; UNLOADING -> UNLOADED. The desired state (UNLOADED, LOADED, ACTIVE)
@@ -23,14 +24,12 @@
  *   (they load code), so one called inside a caller's unit of work cannot join its transaction:
  *   it starts after that unit commits, and never if it rolls back (its promise then rejects).
  * - `invokeModule` runs through the module's own circuit breaker (`module:<name>`), with a call
- *   timeout. It is a call, not a change of the control plane, so it is not audited (the
- *   breaker counts it).
+ *   timeout (invocation.ts).
  */
-import { performance } from 'node:perf_hooks';
 import type { AuditRepository } from '../audit/repository.js';
+import type { CircuitBreaker } from '../breakers/engine.js';
 import type { BreakerService } from '../breakers/service.js';
-import type { BreakerPermit } from '../breakers/engine.js';
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError, type ErrorCode } from '../errors.js';
@@ -39,12 +38,16 @@ import type { EvaluationContext } from '../flags/engine.js';
 import type { FlagService } from '../flags/service.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
-import { MODULE_TYPES, type ModuleType } from './contract.js';
+import type { CanaryPlan, RolloutModules, StageCanaryOptions } from '../rollouts/service.js';
+import { isModuleType, MODULE_TYPES, type ModuleType } from './contract.js';
+import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topologicalOrder } from './graph.js';
+import { createHost } from './host.js';
+import { breakerNameOf, canaryBreakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
 import { ModuleRepository, type ModuleRecord } from './repository.js';
-import { MODULE_STATES, type DesiredModuleState, type ModuleState, type ModuleStateEvent } from './states.js';
+import { MODULE_STATES, type ModuleState } from './states.js';
+import { DEFAULT_MAX_RESTARTS, Supervisor } from './supervisor.js';
 import {
-  isModuleCallError,
   isModuleLoadError,
   loadModuleVersion,
   type LoadedModuleVersion,
@@ -66,10 +69,9 @@ export interface RegisterModuleInput {
   config?: unknown;
 }
 
-export interface InvokeResult {
-  result: unknown;
-  servedBy: string;
-}
+export type { InvokeResult };
+export { MODULE_BREAKER_PREFIX } from './invocation.js';
+export { DEFAULT_MAX_RESTARTS, RESTART_WINDOW_MS } from './supervisor.js';
 
 /** What a reload hook receives: the version now serving. */
 export interface ModuleHandle {
@@ -78,6 +80,12 @@ export interface ModuleHandle {
   call(method: string, arg?: unknown): Promise<unknown>;
 }
 export type ReloadHook = (handle: ModuleHandle) => void | Promise<void>;
+
+/** Throws ROLLOUT_IN_PROGRESS while a rollout owns the module (the rollout service's `assertNoRolloutInProgress`). */
+export type RolloutGuard = (module: string, operation: string) => void;
+
+/** Who force-opens a canary's breaker when its version crashes. */
+const ROLLOUT_ACTOR_FOR_CRASH = 'rollout';
 
 /** Runs a staged test run of a module version; returns whether it passed and the run's id (issue: gated swaps). */
 export type SwapTestGate = (actor: string, moduleName: string, version: { modulePath: string; absolutePath: string; version: string }, moduleType: ModuleType) => Promise<{ passed: boolean; runId: string; summary: string }>;
@@ -98,19 +106,8 @@ interface ModuleServiceDeps {
   maxRestarts?: number;
 }
 
-interface Live {
-  active: LoadedModuleVersion | null;
-  /** Set while a swap switches versions: new calls wait for it. */
-  gate: Promise<void> | null;
-}
-
 const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 const MAX_CONFIG_BYTES = 64 * 1024;
-export const MODULE_BREAKER_PREFIX = 'module:';
-export const DEFAULT_MAX_RESTARTS = 5;
-export const RESTART_WINDOW_MS = 60_000;
-const RESTART_BASE_DELAY_MS = 1_000;
-const RESTART_MAX_DELAY_MS = 60_000;
 
 export class ModuleService {
   private readonly repo: ModuleRepository;
@@ -118,34 +115,47 @@ export class ModuleService {
   private readonly records = new Map<string, ModuleRecord>();
   private readonly live = new Map<string, Live>();
   private readonly hooks = new Map<string, Set<ReloadHook>>();
-  private readonly permits = new Map<string, BreakerPermit>();
-  private permitSeq = 0;
   private lifecycleChain: Promise<unknown> = Promise.resolve();
   private stopping = false;
   private testGate: SwapTestGate | null = null;
-  /** Automatic restarts per module within the restart window (epoch ms). */
-  private readonly restarts = new Map<string, number[]>();
-  private readonly restartTimers = new Set<TimerHandle>();
+  private readonly supervisor: Supervisor;
+  /** Canary breaker name -> module, for `onCanaryBreakerOpen`. */
+  private readonly canaryBreakers = new Map<string, string>();
+  private rolloutGuard: RolloutGuard | null = null;
+  private readonly invocation: Invocation;
   readonly host: ModuleHost;
 
   constructor(private readonly deps: ModuleServiceDeps) {
     this.repo = new ModuleRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
-    this.host = this.createHost();
+    this.invocation = new Invocation({ breakers: deps.breakers, flags: deps.flags, records: this.records, live: this.live });
+    this.host = createHost({ flags: deps.flags, breakers: deps.breakers, logger: deps.logger, invoke: (name, method, arg) => this.invoke(name, method, arg) });
+    this.supervisor = new Supervisor({
+      clock: deps.clock,
+      logger: deps.logger,
+      maxRestarts: deps.maxRestarts ?? DEFAULT_MAX_RESTARTS,
+      stopping: () => this.stopping,
+      giveUp: (record, message) => this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true }),
+      restart: (record) => this.serialized(async () => {
+        // An operator may have loaded or unloaded it meanwhile.
+        if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return null;
+        return this.bringUp(record, 'restart', 'system', true);
+      }),
+    });
   }
 
   /** Loads registrations and brings every module whose desired state is ACTIVE or LOADED back. */
   async start(): Promise<{ recovered: number; failed: number }> {
     for (const record of this.repo.all()) {
       this.records.set(record.name, { ...record, state: 'UNLOADED' });
-      this.live.set(record.name, { active: null, gate: null });
+      this.live.set(record.name, { active: null, gate: null, canary: null });
       this.deps.breakers.getOrCreate(breakerNameOf(record.name));
     }
     let recovered = 0;
     let failed = 0;
     await this.serialized(async () => {
       const wanted = [...this.records.values()].filter((r) => r.desiredState !== 'UNLOADED').map((r) => r.name);
-      for (const name of this.topologicalOrder(wanted)) {
+      for (const name of topologicalOrder(this.records, wanted)) {
         const record = this.records.get(name)!;
         const ok = await this.bringUp(record, 'recovery', 'system', record.desiredState === 'ACTIVE');
         if (ok) recovered++;
@@ -158,12 +168,20 @@ export class ModuleService {
   /** Disposes every loaded version (bounded by the runtime's dispose timeout). */
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const timer of this.restartTimers) timer.cancel();
-    this.restartTimers.clear();
+    this.supervisor.stop();
     await this.lifecycleChain.catch(() => undefined);
-    const versions = [...this.live.values()].map((l) => l.active).filter((v): v is LoadedModuleVersion => v !== null);
-    for (const live of this.live.values()) live.active = null;
+    const versions = [...this.live.values()].flatMap((l) => [l.active, l.canary?.version ?? null]).filter((v): v is LoadedModuleVersion => v !== null);
+    for (const live of this.live.values()) {
+      live.active = null;
+      live.canary = null;
+    }
+    this.canaryBreakers.clear();
     await Promise.all(versions.map((v) => v.dispose().catch(() => v.terminate())));
+  }
+
+  /** Refuses swap, rollback and unload of a module a rollout owns; set by the composition root. */
+  setRolloutGuard(guard: RolloutGuard): void {
+    this.rolloutGuard = guard;
   }
 
   /** The gate a swap with `testWith` runs; set by the test-run service. */
@@ -189,7 +207,7 @@ export class ModuleService {
 
   /** Registered modules that declare `name` as a dependency. */
   dependents(name: string): string[] {
-    return this.list().filter((r) => r.dependencies.includes(name)).map((r) => r.name);
+    return dependentsOf(this.records, name);
   }
 
   activeVersion(name: string): LoadedModuleVersion | null {
@@ -238,7 +256,7 @@ export class ModuleService {
       const { relativePath } = this.resolve(input.modulePath, 'modulePath');
       const dependencies = [...new Set((input.dependencies ?? []).map((d) => validateName(d, 'dependencies', 'Dependency name')))];
       if (dependencies.includes(name)) throw new UserError('DEPENDENCY_CYCLE', `Module "${name}" cannot depend on itself`, 'dependencies');
-      const cycle = this.findCycle(name, dependencies);
+      const cycle = findCycle(this.records, name, dependencies);
       if (cycle) throw new UserError('DEPENDENCY_CYCLE', `Dependencies would form a cycle: ${cycle.join(' -> ')}`, 'dependencies');
       if (input.moduleType && !MODULE_TYPES.includes(input.moduleType)) {
         throw new UserError('INVALID_ARGUMENT', `Unknown module type "${input.moduleType}"`, 'moduleType');
@@ -260,7 +278,7 @@ export class ModuleService {
         this.deps.breakers.getOrCreate(breakerNameOf(name));
         this.uow.afterCommit(() => {
           this.records.set(name, record);
-          this.live.set(name, { active: null, gate: null });
+          this.live.set(name, { active: null, gate: null, canary: null });
           this.publish(record, 'UNLOADED', 'registerModule', actor, null);
         });
       });
@@ -277,7 +295,7 @@ export class ModuleService {
     return this.serialized(async () => {
       const record = this.existing(name);
       const activate = options.activate ?? true;
-      for (const dep of this.dependencyOrder(name)) {
+      for (const dep of dependencyOrder(this.records, name)) {
         const depRecord = this.records.get(dep)!;
         if (depRecord.state === 'ACTIVE') continue;
         const ok = await this.bringUp(depRecord, 'loadModule', actor, true);
@@ -292,6 +310,7 @@ export class ModuleService {
         return record;
       }
       if (live.active && options.forceReload) {
+        this.assertNoRollout(name, 'reload');
         const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
         await this.replaceVersion(record, { modulePath: record.modulePath, absolutePath, version: record.version }, 'loadModule', actor, { keepPrevious: true });
         return record;
@@ -306,7 +325,8 @@ export class ModuleService {
   unload(actor: string, name: string, cascade = false): Promise<{ record: ModuleRecord; unloaded: string[] }> {
     return this.serialized(async () => {
       const record = this.existing(name);
-      const loadedDependents = this.loadedDependentsDeep(name);
+      this.assertNoRollout(name, 'unload');
+      const loadedDependents = loadedDependentsDeep(this.records, name);
       if (loadedDependents.length > 0 && !cascade) {
         throw new UserError(
           'DEPENDENTS_LOADED',
@@ -314,9 +334,10 @@ export class ModuleService {
           'cascade',
         );
       }
+      if (cascade) for (const dependent of loadedDependents) this.assertNoRollout(dependent, 'unload');
       const unloaded: string[] = [];
       // Deepest dependents first.
-      for (const dependent of [...this.topologicalOrder(loadedDependents)].reverse()) {
+      for (const dependent of [...topologicalOrder(this.records, loadedDependents)].reverse()) {
         await this.takeDown(this.records.get(dependent)!, 'unloadModule', actor);
         unloaded.push(dependent);
       }
@@ -330,6 +351,7 @@ export class ModuleService {
   swap(actor: string, name: string, input: { newVersionPath: string; newVersion?: string | null; testWith?: ModuleType | null }): Promise<{ record: ModuleRecord; testRunId: string | null }> {
     return this.serialized(async () => {
       const record = this.existing(name);
+      this.assertNoRollout(name, 'swap');
       if (record.state !== 'ACTIVE') {
         throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
       }
@@ -357,6 +379,7 @@ export class ModuleService {
   rollback(actor: string, name: string): Promise<ModuleRecord> {
     return this.serialized(async () => {
       const record = this.existing(name);
+      this.assertNoRollout(name, 'roll back');
       if (!record.previousVersion || !record.previousModulePath) {
         throw new UserError('NO_PREVIOUS_VERSION', `Module "${name}" has no previous version to roll back to`, 'name');
       }
@@ -369,58 +392,182 @@ export class ModuleService {
     });
   }
 
-  /** Calls `method(args)` on the active version through the module's breaker. */
-  async invoke(name: string, method: string, args: unknown, context: EvaluationContext | null = null): Promise<InvokeResult> {
+  /** Calls `method(args)` on the active version through the module's breaker (see invocation.ts). */
+  invoke(name: string, method: string, args: unknown, context: EvaluationContext | null = null): Promise<InvokeResult> {
+    return this.invocation.invoke(name, method, args, context);
+  }
+
+  // ---- canary (a rollout's second version; routing is in invocation.ts) ----
+
+  /** The canary a rollout is routing to, if any. */
+  canaryOf(name: string): { module: string; version: string; modulePath: string; flag: string; breakerName: string } | null {
+    const canary = this.live.get(name)?.canary ?? null;
+    return canary && { module: name, version: canary.version.version, modulePath: canary.modulePath, flag: canary.flag, breakerName: canary.breaker.name };
+  }
+
+  /** The modules side of a rollout (the interface the rollout service declares). */
+  rolloutModules(): RolloutModules {
+    return {
+      planCanary: (module, newVersionPath, newVersion) => this.planCanary(module, newVersionPath, newVersion),
+      activeVersion: (module) => this.live.get(module)?.active?.version ?? null,
+      stageCanary: (plan, options) => this.stageCanary(plan, options),
+      dropCanary: (module) => this.dropCanary(module),
+      promoteCanary: (module, actor) => this.promoteCanary(module, actor),
+      canaryBreakerState: (module) => this.live.get(module)?.canary?.breaker.state ?? null,
+      onCanaryBreakerOpen: (listener) => this.deps.bus.on('breakerStateChanged', (event) => {
+        if (event.to !== 'OPEN' && event.to !== 'FORCED_OPEN') return;
+        const module = this.canaryBreakers.get(event.name);
+        if (module !== undefined) listener(module, event.to);
+      }),
+    };
+  }
+
+  /** Synchronous checks of a rollout's new version before anything is written or loaded. */
+  private planCanary(name: string, newVersionPath: string, newVersion: string | null): CanaryPlan {
     const record = this.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'module');
     const live = this.live.get(name)!;
-    while (live.gate) await live.gate;
-    const version = live.active;
-    if (!version || record.state !== 'ACTIVE') {
-      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'name');
+    if (record.state !== 'ACTIVE' || !live.active) {
+      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be rolled out to a new version (load it first)`, 'module');
     }
-    const breaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
-    const permit = breaker.tryAcquire();
-    if (!permit) {
-      const until = breaker.openUntil;
-      throw new UserError(
-        'CIRCUIT_OPEN',
-        `Circuit breaker "${breaker.name}" is ${breaker.state}${until ? ` until ${new Date(until).toISOString()}` : ''}: call rejected`,
-        'name',
-      );
+    if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module "${name}" is registered with hotReloadable: false`, 'module');
+    if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${name}" already serves a canary (${live.canary.version.version})`, 'module');
+    const { relativePath } = this.resolve(newVersionPath, 'newVersionPath');
+    const version = newVersion !== null ? validateVersion(newVersion, 'newVersion') : defaultVersionFor(relativePath);
+    if (version === live.active.version) {
+      throw new UserError('INVALID_ARGUMENT', `Module "${name}" already runs ${version}: give the new version another name (newVersion)`, 'newVersion');
     }
-    const started = performance.now();
-    try {
-      const result = await version.call(method, args, context ? { context } : undefined);
-      permit.success(performance.now() - started);
-      return { result, servedBy: version.version };
-    } catch (error) {
-      const duration = performance.now() - started;
-      if (isModuleCallError(error)) {
-        switch (error.code) {
-          case 'UNKNOWN_METHOD':
-          case 'RESERVED_METHOD':
-          case 'NOT_CLONEABLE':
-            // The caller's mistake says nothing about the module's health.
-            permit.release();
-            throw new UserError(error.code, error.message, error.code === 'NOT_CLONEABLE' ? 'args' : 'method');
-          case 'RESULT_TOO_LARGE':
-            permit.failure(error, duration);
-            throw new UserError('RESULT_TOO_LARGE', error.message, null);
-          case 'CALL_TIMEOUT':
-            permit.timeout();
-            throw new UserError('CALL_TIMEOUT', error.message, null);
-          case 'MODULE_TERMINATED':
-          case 'MODULE_CRASHED':
-            permit.failure(error, duration);
-            throw new UserError('MODULE_UNAVAILABLE', error.message, null);
-          default:
-            permit.failure(error, duration);
-            throw new UserError('CALL_FAILED', error.message, null);
+    return { module: name, fromVersion: live.active.version, toVersion: version, modulePath: relativePath };
+  }
+
+  /**
+   * Runs the new version's tests (with `testWith`), loads it beside the stable version, checks
+   * its health, imports the stable version's exported state and makes it routable by the split
+   * flag. Any failure leaves nothing loaded and the stable version serving everything.
+   */
+  private stageCanary(plan: CanaryPlan, options: StageCanaryOptions): Promise<{ testRunId: string | null }> {
+    return this.serialized(async () => {
+      const record = this.existing(plan.module);
+      const live = this.live.get(plan.module)!;
+      const stable = live.active;
+      if (record.state !== 'ACTIVE' || !stable || stable.version !== plan.fromVersion) {
+        throw new UserError('INVALID_MODULE_STATE', `Module "${plan.module}" no longer serves ${plan.fromVersion} (it is ${record.state}${stable ? ` at ${stable.version}` : ''})`, 'module');
+      }
+      if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${plan.module}" already serves a canary (${live.canary.version.version})`, 'module');
+      const { absolutePath } = this.resolve(plan.modulePath, 'newVersionPath');
+      const target = { modulePath: plan.modulePath, absolutePath, version: plan.toVersion };
+      let testRunId: string | null = null;
+      if (options.testWith !== null) {
+        if (!this.testGate) throw new UserError('INVALID_ARGUMENT', 'Test runs are not available', 'testWith');
+        if (!isModuleType(options.testWith)) throw new UserError('INVALID_ARGUMENT', `Unknown module type "${options.testWith}"`, 'testWith');
+        const outcome = await this.testGate(options.actor, plan.module, target, options.testWith);
+        testRunId = outcome.runId;
+        if (!outcome.passed) {
+          throw new SwapRefused('TESTS_FAILED', `test run ${outcome.runId} failed (${outcome.summary})`, outcome.runId);
         }
       }
-      permit.failure(error, duration);
-      throw error;
+      let canaryVersion: LoadedModuleVersion;
+      try {
+        canaryVersion = await this.loadVersion(record, absolutePath, plan.toVersion);
+      } catch (error) {
+        throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
+      }
+      try {
+        const health = await canaryVersion.healthCheck();
+        if (!health.ok) throw new Error(`health check failed${health.detail !== undefined ? `: ${JSON.stringify(health.detail)}` : ''}`);
+        // A snapshot: the stable version keeps serving (and changing) its own state from here.
+        const state = await stable.exportState();
+        if (state !== undefined) await canaryVersion.importState(state, stable.version);
+        if (live.active !== stable) throw new Error(`${plan.fromVersion} stopped serving while the canary was staged`);
+      } catch (error) {
+        await canaryVersion.dispose().catch(() => canaryVersion.terminate());
+        throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
+      }
+      const breaker = this.canaryBreaker(record.name, plan.toVersion, options.actor);
+      live.canary = { version: canaryVersion, modulePath: plan.modulePath, flag: options.flag, stats: options.stats, breaker };
+      this.canaryBreakers.set(breaker.name, record.name);
+      canaryVersion.onExit((exit) => {
+        if (exit.expected || live.canary?.version !== canaryVersion) return;
+        // Stop routing at once; the forced-open breaker tells the rollout, which aborts.
+        live.canary = null;
+        this.deps.logger.error('canary version stopped unexpectedly', { module: record.name, version: canaryVersion.version, reason: exit.reason });
+        try {
+          this.deps.breakers.open(ROLLOUT_ACTOR_FOR_CRASH, breaker.name);
+        } finally {
+          this.canaryBreakers.delete(breaker.name);
+        }
+      });
+      this.deps.logger.info('canary staged', { module: record.name, stable: stable.version, canary: plan.toVersion, flag: options.flag });
+      return { testRunId };
+    });
+  }
+
+  /** The canary's own breaker, with the stable breaker's config; a fresh canary starts CLOSED. */
+  private canaryBreaker(name: string, version: string, actor: string): CircuitBreaker {
+    const stableBreaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
+    const breakerName = canaryBreakerNameOf(name, version);
+    const breaker = this.deps.breakers.getOrCreate(breakerName, stableBreaker.config);
+    if (breaker.state !== 'CLOSED' && breaker.state !== 'DISABLED') this.deps.breakers.reset(actor, breakerName);
+    return breaker;
+  }
+
+  /**
+   * Stops routing to the canary at once (before the first await), then drains its calls in
+   * flight and unloads it. Not serialised with the lifecycle: it never waits behind a load.
+   */
+  private dropCanary(name: string): Promise<void> {
+    const live = this.live.get(name);
+    const canary = live?.canary ?? null;
+    if (!live || !canary) return Promise.resolve();
+    live.canary = null;
+    this.canaryBreakers.delete(canary.breaker.name);
+    const version = canary.version;
+    return version.drain(this.deps.drainTimeoutMs ?? 5000)
+      .then(() => version.dispose())
+      .catch(() => version.terminate())
+      .then(() => this.deps.logger.info('canary unloaded', { module: name, version: version.version }));
+  }
+
+  /**
+   * The canary becomes the active version (its state is the one it built while serving its
+   * share; the stable version's is not moved again), the old one its previousVersion (the
+   * rollback target); the old one is drained and disposed. Switching needs no gate: both
+   * versions were serving.
+   */
+  private promoteCanary(name: string, actor: string): Promise<void> {
+    return this.serialized(async () => {
+      const record = this.existing(name);
+      const live = this.live.get(name)!;
+      const canary = live.canary;
+      const old = live.active;
+      if (!canary) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" has no canary to promote`, 'module');
+      if (record.state !== 'ACTIVE' || !old) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'module');
+      const fromPath = record.modulePath;
+      const fromVersion = record.version;
+      live.active = canary.version;
+      live.canary = null;
+      try {
+        this.transition(record, 'ACTIVE', 'promoteRollout', actor, null, {
+          modulePath: canary.modulePath, version: canary.version.version, loadedAt: this.deps.clock.now(), lastError: null,
+          desiredState: 'ACTIVE', previousVersion: fromVersion, previousModulePath: fromPath, force: true,
+        });
+      } catch (error) {
+        live.active = old;
+        live.canary = canary;
+        throw error;
+      }
+      this.canaryBreakers.delete(canary.breaker.name);
+      this.attach(record, canary.version);
+      void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
+      this.runHooks(record, canary.version);
+    });
+  }
+
+  private assertNoRollout(name: string, operation: string): void {
+    this.rolloutGuard?.(name, operation);
+    const canary = this.live.get(name)?.canary;
+    if (canary) {
+      throw new UserError('ROLLOUT_IN_PROGRESS', `Cannot ${operation} "${name}": it serves a canary (${canary.version.version}) of a rollout; promote or abort it first`, 'name');
     }
   }
 
@@ -506,6 +653,7 @@ export class ModuleService {
   private async takeDown(record: ModuleRecord, action: string, actor: string): Promise<void> {
     const live = this.live.get(record.name)!;
     const version = live.active;
+    await this.dropCanary(record.name);
     if (version) {
       this.transition(record, 'UNLOADING', action, actor, null, { persist: false });
       live.active = null;
@@ -587,37 +735,8 @@ export class ModuleService {
       const message = `${exit.reason}: ${exit.message}`;
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
       this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null });
-      this.scheduleRestart(record, message);
+      this.supervisor.scheduleRestart(record, message);
     });
-  }
-
-  /**
-   * The supervisor, as an OTP supervisor with a restart intensity: a module that was meant to be
-   * ACTIVE and crashed is loaded again after 1 s, 2 s, 4 s ... (at most 60 s); after
-   * `maxRestarts` restarts within `RESTART_WINDOW_MS` it stays FAILED until an operator acts.
-   */
-  private scheduleRestart(record: ModuleRecord, cause: string): void {
-    const max = this.deps.maxRestarts ?? DEFAULT_MAX_RESTARTS;
-    if (this.stopping || max === 0 || record.desiredState !== 'ACTIVE') return;
-    const now = this.deps.clock.now();
-    const recent = (this.restarts.get(record.name) ?? []).filter((at) => now - at < RESTART_WINDOW_MS);
-    if (recent.length >= max) {
-      const message = `${cause}; gave up after ${recent.length} restarts within ${RESTART_WINDOW_MS / 1000} s: load it again when fixed`;
-      this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true });
-      return;
-    }
-    const delay = Math.min(RESTART_BASE_DELAY_MS * 2 ** recent.length, RESTART_MAX_DELAY_MS);
-    this.restarts.set(record.name, [...recent, now]);
-    const timer = this.deps.clock.setTimer(delay, () => {
-      this.restartTimers.delete(timer);
-      void this.serialized(async () => {
-        // An operator may have loaded or unloaded it meanwhile.
-        if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return;
-        const ok = await this.bringUp(record, 'restart', 'system', true);
-        if (!ok) this.scheduleRestart(record, record.lastError ?? cause);
-      }).catch((error: unknown) => this.deps.logger.error('module restart failed', { module: record.name, ...errorFields(error) }));
-    });
-    this.restartTimers.add(timer);
   }
 
   private noteFailure(record: ModuleRecord, action: string, actor: string, message: string): void {
@@ -673,129 +792,6 @@ export class ModuleService {
         .catch((error: unknown) => this.deps.logger.error('reload hook failed', { module: record.name, ...errorFields(error) }));
     }
   }
-
-  // ---- internals: dependency graph ----
-
-  /** The module's dependencies (transitively), in load order; throws on missing ones or cycles. */
-  private dependencyOrder(name: string): string[] {
-    const order: string[] = [];
-    const visiting = new Set<string>();
-    const done = new Set<string>();
-    const visit = (current: string, path: string[]) => {
-      if (done.has(current)) return;
-      if (visiting.has(current)) {
-        throw new UserError('DEPENDENCY_CYCLE', `Dependency cycle: ${[...path, current].join(' -> ')}`, 'name');
-      }
-      const record = this.records.get(current);
-      if (!record) {
-        throw new UserError('DEPENDENCY_NOT_FOUND', `Module "${path[path.length - 1]}" depends on "${current}", which is not registered`, 'name');
-      }
-      visiting.add(current);
-      for (const dep of record.dependencies) visit(dep, [...path, current]);
-      visiting.delete(current);
-      done.add(current);
-      if (current !== name) order.push(current);
-    };
-    visit(name, []);
-    return order;
-  }
-
-  /** `names` ordered so that every module comes after its (registered) dependencies. */
-  private topologicalOrder(names: readonly string[]): string[] {
-    const wanted = new Set(names);
-    const order: string[] = [];
-    const seen = new Set<string>();
-    const visit = (name: string, stack: Set<string>) => {
-      if (seen.has(name) || stack.has(name)) return;
-      stack.add(name);
-      for (const dep of this.records.get(name)?.dependencies ?? []) visit(dep, stack);
-      stack.delete(name);
-      seen.add(name);
-      if (wanted.has(name)) order.push(name);
-    };
-    for (const name of names) visit(name, new Set());
-    return order;
-  }
-
-  /** A cycle that registering `name` with `dependencies` would create, as a path; null when none. */
-  private findCycle(name: string, dependencies: readonly string[]): string[] | null {
-    const search = (current: string, path: string[]): string[] | null => {
-      if (current === name) return [...path, current];
-      if (path.includes(current)) return null;
-      for (const dep of this.records.get(current)?.dependencies ?? []) {
-        const found = search(dep, [...path, current]);
-        if (found) return found;
-      }
-      return null;
-    };
-    for (const dep of dependencies) {
-      const found = search(dep, [name]);
-      if (found) return found;
-    }
-    return null;
-  }
-
-  /** Loaded (or loading) modules that depend on `name`, directly or through others. */
-  private loadedDependentsDeep(name: string): string[] {
-    const result = new Set<string>();
-    const visit = (current: string) => {
-      for (const dependent of this.dependents(current)) {
-        const state = this.records.get(dependent)!.state;
-        if (state === 'UNLOADED' || state === 'FAILED') continue;
-        if (!result.has(dependent)) {
-          result.add(dependent);
-          visit(dependent);
-        }
-      }
-    };
-    visit(name);
-    return [...result];
-  }
-
-  // ---- the host that loaded versions talk to ----
-
-  private createHost(): ModuleHost {
-    const { flags, breakers, logger } = this.deps;
-    return {
-      flags: {
-        isEnabled: (name, context) => flags.isEnabled(name, context ?? {}),
-        snapshot: () => flags.list(),
-        subscribe: (listener) => flags.onChange(() => listener(flags.list())),
-      },
-      breakers: {
-        acquire: (name, config) => {
-          const breaker = breakers.getOrCreate(name, config);
-          const permit = breaker.tryAcquire();
-          if (!permit) {
-            return { rejected: { message: `Circuit breaker "${name}" is ${breaker.state}`, breakerName: name, openUntil: breaker.openUntil } };
-          }
-          const permitId = String(++this.permitSeq);
-          this.permits.set(permitId, permit);
-          return { permitId };
-        },
-        complete: (permitId, outcome, durationMs, error) => {
-          const permit = this.permits.get(permitId);
-          if (!permit) return;
-          this.permits.delete(permitId);
-          if (outcome === 'success') permit.success(durationMs);
-          else permit.failure(new Error(error ?? 'failed'), durationMs);
-        },
-      },
-      callDependency: async (fromModule, dependency, method, args) => {
-        try {
-          return (await this.invoke(dependency, method, args[0])).result;
-        } catch (error) {
-          if (error instanceof UserError) {
-            const wrapped = new Error(`${dependency}.${method} (called by ${fromModule}): ${error.message}`) as Error & { code: ErrorCode };
-            wrapped.code = error.code;
-            throw wrapped;
-          }
-          throw error;
-        }
-      },
-      log: (level, module, message, data) => logger[level](message, { module, ...(data === undefined ? {} : { data }) }),
-    };
-  }
 }
 
 /** A swap refused by its test run: carries the run's id for the payload. */
@@ -803,10 +799,6 @@ export class SwapRefused extends UserError {
   constructor(code: ErrorCode, message: string, readonly testRunId: string) {
     super(code, message, 'testWith');
   }
-}
-
-function breakerNameOf(name: string): string {
-  return `${MODULE_BREAKER_PREFIX}${name}`;
 }
 
 function validateVersion(value: string, field: string): string {

@@ -1,0 +1,178 @@
+/**
+ * Invocation: `invokeModule(name, method, args, context)` on the version serving the module,
+ * through the module's own circuit breaker (`module:<name>`), with the runtime's call timeout.
+ * A call is not a change of the control plane, so it is not audited (the breaker counts it).
+ *
+ * - While a swap switches versions (`gate` set), new calls wait at the gate, then go to the
+ *   version that serves after the switch: no call is refused because of a swap.
+ * - A caller's mistake (unknown or reserved method, arguments that cannot be cloned) says
+ *   nothing about the module's health: the breaker releases the call uncounted.
+ *
+ * Canary routing (a rollout, src/rollouts/): a module may serve a second version, its canary,
+ * beside the stable one. The rollout's split flag is evaluated on the call's context (its
+ * sticky bucket: the same user lands on the same version at a given percentage, and raising
+ * the percentage only moves users towards the canary; no sticky value: random at that
+ * percentage). On means the canary serves, through its own breaker `module:<name>@<version>`;
+ * while that breaker is not CLOSED (or DISABLED) the call is served by the stable version
+ * instead, so no call is made on the canary and none is repeated. Every routed call is recorded
+ * into the rollout's statistics (the version that served it, its duration, and whether it
+ * failed as its breaker counts it). The version is chosen and called in one synchronous turn,
+ * so once `canary` is cleared no new call reaches it. Without a canary the path is the plain
+ * one: one extra null check.
+ */
+import { performance } from 'node:perf_hooks';
+import type { BreakerPermit } from '../breakers/engine.js';
+import type { BreakerService } from '../breakers/service.js';
+import { UserError } from '../errors.js';
+import type { CircuitBreaker } from '../breakers/engine.js';
+import type { EvaluationContext } from '../flags/engine.js';
+import type { FlagService } from '../flags/service.js';
+import type { RolloutStats, VersionStatsWindow } from '../rollouts/stats.js';
+import type { ModuleRecord } from './repository.js';
+import { isModuleCallError, type LoadedModuleVersion } from './runtime/index.js';
+
+export const MODULE_BREAKER_PREFIX = 'module:';
+
+export interface InvokeResult {
+  result: unknown;
+  servedBy: string;
+}
+
+/** A second version serving the share of calls its split flag turns on. */
+export interface Canary {
+  readonly version: LoadedModuleVersion;
+  /** Relative to the modules root. */
+  readonly modulePath: string;
+  readonly flag: string;
+  readonly stats: RolloutStats;
+  /** `module:<name>@<version>`. */
+  readonly breaker: CircuitBreaker;
+}
+
+/** What serves a module right now. */
+export interface Live {
+  active: LoadedModuleVersion | null;
+  /** Set while a swap switches versions: new calls wait for it. */
+  gate: Promise<void> | null;
+  /** A rollout's new version, routed by its split flag; null: every call goes to `active`. */
+  canary: Canary | null;
+}
+
+export interface InvocationDeps {
+  breakers: Pick<BreakerService, 'getOrCreate'>;
+  flags: Pick<FlagService, 'isEnabled'>;
+  records: ReadonlyMap<string, ModuleRecord>;
+  live: ReadonlyMap<string, Live>;
+}
+
+export function breakerNameOf(name: string): string {
+  return `${MODULE_BREAKER_PREFIX}${name}`;
+}
+
+export function canaryBreakerNameOf(name: string, version: string): string {
+  return `${MODULE_BREAKER_PREFIX}${name}@${version}`;
+}
+
+const NO_CONTEXT: EvaluationContext = Object.freeze({});
+
+export class Invocation {
+  constructor(private readonly deps: InvocationDeps) {}
+
+  /** Calls `method(args)` on the version the call is routed to, through that version's breaker. */
+  invoke(name: string, method: string, args: unknown, context: EvaluationContext | null = null): Promise<InvokeResult> {
+    const live = this.deps.live.get(name);
+    if (live !== undefined && live.gate !== null) return this.afterGate(live, name, method, args, context);
+    try {
+      return this.route(name, method, args, context);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private async afterGate(live: Live, name: string, method: string, args: unknown, context: EvaluationContext | null): Promise<InvokeResult> {
+    while (live.gate) await live.gate;
+    return this.route(name, method, args, context);
+  }
+
+  /** Chooses the version and starts the call in one synchronous turn; throws when no call can be made. */
+  private route(name: string, method: string, args: unknown, context: EvaluationContext | null): Promise<InvokeResult> {
+    const record = this.deps.records.get(name);
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    const live = this.deps.live.get(name)!;
+    const version = live.active;
+    if (!version || record.state !== 'ACTIVE') {
+      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'name');
+    }
+    const canary = live.canary;
+    if (canary !== null && this.deps.flags.isEnabled(canary.flag, context ?? NO_CONTEXT)) {
+      const state = canary.breaker.state;
+      const permit = state === 'CLOSED' || state === 'DISABLED' ? canary.breaker.tryAcquire() : null;
+      // Not admitted: the stable version serves it (below), the canary never sees it.
+      if (permit !== null) return call(canary.version, permit, method, args, context, canary.stats.canary);
+    }
+    const breaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
+    const permit = breaker.tryAcquire();
+    if (!permit) {
+      const until = breaker.openUntil;
+      throw new UserError(
+        'CIRCUIT_OPEN',
+        `Circuit breaker "${breaker.name}" is ${breaker.state}${until ? ` until ${new Date(until).toISOString()}` : ''}: call rejected`,
+        'name',
+      );
+    }
+    return call(version, permit, method, args, context, canary === null ? null : canary.stats.stable);
+  }
+}
+
+/** One admitted call on `version`: its outcome goes to the permit and, during a rollout, to `window`. */
+async function call(
+  version: LoadedModuleVersion,
+  permit: BreakerPermit,
+  method: string,
+  args: unknown,
+  context: EvaluationContext | null,
+  window: VersionStatsWindow | null,
+): Promise<InvokeResult> {
+  const started = performance.now();
+  try {
+    const result = await version.call(method, args, context ? { context } : undefined);
+    const duration = performance.now() - started;
+    permit.success(duration);
+    if (window !== null) window.record(duration, false);
+    return { result, servedBy: version.version };
+  } catch (error) {
+    const duration = performance.now() - started;
+    const counted = settleFailure(permit, error, duration);
+    if (window !== null && counted.counted) window.record(duration, true);
+    throw counted.error;
+  }
+}
+
+/** Records a failed call on its permit as the breaker should count it; returns what the caller gets and whether it counted. */
+function settleFailure(permit: BreakerPermit, error: unknown, duration: number): { error: unknown; counted: boolean } {
+  if (isModuleCallError(error)) {
+    switch (error.code) {
+      case 'UNKNOWN_METHOD':
+      case 'RESERVED_METHOD':
+      case 'NOT_CLONEABLE':
+        // The caller's mistake says nothing about the module's health.
+        permit.release();
+        return { error: new UserError(error.code, error.message, error.code === 'NOT_CLONEABLE' ? 'args' : 'method'), counted: false };
+      case 'RESULT_TOO_LARGE':
+        permit.failure(error, duration);
+        return { error: new UserError('RESULT_TOO_LARGE', error.message, null), counted: true };
+      case 'CALL_TIMEOUT':
+        permit.timeout();
+        return { error: new UserError('CALL_TIMEOUT', error.message, null), counted: true };
+      case 'MODULE_TERMINATED':
+      case 'MODULE_CRASHED':
+        permit.failure(error, duration);
+        return { error: new UserError('MODULE_UNAVAILABLE', error.message, null), counted: true };
+      default:
+        permit.failure(error, duration);
+        return { error: new UserError('CALL_FAILED', error.message, null), counted: true };
+    }
+  }
+  permit.failure(error, duration);
+  return { error, counted: true };
+}

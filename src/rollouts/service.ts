@@ -1,0 +1,611 @@
+/**
+ * Rollouts: the service runs the engine's decisions. It asks the modules domain to stage, drop
+ * or promote a canary and the flags domain to move the split flag, both through the narrow
+ * interfaces below (it imports neither service), writes each decision with its history events
+ * and audit entry in one transaction, publishes `rolloutProgress` after the commit, then
+ * carries out the decision's effects.
+ *
+ * Rules worth knowing:
+ * - Bad input (unknown module, no active version, a path outside the modules root, a bad plan,
+ *   a flag split by another rollout, a rollout already running) is refused before anything is
+ *   written or loaded. From then on the rollout is recorded: it is TESTING while the new version
+ *   loads (and its tests run), and a version that fails to load or test ends it ABORTED with
+ *   the reason, without a call ever reaching it.
+ * - The split flag goes to 0 before the canary is staged (a flag that already existed at some
+ *   share sends nothing to an untested version), to steps[0] when it is ready, and back to 0
+ *   first thing on abort, before the canary is drained and unloaded.
+ * - Automatic actions (steps, holds, aborts, promotion, recovery) are audited under the actor
+ *   `rollout`; manual ones under the operator's. Flag moves are audited by the flags domain
+ *   under the same actor.
+ * - One clock timer is armed for the earliest due judgement of any rollout. With manual steps
+ *   the gates are judged every `manualCheckIntervalMs` (they abort, never advance).
+ * - The canary's breaker opening aborts its rollout at once (the modules domain reports it).
+ * - Operations on one module's rollout run one at a time, in order.
+ * - Restart: `start()` loads every unfinished rollout, stages its new version again (a TESTING
+ *   one is tested again), sets the split back and keeps `nextStepAt`, so the step resumes with
+ *   the time that was left; the step's statistics (kept in memory) start empty. A rollout whose
+ *   new version is already the module's active version (a crash during promotion) is recorded
+ *   PROMOTED; one whose module no longer runs its `fromVersion` is aborted.
+ * - At promotion the flag is left where it is (100%, or where the operator had it): without a
+ *   canary the modules domain routes every call to the active version whatever the flag says.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NewAuditEntry } from '../audit/repository.js';
+import type { BreakerState } from '../breakers/states.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Db } from '../db/connection.js';
+import { UserError } from '../errors.js';
+import { errorFields, type Logger } from '../logger.js';
+import { validateName, validateText } from '../validation.js';
+import {
+  abort,
+  advance,
+  breakerOpened,
+  canaryFailed,
+  canaryReady,
+  createRollout,
+  flagMoved,
+  judge,
+  pause,
+  promote,
+  recoveryEffects,
+  resume,
+  ROLLOUT_COMMAND_SOURCES,
+  type RolloutDecision,
+  type RolloutEffect,
+} from './engine.js';
+import { isActiveRolloutStatus, type Rollout, type RolloutHistoryEvent, type RolloutProgressEvent, type RolloutStatsSnapshot } from './events.js';
+import { RolloutRepository } from './repository.js';
+import { RolloutStats } from './stats.js';
+import { validateRolloutPlan, type RolloutGatesInput } from './validation.js';
+
+/** The actor of every automatic action. */
+export const ROLLOUT_ACTOR = 'rollout';
+export const DEFAULT_MANUAL_CHECK_INTERVAL_MS = 60_000;
+export const MAX_ABORT_REASON_LENGTH = 500;
+/** setTimeout's ceiling; longer waits re-arm when they fire. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A new version checked by the modules domain and ready to stage. */
+export interface CanaryPlan {
+  module: string;
+  /** The module's active (stable) version. */
+  fromVersion: string;
+  toVersion: string;
+  /** The new version's file, relative to the modules root. */
+  modulePath: string;
+}
+
+export interface StageCanaryOptions {
+  actor: string;
+  /** The split flag: on for a call's context means the canary serves it. */
+  flag: string;
+  /** Run this test suite on the new version first; null: none. */
+  testWith: string | null;
+  /** Where invocation records every routed call's outcome (stable and canary) for the gates. */
+  stats: RolloutStats;
+}
+
+/** What the rollout needs from the modules domain (implemented there, over invocation). */
+export interface RolloutModules {
+  /**
+   * Synchronous checks before anything is written or loaded: the module is registered and
+   * ACTIVE, the path resolves inside the modules root to an existing file, the version (given,
+   * or derived from the path) is valid and differs from the active one. Throws UserError
+   * (MODULE_NOT_FOUND, INVALID_MODULE_STATE, INVALID_MODULE_PATH, MODULE_FILE_NOT_FOUND,
+   * NOT_HOT_RELOADABLE, INVALID_ARGUMENT).
+   */
+  planCanary(module: string, newVersionPath: string, newVersion: string | null): CanaryPlan;
+  /** The module's active version, null when it is not loaded or not registered. */
+  activeVersion(module: string): string | null;
+  /**
+   * Loads the new version beside the stable one (exported state of the stable version
+   * imported), checks its health and, with `testWith`, runs its tests. Resolves once the canary
+   * is routable by the split flag; rejects (nothing left loaded) otherwise: a UserError with
+   * code TESTS_FAILED (and `testRunId`) when the tests failed.
+   */
+  stageCanary(plan: CanaryPlan, options: StageCanaryOptions): Promise<{ testRunId: string | null }>;
+  /**
+   * Stops routing to the canary at once (synchronously, before the first await), drains its
+   * calls in flight and unloads it. A module without a canary: no-op.
+   */
+  dropCanary(module: string, actor: string): Promise<void>;
+  /** The canary becomes the active version, the old one its previousVersion; rejects (nothing changed) on failure. */
+  promoteCanary(module: string, actor: string): Promise<void>;
+  /** The canary's breaker (`module:<name>@<version>`), null when the module has no canary. */
+  canaryBreakerState(module: string): BreakerState | null;
+  /** Called whenever a canary's breaker leaves CLOSED for OPEN (or FORCED_OPEN); returns the unsubscribe. */
+  onCanaryBreakerOpen(listener: (module: string, state: BreakerState) => void): () => void;
+}
+
+/** What the rollout needs from the flags domain. */
+export interface RolloutFlags {
+  /** Strategy PERCENTAGE, enabled, at `percentage`; creates the flag when missing; audited under `actor`. */
+  setPercentage(name: string, percentage: number, actor: string): void;
+  /**
+   * Called after every committed flag change with the flag's new effective share for routing
+   * (PERCENTAGE its percentage, ALL_ON 100, ALL_OFF or disabled 0; null: deleted).
+   */
+  onPercentageChange(listener: (name: string, percentage: number | null, actor: string | null) => void): () => void;
+}
+
+export interface RolloutServiceDeps {
+  db: Db;
+  audit: { record(entry: NewAuditEntry): void };
+  modules: RolloutModules;
+  flags: RolloutFlags;
+  clock: Clock;
+  logger: Logger;
+  /** The bus: `(event) => bus.publish('rolloutProgress', event)`. */
+  publish(event: RolloutProgressEvent): void;
+  newId?: () => string;
+  manualCheckIntervalMs?: number;
+}
+
+export interface StartRolloutInput {
+  module: string;
+  newVersionPath: string;
+  newVersion?: string | null;
+  flag?: string | null;
+  steps?: readonly number[] | null;
+  /** Omitted: 3600; null: manual steps. */
+  stepIntervalSeconds?: number | null;
+  gates?: RolloutGatesInput | null;
+  testWith?: string | null;
+  autoPromote?: boolean | null;
+}
+
+interface LiveRollout {
+  rollout: Rollout;
+  stats: RolloutStats;
+  /** The new version is being staged: a drop waits for the staging to finish. */
+  staging: boolean;
+  /** Next manual-steps judgement (automatic steps use rollout.nextStepAt). */
+  manualCheckAt: number | null;
+  /** A judgement is queued: the timer does not fire for this rollout again until it ran. */
+  judging: boolean;
+  queue: Promise<unknown>;
+}
+
+export class RolloutService {
+  private readonly repo: RolloutRepository;
+  private readonly live = new Map<string, LiveRollout>();
+  /** Modules whose finished rollout's canary is still being staged or unloaded: no new rollout yet. */
+  private readonly settling = new Set<string>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private timer: TimerHandle | null = null;
+  private stopped = false;
+  private readonly manualCheckMs: number;
+  private readonly newId: () => string;
+
+  constructor(private readonly deps: RolloutServiceDeps) {
+    this.repo = new RolloutRepository(deps.db);
+    this.manualCheckMs = deps.manualCheckIntervalMs ?? DEFAULT_MANUAL_CHECK_INTERVAL_MS;
+    this.newId = deps.newId ?? randomUUID;
+  }
+
+  /** Resumes every unfinished rollout (call after the modules domain has loaded the stable versions). */
+  async start(): Promise<{ resumed: number; finished: number }> {
+    this.unsubscribe.push(
+      this.deps.modules.onCanaryBreakerOpen((module, state) => this.canaryBreakerOpened(module, state)),
+      this.deps.flags.onPercentageChange((name, percentage, actor) => this.flagChanged(name, percentage, actor)),
+    );
+    let resumed = 0;
+    let finished = 0;
+    for (const rollout of this.repo.active()) {
+      const entry = this.track(rollout);
+      const outcome = await this.serialized(entry, () => this.recover(entry));
+      if (outcome) resumed++;
+      else finished++;
+    }
+    this.reschedule();
+    return { resumed, finished };
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = null;
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  // ---- reads ----
+
+  /** The module's current rollout, or its last one. */
+  current(rawModule: string): Rollout | null {
+    const module = validateName(rawModule, 'module', 'Module name');
+    return this.live.get(module)?.rollout ?? this.repo.latest(module);
+  }
+
+  get(id: string): Rollout | null {
+    return this.repo.get(id);
+  }
+
+  /** History, newest first; `afterSeq` is the `seq` of the last rollout of the previous page. */
+  page(module: string | null | undefined, first: number, afterSeq?: number): { rollouts: Rollout[]; hasMore: boolean } {
+    if (!Number.isInteger(first) || first < 1 || first > 100) throw new UserError('INVALID_ARGUMENT', 'first must be within [1, 100]', 'first');
+    const name = module == null ? null : validateName(module, 'module', 'Module name');
+    return this.repo.page(name, first, afterSeq);
+  }
+
+  events(rolloutId: string): RolloutHistoryEvent[] {
+    return this.repo.events(rolloutId);
+  }
+
+  /** The unfinished rollout of a module, if any. */
+  inProgress(module: string): Rollout | null {
+    return this.live.get(module)?.rollout ?? null;
+  }
+
+  /** For swapModule, rollbackModule, unloadModule: refused while a rollout owns the module. */
+  assertNoRolloutInProgress(module: string, operation: string): void {
+    const rollout = this.inProgress(module);
+    if (rollout) {
+      throw new UserError(
+        'ROLLOUT_IN_PROGRESS',
+        `Cannot ${operation} "${module}": its rollout ${rollout.fromVersion} -> ${rollout.toVersion} is ${rollout.status} at ${rollout.percentage}% (promote or abort it first)`,
+        'name',
+      );
+    }
+  }
+
+  /** The current step's figures of a module's unfinished rollout. */
+  stats(module: string): RolloutStatsSnapshot | null {
+    return this.live.get(module)?.stats.snapshot() ?? null;
+  }
+
+  /** The events so far of the unfinished rollouts (one module's, or all), for a late subscriber. */
+  replay(module?: string | null): RolloutProgressEvent[] {
+    const entries = module ? [this.live.get(module)].filter((e): e is LiveRollout => e !== undefined) : [...this.live.values()];
+    return entries.flatMap(({ rollout }) => this.repo.events(rollout.id).map((e) => ({ ...e, module: rollout.module, rollout })));
+  }
+
+  // ---- commands ----
+
+  /** Starts a rollout; resolves once the new version is serving its first step (RUNNING) or was refused (ABORTED). */
+  async startRollout(actor: string, input: StartRolloutInput): Promise<Rollout> {
+    const module = validateName(input.module, 'module', 'Module name');
+    const flag = validateName(input.flag ?? module, 'flag', 'Flag name');
+    const plan = validateRolloutPlan({
+      steps: input.steps,
+      ...(input.stepIntervalSeconds === undefined ? {} : { stepIntervalSeconds: input.stepIntervalSeconds }),
+      gates: input.gates,
+      autoPromote: input.autoPromote,
+    });
+    this.assertNoRolloutInProgress(module, 'start a rollout of');
+    if (this.settling.has(module)) {
+      throw new UserError('ROLLOUT_IN_PROGRESS', `The last rollout of "${module}" is still unloading its canary: try again in a moment`, 'module');
+    }
+    const owner = [...this.live.values()].find((e) => e.rollout.flag === flag);
+    if (owner) {
+      throw new UserError('FLAG_IN_USE', `Flag "${flag}" already splits the rollout of "${owner.rollout.module}": choose another flag`, 'flag');
+    }
+    const canary = this.deps.modules.planCanary(module, input.newVersionPath, input.newVersion ?? null);
+    const now = this.deps.clock.now();
+    const decision = createRollout({
+      id: this.newId(), seq: this.repo.nextSeq(), module, fromVersion: canary.fromVersion, toVersion: canary.toVersion,
+      toModulePath: canary.modulePath, flag, plan, testWith: input.testWith ?? null, actor,
+    }, now);
+    const entry = this.track(decision.rollout);
+    entry.staging = true;
+    let effects: Promise<void>;
+    try {
+      effects = this.commit(entry, decision, null, actor, 'startRollout', true);
+    } catch (error) {
+      this.live.delete(module);
+      throw error;
+    }
+    await effects;
+    await this.stage(entry, canary, actor, input.testWith ?? null);
+    return entry.rollout;
+  }
+
+  advance(actor: string, module: string): Promise<Rollout> {
+    return this.command(actor, module, 'advanceRollout', (r, now) => advance(r, now, actor));
+  }
+
+  pause(actor: string, module: string): Promise<Rollout> {
+    return this.command(actor, module, 'pauseRollout', (r, now) => pause(r, now, actor));
+  }
+
+  resume(actor: string, module: string): Promise<Rollout> {
+    return this.command(actor, module, 'resumeRollout', (r, now) => resume(r, now, actor));
+  }
+
+  promote(actor: string, module: string): Promise<Rollout> {
+    return this.command(actor, module, 'promoteRollout', (r, now) => promote(r, now, actor));
+  }
+
+  async abort(actor: string, module: string, reason: string | null = null): Promise<Rollout> {
+    const why = reason === null ? null : validateText(reason, 'reason', MAX_ABORT_REASON_LENGTH);
+    return this.command(actor, module, 'abortRollout', (r, now) => abort(r, now, actor, why));
+  }
+
+  // ---- internals ----
+
+  private async command(actor: string, rawModule: string, action: string, decide: (r: Rollout, now: number) => RolloutDecision): Promise<Rollout> {
+    const module = validateName(rawModule, 'module', 'Module name');
+    const entry = this.live.get(module);
+    if (!entry) {
+      const last = this.repo.latest(module);
+      throw new UserError('ROLLOUT_NOT_FOUND', last
+        ? `Module "${module}" has no rollout in progress (its last one is ${last.status})`
+        : `Module "${module}" has no rollout`, 'module');
+    }
+    return this.serialized(entry, async () => {
+      const decision = decide(entry.rollout, this.deps.clock.now());
+      await this.apply(entry, decision, actor, action);
+      return entry.rollout;
+    });
+  }
+
+  private track(rollout: Rollout): LiveRollout {
+    const entry: LiveRollout = { rollout, stats: new RolloutStats(), staging: false, manualCheckAt: null, judging: false, queue: Promise.resolve() };
+    this.live.set(rollout.module, entry);
+    return entry;
+  }
+
+  private serialized<T>(entry: LiveRollout, fn: () => Promise<T>): Promise<T> {
+    const run = entry.queue.then(fn);
+    entry.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Loads the new version; then RUNNING at the first step, or ABORTED with why it failed. */
+  private async stage(entry: LiveRollout, canary: CanaryPlan, actor: string, testWith: string | null): Promise<void> {
+    const actionActor = actor;
+    let failure: RolloutDecision | null = null;
+    let testRunId: string | null = null;
+    try {
+      ({ testRunId } = await this.deps.modules.stageCanary(canary, { actor, flag: entry.rollout.flag, testWith, stats: entry.stats }));
+    } catch (error) {
+      const failedRunId = runIdOf(error);
+      const tests = error instanceof UserError && error.code === 'TESTS_FAILED';
+      const message = error instanceof Error ? error.message : String(error);
+      if (!(error instanceof UserError)) this.deps.logger.error('rollout: staging the new version failed', { module: canary.module, ...errorFields(error) });
+      failure = entry.rollout.status === 'TESTING'
+        ? canaryFailed(entry.rollout, this.deps.clock.now(), tests ? 'TESTS_FAILED' : 'CANARY_FAILED',
+          `${canary.toVersion} ${tests ? 'failed its tests' : 'did not load'}: ${message}; ${canary.fromVersion} keeps serving`, failedRunId)
+        : null;
+    } finally {
+      entry.staging = false;
+    }
+    await this.serialized(entry, async () => {
+      if (failure) {
+        if (entry.rollout.status === 'TESTING') await this.apply(entry, failure, ROLLOUT_ACTOR, 'rolloutAbort');
+        return;
+      }
+      if (entry.rollout.status !== 'TESTING') {
+        // Aborted while it was being staged: the drop was left to us.
+        await this.dropCanary(entry, actionActor);
+        return;
+      }
+      await this.apply(entry, canaryReady(entry.rollout, this.deps.clock.now(), testRunId), ROLLOUT_ACTOR, 'rolloutStep');
+    });
+  }
+
+  /** Carries out a decision: promotion first (a failure aborts instead), then the write, the events and the other effects. */
+  private async apply(entry: LiveRollout, decision: RolloutDecision, actor: string, action: string): Promise<void> {
+    let chosen = decision;
+    let chosenAction = action;
+    if (decision.effects.some((e) => e.kind === 'PROMOTE_CANARY')) {
+      try {
+        await this.deps.modules.promoteCanary(entry.rollout.module, actor);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (!(error instanceof UserError)) this.deps.logger.error('rollout: promotion failed', { module: entry.rollout.module, ...errorFields(error) });
+        chosen = canaryFailed(entry.rollout, this.deps.clock.now(), 'CANARY_FAILED',
+          `promotion of ${entry.rollout.toVersion} failed: ${message}; ${entry.rollout.fromVersion} keeps serving`);
+        chosenAction = 'rolloutAbort';
+        actor = ROLLOUT_ACTOR;
+      }
+    }
+    const before = entry.rollout;
+    await this.commit(entry, chosen, before, actor, chosenAction, false);
+  }
+
+  /**
+   * Writes the rollout, its events and the audit entry in one transaction (a failing write
+   * throws synchronously and changes nothing), updates memory, starts the effects, publishes,
+   * and resolves when the effects are done. The effects' synchronous part (the flag move, the
+   * statistics reset, the start of a drop, which stops routing at once) runs before the events
+   * are published: whoever reacts to an ABORTED event reaches the stable version only.
+   */
+  private commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): Promise<void> {
+    const next = decision.rollout;
+    const now = next.updatedAt;
+    this.repo.transaction(() => {
+      if (insert) this.repo.insert(next);
+      else this.repo.update(next);
+      for (const e of decision.events) this.repo.appendEvent(next.id, e);
+      if (decision.events.length > 0) {
+        this.deps.audit.record({
+          at: now, actor, action, targetType: 'ROLLOUT', target: next.module, before: before && auditView(before), after: auditView(next),
+        });
+      }
+    });
+    entry.rollout = next;
+    if (!isActiveRolloutStatus(next.status)) {
+      this.live.delete(next.module);
+      if (entry.staging) this.settling.add(next.module);
+    }
+    this.reschedule();
+    const effects = this.runEffects(entry, decision.effects, actor);
+    for (const e of decision.events) {
+      try {
+        this.deps.publish({ ...e, module: next.module, rollout: next });
+      } catch (error) {
+        this.deps.logger.error('rollout: a rolloutProgress listener failed', errorFields(error));
+      }
+    }
+    return effects;
+  }
+
+  private async runEffects(entry: LiveRollout, effects: readonly RolloutEffect[], actor: string): Promise<void> {
+    const { module, flag } = entry.rollout;
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'SET_PERCENTAGE':
+          try {
+            this.deps.flags.setPercentage(flag, effect.percentage, actor);
+          } catch (error) {
+            this.deps.logger.error('rollout: moving the split flag failed', { module, flag, percentage: effect.percentage, ...errorFields(error) });
+          }
+          break;
+        case 'RESET_STATS':
+          entry.stats.reset();
+          entry.manualCheckAt = null;
+          break;
+        case 'DROP_CANARY':
+          // While the version is still being staged, staging drops it when it finishes.
+          if (!entry.staging) await this.dropCanary(entry, actor);
+          break;
+        case 'PROMOTE_CANARY':
+          break; // carried out before the write (apply)
+      }
+    }
+  }
+
+  private async dropCanary(entry: LiveRollout, actor: string): Promise<void> {
+    const { module } = entry.rollout;
+    this.settling.add(module);
+    try {
+      await this.deps.modules.dropCanary(module, actor);
+    } catch (error) {
+      this.deps.logger.error('rollout: unloading the canary failed', { module, ...errorFields(error) });
+    } finally {
+      this.settling.delete(module);
+    }
+  }
+
+  /** Restart: see the module comment. Resolves true when the rollout goes on. */
+  private async recover(entry: LiveRollout): Promise<boolean> {
+    const r = entry.rollout;
+    const now = this.deps.clock.now();
+    const active = this.deps.modules.activeVersion(r.module);
+    if (active === r.toVersion && active !== r.fromVersion && r.status !== 'TESTING') {
+      const decision = promote(r, now, ROLLOUT_ACTOR);
+      await this.commit(entry, { ...decision, effects: [] }, r, ROLLOUT_ACTOR, 'rolloutRecovery', false);
+      return false;
+    }
+    if (active !== r.fromVersion) {
+      const decision = canaryFailed(r, now, 'CANARY_FAILED', `after a restart "${r.module}" runs ${active ?? 'no version'}, not ${r.fromVersion}`);
+      await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutRecovery');
+      return false;
+    }
+    const canary: CanaryPlan = { module: r.module, fromVersion: r.fromVersion, toVersion: r.toVersion, modulePath: r.toModulePath };
+    if (r.status === 'TESTING') {
+      await this.runEffects(entry, recoveryEffects(r), ROLLOUT_ACTOR);
+      entry.staging = true;
+      // Not awaited inside the queue: staging enqueues its own verdict.
+      void this.stage(entry, canary, ROLLOUT_ACTOR, r.testWith);
+      return true;
+    }
+    try {
+      entry.staging = true;
+      await this.deps.modules.stageCanary(canary, { actor: ROLLOUT_ACTOR, flag: r.flag, testWith: null, stats: entry.stats });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      entry.staging = false;
+      await this.apply(entry, canaryFailed(r, this.deps.clock.now(), 'CANARY_FAILED',
+        `after a restart ${r.toVersion} did not load again: ${message}; ${r.fromVersion} serves everything`), ROLLOUT_ACTOR, 'rolloutRecovery');
+      return false;
+    } finally {
+      entry.staging = false;
+    }
+    await this.runEffects(entry, recoveryEffects(r), ROLLOUT_ACTOR);
+    this.deps.logger.info('rollout resumed after a restart', {
+      module: r.module, status: r.status, percentage: r.percentage, nextStepAt: r.nextStepAt, remainingMs: r.remainingMs,
+    });
+    return true;
+  }
+
+  private canaryBreakerOpened(module: string, state: BreakerState): void {
+    const entry = this.live.get(module);
+    if (!entry) return;
+    void this.serialized(entry, async () => {
+      if (!ROLLOUT_COMMAND_SOURCES.breakerOpened.includes(entry.rollout.status)) return;
+      const decision = breakerOpened(entry.rollout, this.deps.clock.now(), state, entry.stats.snapshot());
+      await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutAbort');
+    }).catch((error: unknown) => this.deps.logger.error('rollout: abort on breaker open failed', { module, ...errorFields(error) }));
+  }
+
+  private flagChanged(name: string, percentage: number | null, actor: string | null): void {
+    const entry = [...this.live.values()].find((e) => e.rollout.flag === name);
+    if (!entry) return;
+    void this.serialized(entry, async () => {
+      if (!ROLLOUT_COMMAND_SOURCES.flagMoved.includes(entry.rollout.status)) return;
+      const decision = flagMoved(entry.rollout, this.deps.clock.now(), percentage ?? 0, actor);
+      if (decision) await this.apply(entry, decision, actor ?? ROLLOUT_ACTOR, 'setFlagPercentage');
+    }).catch((error: unknown) => this.deps.logger.error('rollout: following the flag failed', { module: entry.rollout.module, ...errorFields(error) }));
+  }
+
+  /** Judges every rollout that is due. */
+  private tick(): void {
+    this.timer = null;
+    if (this.stopped) return;
+    const now = this.deps.clock.now();
+    for (const entry of this.live.values()) {
+      const due = this.dueAt(entry);
+      if (due === null || due > now) continue;
+      if (entry.rollout.stepIntervalSeconds === null) entry.manualCheckAt = now + this.manualCheckMs;
+      entry.judging = true;
+      void this.serialized(entry, () => this.judgeNow(entry)).catch((error: unknown) =>
+        this.deps.logger.error('rollout: judging a step failed', { module: entry.rollout.module, ...errorFields(error) }));
+    }
+    this.reschedule();
+  }
+
+  private async judgeNow(entry: LiveRollout): Promise<void> {
+    entry.judging = false;
+    if (!ROLLOUT_COMMAND_SOURCES.judge.includes(entry.rollout.status)) return;
+    const now = this.deps.clock.now();
+    const decision = judge(entry.rollout, {
+      stats: entry.stats.snapshot(), canaryBreaker: this.deps.modules.canaryBreakerState(entry.rollout.module),
+    }, now);
+    if (decision === null) return;
+    const action = decision.rollout.status === 'ABORTED' ? 'rolloutAbort'
+      : decision.rollout.status === 'PROMOTED' ? 'rolloutPromote'
+        : decision.rollout.status === 'HOLDING' ? 'rolloutHold' : 'rolloutStep';
+    await this.apply(entry, decision, ROLLOUT_ACTOR, action);
+  }
+
+  private dueAt(entry: LiveRollout): number | null {
+    const r = entry.rollout;
+    if (entry.staging || entry.judging || (r.status !== 'RUNNING' && r.status !== 'HOLDING')) return null;
+    if (r.stepIntervalSeconds !== null) return r.nextStepAt;
+    entry.manualCheckAt ??= this.deps.clock.now() + this.manualCheckMs;
+    return entry.manualCheckAt;
+  }
+
+  /** Arms the one timer for the earliest due judgement. */
+  private reschedule(): void {
+    this.timer?.cancel();
+    this.timer = null;
+    if (this.stopped) return;
+    let next: number | null = null;
+    for (const entry of this.live.values()) {
+      const due = this.dueAt(entry);
+      if (due !== null && (next === null || due < next)) next = due;
+    }
+    if (next === null) return;
+    const delay = Math.min(Math.max(0, next - this.deps.clock.now()), MAX_TIMER_MS);
+    this.timer = this.deps.clock.setTimer(delay, () => this.tick());
+  }
+}
+
+function runIdOf(error: unknown): string | null {
+  if (typeof error === 'object' && error !== null && 'testRunId' in error) {
+    const id = (error as { testRunId: unknown }).testRunId;
+    return typeof id === 'string' ? id : null;
+  }
+  return null;
+}
+
+/** What the audit log keeps of a rollout. */
+function auditView(r: Rollout): Record<string, unknown> {
+  return {
+    id: r.id, fromVersion: r.fromVersion, toVersion: r.toVersion, flag: r.flag, status: r.status, percentage: r.percentage,
+    stepIndex: r.stepIndex, nextStepAt: r.nextStepAt, remainingMs: r.remainingMs, abortReason: r.abortReason,
+  };
+}
