@@ -8,15 +8,22 @@ import { Connection, storedToken, storeToken, type ConnectionStatus } from './co
 import { auditPanel } from './panels/audit.js';
 import { breakersPanel, type BreakerActions } from './panels/breakers.js';
 import { flagsPanel } from './panels/flags.js';
-import { modulesPanel } from './panels/modules.js';
+import { modulesPanel, type RolloutActions } from './panels/modules.js';
 import { testRunsPanel } from './panels/test-runs.js';
-import { DashboardStore } from './store.js';
+import { DashboardStore, type RolloutCommand } from './store.js';
 
 const STATUS_TEXT: Record<ConnectionStatus, string> = {
   connecting: 'Connecting…',
   live: 'Live',
   reconnecting: 'Reconnecting…',
   refused: 'Token refused',
+};
+
+const ROLLOUT_QUESTIONS: Record<RolloutCommand, (module: string) => string> = {
+  pause: (m) => `Pause the rollout of "${m}"? Steps stop; the canary keeps its share of calls.`,
+  resume: (m) => `Resume the rollout of "${m}"?`,
+  promote: (m) => `Promote the canary of "${m}"? It takes all calls at once and the rollout ends.`,
+  abort: (m) => `Abort the rollout of "${m}"? Every call goes back to the stable version.`,
 };
 
 const byName = <T extends { name: string }>(items: Iterable<T>) => [...items].sort((a, b) => a.name.localeCompare(b.name));
@@ -79,6 +86,12 @@ export class HeliosDashboard extends LitElement {
     };
   }
 
+  private rolloutActions(store: DashboardStore): RolloutActions {
+    return (command, module) => {
+      if (confirm(ROLLOUT_QUESTIONS[command](module))) void store.commandRollout(command, module);
+    };
+  }
+
   protected override render() {
     const store = this.store!;
     const connection = this.connection!;
@@ -103,7 +116,7 @@ export class HeliosDashboard extends LitElement {
       <main id="panels" aria-busy=${store.loaded ? 'false' : 'true'}>
         ${breakersPanel(byName(store.breakers.values()), now, store.canOperate ? this.actions(store) : null)}
         ${flagsPanel(byName(store.flags.values()), store.flagChanges, now)}
-        ${modulesPanel(byName(store.modules.values()), now)}
+        ${modulesPanel(byName(store.modules.values()), store.rollouts, now, store.canOperate ? this.rolloutActions(store) : null)}
         ${testRunsPanel([...store.runs.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt)), now)}
         ${auditPanel(store.audit, now)}
       </main>`;

@@ -3,7 +3,8 @@
  * the subscriptions:
  * - breakers: breakerSnapshots (every second: state and counters of every breaker, and the
  *   failure-rate history the sparkline draws) and breakerStateChanged (each transition at once);
- * - modules: moduleStateChanged; flags: featureFlagChanged (gradual steps included);
+ * - modules: moduleStateChanged, and each module's current (or last) rollout: rolloutProgress;
+ * - flags: featureFlagChanged (gradual steps included);
  * - test runs: testRunStarted for new runs, testProgress(runId) for each running one;
  * - audit: re-read after any of those events (every audited change causes one), coalesced.
  */
@@ -15,8 +16,13 @@ import {
   DashboardFeatureFlagChangedDocument,
   DashboardMeDocument,
   DashboardModuleStateChangedDocument,
+  DashboardAbortRolloutDocument,
   DashboardOpenBreakerDocument,
+  DashboardPauseRolloutDocument,
+  DashboardPromoteRolloutDocument,
   DashboardResetBreakerDocument,
+  DashboardResumeRolloutDocument,
+  DashboardRolloutProgressDocument,
   DashboardStateDocument,
   DashboardTestProgressDocument,
   DashboardTestRunStartedDocument,
@@ -24,6 +30,7 @@ import {
   type DashboardBreakerFragment,
   type DashboardFlagFragment,
   type DashboardModuleFragment,
+  type DashboardRolloutFragment,
   type DashboardTestRunFragment,
   type DashboardTransitionFragment,
   type Role,
@@ -33,6 +40,9 @@ export const SPARKLINE_SAMPLES = 60;
 const AUDIT_ENTRIES = 12;
 const RECENT_RUNS = 8;
 const TRANSITIONS_KEPT = 5;
+const ROLLOUTS_READ = 50;
+
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort';
 
 export interface BreakerView extends DashboardBreakerFragment {
   transitions: DashboardTransitionFragment[];
@@ -56,6 +66,8 @@ export class DashboardStore {
   me: Me | null = null;
   breakers = new Map<string, BreakerView>();
   modules = new Map<string, DashboardModuleFragment>();
+  /** By module: its unfinished rollout, or its last one. */
+  rollouts = new Map<string, DashboardRolloutFragment>();
   flags = new Map<string, DashboardFlagFragment>();
   flagChanges = new Map<string, FlagChangeView>();
   runs = new Map<string, DashboardTestRunFragment>();
@@ -114,6 +126,13 @@ export class DashboardStore {
         },
         error: failed,
       }),
+      c.subscribe(DashboardRolloutProgressDocument, {}, {
+        next: ({ rolloutProgress: e }) => {
+          this.rollouts.set(e.rollout.module, e.rollout);
+          this.touch(true);
+        },
+        error: failed,
+      }),
       c.subscribe(DashboardTestRunStartedDocument, {}, {
         next: ({ testRunStarted: e }) => {
           if (e.run) this.applyRun(e.run);
@@ -141,12 +160,15 @@ export class DashboardStore {
     try {
       const [{ me }, state] = await Promise.all([
         this.connection.request(DashboardMeDocument, {}),
-        this.connection.request(DashboardStateDocument, { auditFirst: AUDIT_ENTRIES, runsFirst: RECENT_RUNS }),
+        this.connection.request(DashboardStateDocument, { auditFirst: AUDIT_ENTRIES, runsFirst: RECENT_RUNS, rolloutsFirst: ROLLOUTS_READ }),
       ]);
       this.me = me;
       const history = this.breakers;
       this.breakers = new Map(state.circuitBreakers.map((b) => [b.name, { ...b, rates: history.get(b.name)?.rates ?? [] }]));
       this.modules = new Map(state.modules.map((m) => [m.name, m]));
+      this.rollouts = new Map();
+      // Newest first: the first one seen of a module is its current or last rollout.
+      for (const r of state.rollouts.nodes) if (!this.rollouts.has(r.module)) this.rollouts.set(r.module, r);
       this.flags = new Map(state.featureFlags.map((f) => [f.name, f]));
       this.runs = new Map();
       for (const run of state.testRuns.nodes) this.applyRun(run);
@@ -163,27 +185,41 @@ export class DashboardStore {
     this.changed();
   }
 
-  async resetBreaker(name: string): Promise<void> {
-    await this.act(async () => {
+  resetBreaker(name: string): Promise<void> {
+    return this.act(async () => {
       const { resetCircuitBreaker: p } = await this.connection.request(DashboardResetBreakerDocument, { name });
-      return { errors: p.errors, breaker: p.breaker };
+      return { errors: p.errors, apply: () => p.breaker && this.applySnapshot([p.breaker], false) };
     });
   }
 
-  async openBreaker(name: string): Promise<void> {
-    await this.act(async () => {
+  openBreaker(name: string): Promise<void> {
+    return this.act(async () => {
       const { openCircuitBreaker: p } = await this.connection.request(DashboardOpenBreakerDocument, { name });
-      return { errors: p.errors, breaker: p.breaker };
+      return { errors: p.errors, apply: () => p.breaker && this.applySnapshot([p.breaker], false) };
     });
   }
 
-  private async act(run: () => Promise<{ errors: Array<{ message: string }>; breaker?: DashboardBreakerFragment | null }>): Promise<void> {
+  /** pauseRollout, resumeRollout, promoteRollout or abortRollout on `module`'s rollout. */
+  commandRollout(command: RolloutCommand, module: string): Promise<void> {
+    return this.act(async () => {
+      const c = this.connection;
+      const vars = { module };
+      const p =
+        command === 'pause' ? (await c.request(DashboardPauseRolloutDocument, vars)).pauseRollout
+        : command === 'resume' ? (await c.request(DashboardResumeRolloutDocument, vars)).resumeRollout
+        : command === 'promote' ? (await c.request(DashboardPromoteRolloutDocument, vars)).promoteRollout
+        : (await c.request(DashboardAbortRolloutDocument, vars)).abortRollout;
+      return { errors: p.errors, apply: () => p.rollout && this.rollouts.set(module, p.rollout) };
+    });
+  }
+
+  private async act(run: () => Promise<{ errors: Array<{ message: string }>; apply: () => unknown }>): Promise<void> {
     try {
-      const { errors, breaker } = await run();
+      const { errors, apply } = await run();
       if (errors.length) this.fail(errors.map((e) => e.message).join('; '));
       else {
         this.problem = '';
-        if (breaker) this.applySnapshot([breaker], false);
+        apply();
       }
     } catch (error) {
       this.fail(error instanceof Error ? error.message : String(error));

@@ -4,11 +4,12 @@
  * only to roles that may take them (each confirmed), and comes back by itself after a restart.
  * Screenshots go to test/artifacts/ (ignored by git).
  */
-import { mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import {
+  AdvanceRolloutDocument,
   CircuitBreakerDocument,
   ConfigureCircuitBreakerDocument,
   CreateApiTokenDocument,
@@ -16,7 +17,9 @@ import {
   LoadModuleDocument,
   OpenCircuitBreakerDocument,
   RegisterModuleDocument,
+  RolloutDocument,
   SetFlagPercentageDocument,
+  StartRolloutDocument,
   TestModuleDocument,
   TestRunDocument,
 } from '../gql/graphql.js';
@@ -158,6 +161,51 @@ describe('the dashboard in Chromium', () => {
     await page.getByRole('button', { name: 'Force breaker payments open' }).click();
     await expect.poll(() => breakerState(page, 'payments').getAttribute('data-state'), { timeout: 5000 }).toBe('FORCED_OPEN');
     await screenshot(page, 'dashboard-operator.png');
+  });
+
+  it('shows a rollout step\'s new percentage at once; an OPERATOR pauses and aborts it after confirming', { timeout: 90_000 }, async () => {
+    const modulesDir = pool.modulesDir();
+    cpSync('test/fixtures/modules/rollout', path.join(modulesDir, 'rollout'), { recursive: true });
+    const h = await pool.start({ env: { HELIOS_MODULES_DIR: modulesDir } });
+    await h.query(RegisterModuleDocument, { name: 'pricing', modulePath: 'rollout/stable.js', version: '1.0.0' });
+    expect((await h.query(LoadModuleDocument, { name: 'pricing' })).loadModule.errors).toEqual([]);
+    const operator = (await h.query(CreateApiTokenDocument, { name: 'on-call', role: 'OPERATOR' })).createApiToken.token!;
+    const page = await browsers.page();
+    await open(page, h);
+    await useToken(page, operator, 'OPERATOR');
+    await untilListening(h, 'rolloutProgress');
+
+    const started = await h.query(StartRolloutDocument, { module: 'pricing', newVersionPath: 'rollout/healthy.js', newVersion: '2.0.0', steps: [10, 50, 100], stepIntervalSeconds: null });
+    expect(started.startRollout.errors).toEqual([]);
+    const share = page.locator('tr[data-rollout="pricing"] .rollout-share');
+    const status = page.locator('tr[data-rollout="pricing"] [data-rollout-status]');
+    await expect.poll(() => share.getAttribute('data-percentage'), { timeout: 5000 }).toBe('10');
+    expect(await status.innerText()).toBe('RUNNING');
+    expect(await page.locator('tr[data-rollout="pricing"]').innerText()).toContain('step 1 of 3');
+
+    const stepped = Date.now();
+    expect((await h.query(AdvanceRolloutDocument, { module: 'pricing' })).advanceRollout.errors).toEqual([]);
+    await expect.poll(() => share.getAttribute('data-percentage'), { timeout: 2000, interval: 50 }).toBe('50');
+    expect(Date.now() - stepped).toBeLessThan(2000);
+    expect(await share.innerText()).toBe('50%');
+    expect(await page.locator('tr[data-rollout="pricing"]').innerText()).toContain('step 2 of 3');
+    expect(await page.locator('tr[data-rollout="pricing"] .gates').innerText()).toContain('canary');
+    await screenshot(page, 'dashboard-rollout.png');
+
+    const asked: string[] = [];
+    page.on('dialog', (dialog) => {
+      asked.push(dialog.message());
+      void dialog.accept();
+    });
+    await page.getByRole('button', { name: 'Pause the rollout of pricing' }).click();
+    await expect.poll(() => status.innerText(), { timeout: 5000 }).toBe('PAUSED');
+    expect((await h.query(RolloutDocument, { module: 'pricing' })).rollout?.status).toBe('PAUSED');
+    await page.getByRole('button', { name: 'Abort the rollout of pricing' }).click();
+    await expect.poll(() => status.innerText(), { timeout: 5000 }).toBe('ABORTED');
+    expect((await h.query(RolloutDocument, { module: 'pricing' })).rollout?.status).toBe('ABORTED');
+    expect(asked).toEqual([expect.stringContaining('Pause the rollout of "pricing"'), expect.stringContaining('Abort the rollout of "pricing"')]);
+    // A finished rollout offers nothing more.
+    expect(await page.locator('tr[data-rollout="pricing"] button').count()).toBe(0);
   });
 
   it('with anonymous access off, asks for a token, says when one is refused, and goes live with a good one', { timeout: 60_000 }, async () => {

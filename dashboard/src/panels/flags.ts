@@ -30,7 +30,7 @@ export function flagsPanel(flags: DashboardFlagFragment[], changes: Map<string, 
           <th scope="col">Name</th>
           <th scope="col">Strategy</th>
           <th scope="col" class="num">Effective</th>
-          <th scope="col" class="rollout">Rollout</th>
+          <th scope="col" class="col-rollout">Rollout</th>
           <th scope="col">Last change</th>
         </tr>
       </thead>
