@@ -3,7 +3,8 @@
  * - transport/http.ts: the node:http server, /health and /ready, origin check, body cap and
  *   in-flight tracking, and a route table later adapters register on;
  * - transport/graphql-ws.ts: graphql-ws (`graphql-transport-ws`) upgrades on /graphql;
- * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token.
+ * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token;
+ * - transport/dashboard.ts: the built operations dashboard on /dashboard (HELIOS_DASHBOARD).
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,

@@ -33,11 +33,12 @@ export function dashboardBuildDir(): string {
   return path.join(packageRoot(), 'dist', 'dashboard');
 }
 
-let loaded: DashboardBuild | null = null;
+const loaded = new Map<string, DashboardBuild>();
 
-/** The build, read once per process; null while it has not been built (it is then read again). */
+/** The build in `dir`, read once per process; null while it has not been built (it is then read again). */
 function loadBuild(dir: string): DashboardBuild | null {
-  if (loaded) return loaded;
+  const known = loaded.get(dir);
+  if (known) return known;
   const index = path.join(dir, 'index.html');
   if (!existsSync(index)) return null;
   const assets = new Map<string, StaticAsset>();
@@ -46,8 +47,9 @@ function loadBuild(dir: string): DashboardBuild | null {
     const url = `${DASHBOARD_PATH}/${ASSETS_DIR}/${name}`;
     assets.set(url, staticAsset(url, contentTypeOf(name), readFileSync(path.join(assetsDir, name))));
   }
-  loaded = { page: staticAsset(DASHBOARD_PATH, contentTypeOf(index), readFileSync(index), false), assets };
-  return loaded;
+  const build = { page: staticAsset(DASHBOARD_PATH, contentTypeOf(index), readFileSync(index), false), assets };
+  loaded.set(dir, build);
+  return build;
 }
 
 function serve(req: IncomingMessage, res: ServerResponse, dir: string): void {
