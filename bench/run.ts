@@ -32,6 +32,7 @@ const BENCHES: Array<{ name: string; load: Loader }> = [
   { name: 'invoke', load: () => import('./invoke.bench.js') },
   { name: 'swap', load: () => import('./swap.bench.js') },
   { name: 'lifecycle', load: () => import('./lifecycle.bench.js') },
+  { name: 'rollout', load: () => import('./rollout.bench.js') },
 ];
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));

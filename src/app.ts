@@ -90,11 +90,11 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       print: options.print ?? ((text) => process.stdout.write(text)),
     });
     const flags = new FlagService({
-      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile,
+      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile, metrics: config.metrics,
       ...(options.random ? { random: options.random } : {}),
     });
     flags.start();
-    const breakers = new BreakerService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }) });
+    const breakers = new BreakerService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }), metrics: config.metrics });
     breakers.start();
     const modules = new ModuleService({
       db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
@@ -107,6 +107,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       },
       drainTimeoutMs: config.modules.drainTimeoutMs,
       maxRestarts: config.modules.maxRestarts,
+      metrics: config.metrics,
     });
     const testing = new TestRunService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules });
     const { interrupted } = testing.start();

@@ -31,6 +31,8 @@ export interface HeliosConfig {
   graphiql: boolean;
   /** The operations dashboard at /dashboard. */
   dashboard: boolean;
+  /** Prometheus `/metrics` and the hot-path counting behind it (HELIOS_METRICS, default on). */
+  metrics: boolean;
   /** Limits for every loaded module version (see the README). */
   modules: {
     maxHeapMb: number;
@@ -112,6 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     shutdownTimeoutMs: intFrom(env, 'HELIOS_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     graphiql: boolFrom(env, 'HELIOS_GRAPHIQL', true),
     dashboard: boolFrom(env, 'HELIOS_DASHBOARD', true),
+    metrics: boolFrom(env, 'HELIOS_METRICS', true),
     modules: {
       maxHeapMb: intFrom(env, 'HELIOS_MODULE_MAX_HEAP_MB', 128, 8, 65_536),
       loadTimeoutMs: intFrom(env, 'HELIOS_MODULE_LOAD_TIMEOUT_MS', 10_000, 100, 600_000),

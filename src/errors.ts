@@ -74,3 +74,27 @@ export function isUserError(error: unknown): error is UserError | UserErrors {
 export function userErrorsOf(error: UserError | UserErrors): UserError[] {
   return error instanceof UserErrors ? [...error.errors] : [error];
 }
+
+/** How much of a caller's value an error message repeats (see `quoteValue`). */
+export const MAX_QUOTED_VALUE_CHARS = 100;
+
+/**
+ * A caller's value as error messages show it: JSON-quoted (so newlines and quotes cannot forge
+ * log lines) and cut to `max` characters with the full length noted. Every message that repeats
+ * something a caller sent goes through here, so a 200 KB argument gives a 150-character
+ * message, never a 200 KB one for the sanitizer, the logs and the client.
+ */
+export function quoteValue(value: unknown, max = MAX_QUOTED_VALUE_CHARS): string {
+  let text: string;
+  try {
+    text = typeof value === 'string' ? value : String(value);
+  } catch {
+    text = '(unprintable)';
+  }
+  if (text.length <= max) return JSON.stringify(text);
+  let end = max;
+  // Never split a surrogate pair.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${JSON.stringify(`${text.slice(0, end)}…`)} (${text.length} characters)`;
+}

@@ -40,6 +40,9 @@ export class SlowConsumerError extends GraphQLError {
 
 export const DEFAULT_SUBSCRIBER_QUEUE = 1024;
 
+/** Process-wide feed counters, read by Prometheus scrapes (src/metrics/). */
+export const feedCounters = { slowConsumerDisconnects: 0 };
+
 export class EventBus<M extends object = EventMap> {
   private listeners = new Map<keyof M, Set<Listener<never>>>();
 
@@ -110,6 +113,7 @@ export function feed<T>(attach: (push: (value: T) => void) => () => void, maxQue
     } else if (queue.length >= maxQueue) {
       // The reader is not waiting, so the failure is raised on its next read.
       failure = new SlowConsumerError(`Subscriber fell more than ${maxQueue} events behind and was disconnected`);
+      feedCounters.slowConsumerDisconnects++;
       finish();
     } else {
       queue.push(value);

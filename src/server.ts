@@ -11,18 +11,23 @@
  * then closes the database, all within `shutdownTimeoutMs`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
 import { resolveCaller } from './auth/authorization.js';
 import type { OriginPolicy } from './hardening/browser-origin.js';
+import { useMessageLimits } from './hardening/message-limits.js';
 import { useDocumentLimits } from './hardening/plugin.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { buildSchema } from './graphql/schema.js';
 import { errorFields } from './logger.js';
+import { countSharedSubscription, GraphQLOperationCounters, useOperationMetrics } from './metrics/graphql.js';
+import { createHeliosMetrics } from './metrics/prometheus.js';
+import { createMetricsRoute, METRICS_PATH } from './transport/metrics.js';
+import { createOfrepRoute, OFREP_PREFIX } from './transport/ofrep.js';
 import { dashboardRoutes } from './transport/dashboard.js';
 import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
@@ -48,6 +53,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
 
   const origins: OriginPolicy = { allowedOrigins: config.allowedOrigins, requireLoopbackHost: isLoopbackHost(config.host) };
   const limits = config.limits;
+  // GraphQL operations and subscriptions counted for /metrics (null with HELIOS_METRICS=false).
+  const operations = config.metrics ? new GraphQLOperationCounters() : null;
 
   /** The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP). */
   const contextFor = (authorization: string | null | undefined): GraphQLContext => {
@@ -88,8 +95,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     plugins: [
       useDocumentLimits(limits),
       useRequestErrorCodes(),
+      useMessageLimits(),
       useStreamTracking(streams),
       ...(config.introspection ? [] : [useNoIntrospection()]),
+      ...(operations ? [useOperationMetrics(operations)] : []),
     ],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
     context: (initial) => {
@@ -113,6 +122,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
   if (config.dashboard) for (const route of dashboardRoutes()) http.route(route);
+  // Standard doors: OFREP and /metrics, each its own file under src/transport/. They answer
+  // origin, auth and body errors in their own protocol's shape, so the table leaves those to them.
+  const ofrep = createOfrepRoute({ flags: services.flags, tokens: services.tokens, anonymous: config.anonymous, origins, maxRequestBodyBytes: limits.maxRequestBodyBytes, logger });
+  http.route({ path: OFREP_PREFIX, kind: 'self-guarded', handle: (req, res) => void ofrep.handle(req, res) });
 
   const ws = createGraphQLWsTransport({
     httpServer: http.server,
@@ -124,7 +137,14 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     limits,
     maskError,
     logger,
+    ...(operations ? { countSubscription: (args: ExecutionArgs, started: Promise<unknown>) => countSharedSubscription(operations, args, started) } : {}),
   });
+
+  const metrics = operations ? createHeliosMetrics({ ...services, graphql: operations, openWebSockets: () => ws.wsServer.clients.size }) : null;
+  if (metrics) {
+    const metricsRoute = createMetricsRoute({ metrics, tokens: services.tokens, anonymous: config.anonymous, origins, logger });
+    http.route({ path: METRICS_PATH, kind: 'self-guarded', handle: (req, res) => void metricsRoute.handle(req, res) });
+  }
 
   // Revoking a token ends its sockets (4403) and its streams (`event: complete`); every later
   // operation with it is refused on both transports (resolveCaller, onSubscribe).
@@ -150,6 +170,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const stop = async () => {
     ready = false;
     stopEndingRevoked();
+    metrics?.close();
     http.stopAccepting();
     const deadline = Date.now() + config.shutdownTimeoutMs;
     // Subscriptions first: they never end on their own, so waiting for them would only burn

@@ -2,7 +2,7 @@
  * Edge validation shared by every domain: names of flags, breakers and modules follow one
  * rule so they can be used safely in URLs, logs and metric labels.
  */
-import { UserError } from './errors.js';
+import { quoteValue, UserError } from './errors.js';
 
 export const MAX_NAME_LENGTH = 100;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
@@ -16,7 +16,7 @@ export function validateName(value: string, field = 'name', what = 'Name'): stri
   if (!NAME_PATTERN.test(name)) {
     throw new UserError(
       'INVALID_NAME',
-      `${what} "${name}" may only contain letters, digits, "_", ".", ":" and "-", and must start with a letter or digit`,
+      `${what} ${quoteValue(name)} may only contain letters, digits, "_", ".", ":" and "-", and must start with a letter or digit`,
       field,
     );
   }

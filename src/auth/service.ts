@@ -22,7 +22,7 @@ import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
@@ -122,14 +122,14 @@ export class TokenService {
   /** Creates a token; the returned `token` is the only time the secret exists outside the caller. */
   create(actor: string, rawName: string, role: Role): { token: string; record: ApiTokenRecord } {
     const name = validateName(rawName, 'name', 'Token name');
-    if (RESERVED_NAMES.has(name)) throw new UserError('INVALID_NAME', `Token name "${name}" is reserved`, 'name');
-    if (!isRole(role)) throw new UserError('INVALID_ARGUMENT', `Unknown role "${String(role)}"`, 'role');
+    if (RESERVED_NAMES.has(name)) throw new UserError('INVALID_NAME', `Token name ${quoteValue(name)} is reserved`, 'name');
+    if (!isRole(role)) throw new UserError('INVALID_ARGUMENT', `Unknown role ${quoteValue(role)}`, 'role');
     const token = generateToken();
     const now = this.deps.clock.now();
     const record = this.uow.run(() => {
       const existing = this.repo.get(name);
       if (existing && existing.revokedAt === null) {
-        throw new UserError('TOKEN_ALREADY_EXISTS', `A token named "${name}" already exists`, 'name');
+        throw new UserError('TOKEN_ALREADY_EXISTS', `A token named ${quoteValue(name)} already exists`, 'name');
       }
       if (existing) this.repo.delete(name);
       this.repo.insert({ name, role, tokenHash: hashToken(token), createdAt: now, createdBy: actor });
@@ -158,7 +158,7 @@ export class TokenService {
     return this.uow.run(() => {
       const before = this.repo.get(name);
       if (!before || !this.repo.revoke(name, now)) {
-        throw new UserError('TOKEN_NOT_FOUND', `No active token named "${name}"`, 'name');
+        throw new UserError('TOKEN_NOT_FOUND', `No active token named ${quoteValue(name)}`, 'name');
       }
       const after = this.repo.get(name)!;
       this.deps.audit.record({

@@ -62,8 +62,11 @@
  * do not say which of them the other would hold.
  */
 import type { Clock } from '../clock.js';
+import { sanitizeMessage } from '../hardening/safe-messages.js';
+import { clipText } from '../text.js';
 import { MAX_RESET_TIMEOUT_SECONDS, resolveBreakerConfig, type BreakerConfig } from './config.js';
 import { CallTimeoutError, CircuitOpenError } from './errors.js';
+import { DurationHistograms } from '../metrics/histogram.js';
 import type { DeadlineScheduler, ScheduledDeadline } from './scheduler.js';
 import {
   isBreakerState,
@@ -85,7 +88,16 @@ export interface BreakerHost {
   readonly scheduler: DeadlineScheduler;
   transitioned(event: BreakerTransition): void;
   changed(breaker: CircuitBreaker, kind: BreakerChangeKind): void;
+  /** Time every call into `callDurations` (Prometheus metrics on); off, calls read no clock they do not need. */
+  readonly timeCalls?: boolean;
 }
+
+/** The series of `CircuitBreaker.callDurations`, resilience4j's call kinds. */
+export const CALL_KINDS = ['successful', 'failed', 'ignored', 'not_permitted'] as const;
+const SUCCESSFUL = 0;
+const FAILED = 1;
+const IGNORED = 2;
+const NOT_PERMITTED = 3;
 
 /**
  * Replaces the result of a call that was rejected (CircuitOpenError), timed out
@@ -214,7 +226,8 @@ function describeError(error: unknown): string {
       text = 'unprintable error';
     }
   }
-  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;
+  // Shown to every VIEWER: no paths, stack frames or SQL (computed lazily, off the call path).
+  return clipText(sanitizeMessage(text), MAX_ERROR_TEXT);
 }
 
 /** Created by `BreakerRegistry.getOrCreate`; see the module comment for semantics. */
@@ -256,6 +269,8 @@ export class CircuitBreaker {
   /** The error is described only when read: the failure path stays a few assignments. */
   private lastErrorSource: unknown = NO_ERROR;
   private lastErrorText: string | null = null;
+  /** Per CALL_KINDS durations, when the host times calls; rejections count as 0 s. Null otherwise. */
+  readonly callDurations: DurationHistograms | null;
 
   private readonly stateDeadline: ScheduledDeadline = {
     dueAt: 0,
@@ -278,6 +293,7 @@ export class CircuitBreaker {
     this.host = host;
     this.fallback = options.fallback ?? null;
     this.isFailure = options.isFailure ?? null;
+    this.callDurations = host.timeCalls === true ? new DurationHistograms(CALL_KINDS.length) : null;
     this._config = config;
     this.applyConfig(config);
     this._stateChangedAt = host.clock.now();
@@ -310,6 +326,12 @@ export class CircuitBreaker {
 
   get metrics(): BreakerMetrics {
     return { ...this.counters(), failureRate: this.failureRate() };
+  }
+
+  /** What the sliding window holds now (for metrics); null when no window is configured. */
+  get windowCounts(): { calls: number; failures: number; slowCalls: number } | null {
+    const window = this.window;
+    return window === null ? null : { calls: window.count, failures: window.failures, slowCalls: window.slowCalls };
   }
 
   /** Trial calls in flight while HALF_OPEN (0 otherwise). */
@@ -455,7 +477,7 @@ export class CircuitBreaker {
       if (this.fallback === null) throw rejected;
       return (await applyFallback(this.fallback, rejected, args)) as Awaited<R>;
     }
-    const measured = this.slowMs !== Infinity;
+    const measured = this.slowMs !== Infinity || this.callDurations !== null;
     const startedAt = measured ? this.host.clock.now() : 0;
     let value: Awaited<R>;
     try {
@@ -545,11 +567,13 @@ export class CircuitBreaker {
       return this.admit();
     }
     this.rejections++;
+    this.callDurations?.observe(NOT_PERMITTED, 0);
     this.notify('metrics');
     return -1;
   }
 
-  private recordSuccess(token: number, durationMs: number): void {
+  private recordSuccess(token: number, durationMs: number, ignored = false): void {
+    this.callDurations?.observe(ignored ? IGNORED : durationMs > this.slowMs ? FAILED : SUCCESSFUL, durationMs);
     if (durationMs > this.slowMs) {
       this.failures++;
       this.slowCalls++;
@@ -565,9 +589,10 @@ export class CircuitBreaker {
   /** False when `isFailure` declared the error harmless (then recorded as a success). */
   private recordFailure(token: number, error: unknown, durationMs: number): boolean {
     if (this.isFailure !== null && !this.countsAsFailure(error)) {
-      this.recordSuccess(token, durationMs);
+      this.recordSuccess(token, durationMs, true);
       return false;
     }
+    this.callDurations?.observe(FAILED, durationMs);
     this.failures++;
     let outcome = OUTCOME_FAILURE;
     if (durationMs > this.slowMs) {
@@ -581,6 +606,7 @@ export class CircuitBreaker {
   }
 
   private recordTimeout(token: number, timeoutMs: number | null): void {
+    this.callDurations?.observe(FAILED, timeoutMs ?? 0);
     this.failures++;
     this.timeouts++;
     this.noteFailure(NO_ERROR, timeoutMs === null ? 'call timed out' : `call timed out after ${timeoutMs} ms`);

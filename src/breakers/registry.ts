@@ -28,6 +28,8 @@ export interface BreakerRegistryOptions {
   defaults?: Partial<BreakerConfig>;
   /** Where a throwing listener's or timer task's error goes; the engine itself does no I/O. Default: console.error. */
   onListenerError?: (error: unknown) => void;
+  /** Time every call for the Prometheus call histograms (BreakerHost.timeCalls). Default false. */
+  timeCalls?: boolean;
 }
 
 export class BreakerRegistry {
@@ -54,6 +56,7 @@ export class BreakerRegistry {
       scheduler: this.scheduler,
       transitioned: (event) => this.emitTransition(event),
       changed: (breaker, kind) => this.emitChange(breaker, kind),
+      timeCalls: opts.timeCalls === true,
     };
   }
 

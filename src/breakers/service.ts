@@ -19,7 +19,7 @@ import type { AuditRepository } from '../audit/repository.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError, UserErrors } from '../errors.js';
+import { quoteValue, UserError, UserErrors } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
@@ -37,6 +37,8 @@ interface BreakerServiceDeps {
   logger: Logger;
   /** How often changed counters are written (default 1000 ms). */
   flushIntervalMs?: number;
+  /** Prometheus metrics on: breakers time every call (see BreakerHost.timeCalls). */
+  metrics?: boolean;
 }
 
 export const MAX_TRANSITIONS_PAGE = 1000;
@@ -55,6 +57,7 @@ export class BreakerService {
     this.registry = new BreakerRegistry({
       clock: deps.clock,
       onListenerError: (error) => deps.logger.error('breaker listener failed', errorFields(error)),
+      timeCalls: deps.metrics === true,
     });
   }
 
@@ -178,7 +181,7 @@ export class BreakerService {
 
   private existing(name: string): CircuitBreaker {
     const breaker = this.registry.get(name);
-    if (!breaker) throw new UserError('BREAKER_NOT_FOUND', `Circuit breaker "${name}" does not exist`, 'name');
+    if (!breaker) throw new UserError('BREAKER_NOT_FOUND', `Circuit breaker ${quoteValue(name)} does not exist`, 'name');
     return breaker;
   }
 

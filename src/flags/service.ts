@@ -19,7 +19,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { MetaRepository } from '../db/meta.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../logger.js';
 import { validateName } from '../validation.js';
@@ -38,6 +38,7 @@ import {
 } from './engine.js';
 import type { FlagChangeEvent } from './events.js';
 import { parseFlagsFile } from './file.js';
+import { FlagEvaluationCounts } from './evaluation-counts.js';
 import { FlagRepository } from './repository.js';
 import {
   normalizeAttribute,
@@ -72,6 +73,8 @@ interface FlagServiceDeps {
   logger: Logger;
   flagsFile: string;
   random?: () => number;
+  /** Prometheus metrics on: count evaluations (`evaluationCounts`). */
+  metrics?: boolean;
 }
 
 const SEEDED_KEY = 'flags_seeded_at';
@@ -86,11 +89,15 @@ export class FlagService {
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
+  private readonly domainListeners = new Set<(event: FlagChangeEvent) => void>();
+  /** Evaluations by flag, outcome and reason; null with metrics off. */
+  readonly evaluationCounts: FlagEvaluationCounts | null;
 
   constructor(private readonly deps: FlagServiceDeps) {
     this.repo = new FlagRepository(deps.db);
     this.meta = new MetaRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
+    this.evaluationCounts = deps.metrics === true ? new FlagEvaluationCounts() : null;
   }
 
   /** Loads flags into memory, importing the flags file on the very first start. */
@@ -130,6 +137,11 @@ export class FlagService {
     return [...this.compiled.values()].map((c) => c.definition).sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Every flag, in no particular order: `list()` without its sort (metrics scrapes). */
+  *definitions(): IterableIterator<FlagDefinition> {
+    for (const c of this.compiled.values()) yield c.definition;
+  }
+
   get(name: string): FlagDefinition | null {
     return this.compiled.get(name)?.definition ?? null;
   }
@@ -144,14 +156,20 @@ export class FlagService {
 
   evaluate(name: string, context: EvaluationContext = {}): FlagEvaluation {
     const flag = this.compiled.get(name);
-    return flag ? flag.evaluate(context, this.deps.clock.now()) : notFound(name);
+    const evaluation = flag ? flag.evaluate(context, this.deps.clock.now()) : notFound(name);
+    this.evaluationCounts?.count(evaluation);
+    return evaluation;
   }
 
   /** Evaluates the named flags (all flags when `names` is omitted), in the order asked. */
   evaluateMany(context: EvaluationContext = {}, names?: readonly string[] | null): FlagEvaluation[] {
     const now = this.deps.clock.now();
     const list = names ?? this.list().map((f) => f.name);
-    return list.map((name) => this.compiled.get(name)?.evaluate(context, now) ?? notFound(name));
+    return list.map((name) => {
+      const evaluation = this.compiled.get(name)?.evaluate(context, now) ?? notFound(name);
+      this.evaluationCounts?.count(evaluation);
+      return evaluation;
+    });
   }
 
   /** The in-process library API: answers from memory. */
@@ -162,6 +180,16 @@ export class FlagService {
   /** Registers a listener for every flag change (for in-process code and module workers). */
   onChange(listener: (event: FlagChangeEvent) => void): () => void {
     return this.deps.bus.on('featureFlagChanged', listener);
+  }
+
+  /**
+   * Another domain following flag changes (a rollout follows its split flag): called with every
+   * committed change just before it is published, without subscribing to the bus, whose
+   * listeners are the live feeds.
+   */
+  onCommittedChange(listener: (event: FlagChangeEvent) => void): () => void {
+    this.domainListeners.add(listener);
+    return () => this.domainListeners.delete(listener);
   }
 
   // ---- mutations ----
@@ -176,7 +204,7 @@ export class FlagService {
       throw new UserError('INVALID_STRATEGY', 'Create the flag first, then start a schedule with configureGradualRollout', 'strategy');
     }
     return this.change(actor, 'createFeatureFlag', name, (current, now) => {
-      if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag "${name}" already exists`, 'name');
+      if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag ${quoteValue(name)} already exists`, 'name');
       return {
         name, description, enabled: input.enabled ?? false, strategy, percentage, stickiness,
         whitelist: [], gradual: null, createdAt: now, updatedAt: now,
@@ -191,7 +219,7 @@ export class FlagService {
       const next = current ?? this.blank(name, now);
       const chosen = strategy ?? (current ? current.strategy : 'ALL_ON');
       if (chosen === 'GRADUAL' && !next.gradual) {
-        throw new UserError('INVALID_STRATEGY', `Flag "${name}" has no gradual schedule: use configureGradualRollout`, 'strategy');
+        throw new UserError('INVALID_STRATEGY', `Flag ${quoteValue(name)} has no gradual schedule: use configureGradualRollout`, 'strategy');
       }
       return { ...next, enabled: true, strategy: chosen };
     })!;
@@ -313,7 +341,7 @@ export class FlagService {
   }
 
   private existing(name: string, current: FlagDefinition | null): FlagDefinition {
-    if (!current) throw new UserError('FLAG_NOT_FOUND', `Feature flag "${name}" does not exist`, 'name');
+    if (!current) throw new UserError('FLAG_NOT_FOUND', `Feature flag ${quoteValue(name)} does not exist`, 'name');
     return current;
   }
 
@@ -365,7 +393,7 @@ export class FlagService {
       this.compiled.delete(event.name);
       this.publishedGradual.delete(event.name);
     }
-    this.deps.bus.publish('featureFlagChanged', event);
+    this.publish(event);
   }
 
   private compile(def: FlagDefinition): CompiledFlag {
@@ -391,15 +419,24 @@ export class FlagService {
     this.gradualTimer = this.deps.clock.setTimer(Math.min(next - now, MAX_TIMER_MS), () => this.publishGradualSteps());
   }
 
+  private publish(event: FlagChangeEvent): void {
+    for (const listener of [...this.domainListeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.deps.logger.error('a flag change listener failed', { flag: event.name, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    this.deps.bus.publish('featureFlagChanged', event);
+  }
+
   private publishGradualSteps(): void {
     const now = this.deps.clock.now();
     for (const { definition: def } of this.compiled.values()) {
       const current = this.gradualPercentage(def);
       if (current === null || current === this.publishedGradual.get(def.name)) continue;
       this.publishedGradual.set(def.name, current);
-      this.deps.bus.publish('featureFlagChanged', {
-        name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def,
-      });
+      this.publish({ name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def });
     }
     this.scheduleGradual();
   }

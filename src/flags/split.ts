@@ -26,12 +26,12 @@ export function splitShareOf(flag: FlagDefinition, flags: Pick<FlagService, 'eff
   }
 }
 
-export function rolloutFlagsOf(flags: Pick<FlagService, 'setPercentage' | 'onChange' | 'effectivePercentage'>): RolloutFlags {
+export function rolloutFlagsOf(flags: Pick<FlagService, 'setPercentage' | 'onCommittedChange' | 'effectivePercentage'>): RolloutFlags {
   return {
     setPercentage: (name, percentage, actor) => {
       flags.setPercentage(actor, name, percentage);
     },
-    onPercentageChange: (listener) => flags.onChange((event) => {
+    onPercentageChange: (listener) => flags.onCommittedChange((event) => {
       listener(event.name, event.flag ? splitShareOf(event.flag, flags) : null, event.actor);
     }),
   };

@@ -1,5 +1,5 @@
 /** Input rules for flags, applied once at the edge before values reach the engine. */
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import { ROLLOUT_STRATEGIES, type RolloutStrategy } from './engine.js';
 
 export const MAX_DESCRIPTION_LENGTH = 1000;
@@ -30,7 +30,7 @@ export function parseStrategy(value: string, field = 'strategy'): RolloutStrateg
   if ((ROLLOUT_STRATEGIES as readonly string[]).includes(upper)) return upper as RolloutStrategy;
   throw new UserError(
     'INVALID_STRATEGY',
-    `Unknown strategy "${value}": expected one of ${ROLLOUT_STRATEGIES.join(', ')}`,
+    `Unknown strategy ${quoteValue(value)}: expected one of ${ROLLOUT_STRATEGIES.join(', ')}`,
     field,
   );
 }
@@ -41,7 +41,7 @@ export function normalizeAttribute(value: string, field = 'attribute'): string {
   if (!ATTRIBUTE_PATTERN.test(attribute)) {
     throw new UserError(
       'INVALID_ARGUMENT',
-      `Attribute "${value}" must be a context field (sessionId, userId, symbol, system) or an attribute name of letters, digits, "_", "." or "-"`,
+      `Attribute ${quoteValue(value)} must be a context field (sessionId, userId, symbol, system) or an attribute name of letters, digits, "_", "." or "-"`,
       field,
     );
   }

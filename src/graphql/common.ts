@@ -4,17 +4,39 @@
  * re-thrown for Yoga to mask and log).
  */
 import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, GraphQLScalarType } from 'graphql';
 import { requireRole } from '../auth/authorization.js';
 import type { Role } from '../auth/roles.js';
-import { ERROR_CODES, isUserError, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
-import { sanitizeMessage } from '../hardening/safe-messages.js';
+import { ERROR_CODES, isUserError, quoteValue, UserError, userErrorsOf, type ErrorCode, type UserErrors } from '../errors.js';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../hardening/json-depth.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import type { GraphQLContext } from './context.js';
 import type { ObjectRef } from '@pothos/core';
 import { builder, type HeliosSchemaTypes } from './builder.js';
 
 builder.addScalarType('DateTime', DateTimeISOResolver);
-builder.addScalarType('JSON', JSONResolver);
+builder.addScalarType('JSON', depthLimited(JSONResolver));
+
+/**
+ * The JSON scalar, refusing values nested deeper than MAX_JSON_DEPTH (hardening/json-depth.ts)
+ * with INVALID_ARGUMENT. Variables (parseValue) and inline literals (parseLiteral) both pass
+ * here, on both transports. graphql-js keeps a GraphQLError thrown here as the `originalError`
+ * of the variable or validation error it reports, and maskError hands that one to the client.
+ */
+function depthLimited(scalar: GraphQLScalarType): GraphQLScalarType {
+  const config = scalar.toConfig();
+  const check = (value: unknown): unknown => {
+    if (exceedsJsonDepth(value)) {
+      throw new GraphQLError(`JSON input is nested deeper than ${MAX_JSON_DEPTH} levels`, { extensions: { code: 'INVALID_ARGUMENT' } });
+    }
+    return value;
+  };
+  return new GraphQLScalarType({
+    ...config,
+    parseValue: (value) => check(config.parseValue ? config.parseValue(value) : value),
+    parseLiteral: (ast, variables) => check(config.parseLiteral ? config.parseLiteral(ast, variables) : undefined),
+  });
+}
 
 builder.queryType({ description: 'Read the state of the control plane.' });
 builder.mutationType({ description: 'Change the live system. Every mutation is audited and returns typed errors.' });
@@ -61,7 +83,8 @@ export async function runMutation<T>(ctx: GraphQLContext, need: Role, fn: () => 
 }
 
 export function toErrorData(error: UserError | UserErrors): UserErrorData[] {
-  return userErrorsOf(error).map(({ code, message, field }) => ({ code, message: sanitizeMessage(message), field }));
+  // Cut like a stored error: a module's call failure can carry any message it likes.
+  return userErrorsOf(error).map(({ code, message, field }) => ({ code, message: storedErrorMessage(message), field }));
 }
 
 /** For queries and subscriptions: a role check that fails the field with a typed GraphQL error. */
@@ -105,7 +128,7 @@ export function decodeCursor(kind: string, cursor: string): string {
   const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
   const prefix = `${kind}:`;
   if (!decoded.startsWith(prefix)) {
-    throw new GraphQLError(`Invalid cursor "${cursor}"`, { extensions: { code: 'INVALID_CURSOR' } });
+    throw new GraphQLError(`Invalid cursor ${quoteValue(cursor)}`, { extensions: { code: 'INVALID_CURSOR' } });
   }
   return decoded.slice(prefix.length);
 }

@@ -12,7 +12,6 @@ import { EvaluationContextInput, toEvaluationContext } from './flags.js';
 import { ModularityStatusRef } from './status.js';
 import { requireRole } from '../auth/authorization.js';
 import { isUserError } from '../errors.js';
-import { sanitizeMessage } from '../hardening/safe-messages.js';
 
 const ModuleStateEnum = builder.enumType('ModuleState', { values: MODULE_STATES });
 export const ModuleTypeEnum = builder.enumType('ModuleType', {
@@ -57,7 +56,8 @@ export const ModuleRef = builder.objectRef<ModuleRecord>('Module').implement({
     isolation: t.field({ type: IsolationEnum, resolve: (m) => m.isolation }),
     moduleType: t.field({ type: ModuleTypeEnum, nullable: true, resolve: (m) => m.moduleType }),
     config: t.field({ type: 'JSON', resolve: (m) => m.config }),
-    lastError: t.string({ nullable: true, resolve: (m) => (m.lastError === null ? null : sanitizeMessage(m.lastError)) }),
+    // Sanitized and cut when written (modules/service.ts), so a read costs nothing.
+    lastError: t.exposeString('lastError', { nullable: true }),
     loadedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => toDate(m.loadedAt) }),
     previousVersion: t.exposeString('previousVersion', { nullable: true, description: 'What rollbackModule returns to.' }),
     previousModulePath: t.exposeString('previousModulePath', { nullable: true }),
@@ -110,7 +110,7 @@ const ModuleStateChangeRef = builder.objectRef<ModuleStateEvent>('ModuleStateCha
     error: t.string({
       nullable: true,
       description: 'Set when the operation failed; the old version may still be serving.',
-      resolve: (e) => (e.error === null ? null : sanitizeMessage(e.error)),
+      resolve: (e) => e.error,
     }),
     at: t.field({ type: 'DateTime', resolve: (e) => toDate(e.at) }),
     module: t.field({ type: ModuleRef, nullable: true, resolve: (e, _a, ctx) => ctx.services.modules.get(e.name) }),

@@ -1,7 +1,6 @@
 /** Module test runs in GraphQL: start, cancel, live progress, history. */
 import { GraphQLError } from 'graphql';
 import { isUserError, userErrorsOf } from '../errors.js';
-import { sanitizeMessage } from '../hardening/safe-messages.js';
 import { RUN_STATUSES, TEST_SOURCES, TEST_STATUSES, type TestCaseResult } from '../testing/engine.js';
 import type { TestRunRecord } from '../testing/repository.js';
 import type { TestProgressEvent } from '../testing/events.js';
@@ -28,7 +27,8 @@ const TestResultRef = builder.objectRef<TestCaseResult>('TestResult').implement(
     source: t.field({ type: TestSourceEnum, resolve: (r) => r.source }),
     status: t.field({ type: TestStatusEnum, resolve: (r) => r.status }),
     durationMs: t.exposeFloat('durationMs'),
-    error: t.string({ nullable: true, resolve: (r) => (r.error === null ? null : sanitizeMessage(r.error)) }),
+    // Sanitized and cut when stored (testing/service.ts): served as stored.
+    error: t.exposeString('error', { nullable: true }),
   }),
 });
 

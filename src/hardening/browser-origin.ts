@@ -15,6 +15,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { VerifyClientCallbackAsync } from 'ws';
 import { isLoopbackHost } from '../auth/anonymous.js';
+import { quoteValue } from '../errors.js';
 
 export interface OriginPolicy {
   /** Exact origins allowed besides the server's own, e.g. `https://ops.example.com`. */
@@ -47,7 +48,7 @@ export function checkRequestOrigin(headers: IncomingHttpHeaders, policy: OriginP
   const host = headers.host;
   if (!host) return refuse('Missing Host header');
   if (policy.requireLoopbackHost && !isLoopbackHost(hostnameOf(host))) {
-    return refuse(`Host "${host}" is not allowed`);
+    return refuse(`Host ${quoteValue(host)} is not allowed`);
   }
   const originHeader = headers.origin;
   if (originHeader !== undefined) {

@@ -3,8 +3,8 @@
  * refused at once; a body without one (chunked) is counted while it streams in and refused the
  * moment it passes the limit, so no more than `limit` bytes are ever held in memory.
  *
- * The accepted body is handed to Yoga as a Buffer on `req.body`: Yoga's node adapter
- * (@whatwg-node/server) uses a `Uint8Array` found there instead of reading the stream again.
+ * The accepted body is handed to Yoga on `req.body` (see `bodyForYoga`): Yoga's node
+ * adapter (@whatwg-node/server) uses a body found there instead of reading the stream again.
  * Refusals answer 413 with a GraphQL-shaped error body and `Connection: close`, so the client
  * cannot keep streaming the rest of an oversized body into a kept-alive connection.
  */
@@ -73,7 +73,7 @@ export function guardRequestBody(
     };
     const onEnd = () => {
       cleanup();
-      (req as IncomingMessage & { body?: Buffer }).body = Buffer.concat(chunks, received);
+      (req as IncomingMessage & { body?: Buffer | AsyncIterable<Buffer> }).body = bodyForYoga(Buffer.concat(chunks, received));
       resolve(true);
     };
     const onError = () => {
@@ -86,4 +86,22 @@ export function guardRequestBody(
     req.on('error', onError);
     req.on('aborted', onError);
   });
+}
+
+/**
+ * The body as @whatwg-node/server takes it ready-made. It checks `Object.keys(body).length > 0`
+ * first, which on a Buffer lists every byte index: 40 ms and 200,000 strings for a 210 KB body.
+ * Small bodies stay Buffers (the fastest path); bigger ones are handed over as a one-chunk
+ * async iterable with one own property, which passes that check in constant time.
+ */
+const BUFFER_BODY_MAX_BYTES = 16 * 1024;
+
+function bodyForYoga(body: Buffer): Buffer | AsyncIterable<Buffer> {
+  if (body.length <= BUFFER_BODY_MAX_BYTES) return body;
+  return {
+    byteLength: body.length,
+    async *[Symbol.asyncIterator]() {
+      yield body;
+    },
+  };
 }

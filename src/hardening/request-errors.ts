@@ -31,7 +31,13 @@ function isVariableError(error: GraphQLError): boolean {
 
 function codedRequestError(error: GraphQLError): GraphQLError {
   const existing = error.extensions?.code;
-  const code = isVariableError(error) ? BAD_USER_INPUT : typeof existing === 'string' ? existing : OPERATION_RESOLUTION_FAILURE;
+  // A scalar that refused a variable with its own typed error (the JSON depth limit's
+  // INVALID_ARGUMENT) keeps that code: it says more than BAD_USER_INPUT.
+  const inner = error.originalError;
+  const innerCode = inner instanceof GraphQLError ? inner.extensions?.code : (inner as { code?: unknown } | undefined)?.code;
+  const code = isVariableError(error)
+    ? typeof innerCode === 'string' ? innerCode : BAD_USER_INPUT
+    : typeof existing === 'string' ? existing : OPERATION_RESOLUTION_FAILURE;
   // A fresh error without `originalError`: the masking keeps it (message and locations) as is.
   return new GraphQLError(error.message, {
     nodes: error.nodes ?? null,

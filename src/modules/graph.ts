@@ -6,7 +6,7 @@
  *   loading (`dependencyOrder` throws DEPENDENCY_NOT_FOUND).
  * - Load order is topological: every module after its dependencies; unload order is its reverse.
  */
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import type { ModuleState } from './states.js';
 
 /** What the graph reads of a registration. */
@@ -35,7 +35,7 @@ export function dependencyOrder(graph: ModuleGraph, name: string): string[] {
     }
     const record = graph.get(current);
     if (!record) {
-      throw new UserError('DEPENDENCY_NOT_FOUND', `Module "${path[path.length - 1]}" depends on "${current}", which is not registered`, 'name');
+      throw new UserError('DEPENDENCY_NOT_FOUND', `Module ${quoteValue(path[path.length - 1])} depends on ${quoteValue(current)}, which is not registered`, 'name');
     }
     visiting.add(current);
     for (const dep of record.dependencies) visit(dep, [...path, current]);

@@ -23,11 +23,12 @@
 import { performance } from 'node:perf_hooks';
 import type { BreakerPermit } from '../breakers/engine.js';
 import type { BreakerService } from '../breakers/service.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import type { FlagService } from '../flags/service.js';
 import type { RolloutStats, VersionStatsWindow } from '../rollouts/stats.js';
+import { OUTCOME_REJECTED, OUTCOME_SUCCESS, outcomeOfError, type ModuleCounters } from './metrics-counts.js';
 import type { ModuleRecord } from './repository.js';
 import { isModuleCallError, type LoadedModuleVersion } from './runtime/index.js';
 
@@ -63,6 +64,8 @@ export interface InvocationDeps {
   flags: Pick<FlagService, 'isEnabled'>;
   records: ReadonlyMap<string, ModuleRecord>;
   live: ReadonlyMap<string, Live>;
+  /** Prometheus counts per module and version; null with metrics off. */
+  counters: ModuleCounters | null;
 }
 
 export function breakerNameOf(name: string): string {
@@ -97,22 +100,23 @@ export class Invocation {
   /** Chooses the version and starts the call in one synchronous turn; throws when no call can be made. */
   private route(name: string, method: string, args: unknown, context: EvaluationContext | null): Promise<InvokeResult> {
     const record = this.deps.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     const live = this.deps.live.get(name)!;
     const version = live.active;
     if (!version || record.state !== 'ACTIVE') {
-      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'name');
+      throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}, not ACTIVE`, 'name');
     }
     const canary = live.canary;
     if (canary !== null && this.deps.flags.isEnabled(canary.flag, context ?? NO_CONTEXT)) {
       const state = canary.breaker.state;
       const permit = state === 'CLOSED' || state === 'DISABLED' ? canary.breaker.tryAcquire() : null;
       // Not admitted: the stable version serves it (below), the canary never sees it.
-      if (permit !== null) return call(canary.version, permit, method, args, context, canary.stats.canary);
+      if (permit !== null) return call(name, canary.version, permit, method, args, context, canary.stats.canary, this.deps.counters);
     }
     const breaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
     const permit = breaker.tryAcquire();
     if (!permit) {
+      this.deps.counters?.invoked(name, version.version, OUTCOME_REJECTED, -1);
       const until = breaker.openUntil;
       throw new UserError(
         'CIRCUIT_OPEN',
@@ -120,18 +124,20 @@ export class Invocation {
         'name',
       );
     }
-    return call(version, permit, method, args, context, canary === null ? null : canary.stats.stable);
+    return call(name, version, permit, method, args, context, canary === null ? null : canary.stats.stable, this.deps.counters);
   }
 }
 
 /** One admitted call on `version`: its outcome goes to the permit and, during a rollout, to `window`. */
 async function call(
+  name: string,
   version: LoadedModuleVersion,
   permit: BreakerPermit,
   method: string,
   args: unknown,
   context: EvaluationContext | null,
   window: VersionStatsWindow | null,
+  counters: ModuleCounters | null,
 ): Promise<InvokeResult> {
   const started = performance.now();
   try {
@@ -139,9 +145,11 @@ async function call(
     const duration = performance.now() - started;
     permit.success(duration);
     if (window !== null) window.record(duration, false);
+    counters?.invoked(name, version.version, OUTCOME_SUCCESS, duration);
     return { result, servedBy: version.version };
   } catch (error) {
     const duration = performance.now() - started;
+    counters?.invoked(name, version.version, outcomeOfError(error), duration);
     const counted = settleFailure(permit, error, duration);
     if (window !== null && counted.counted) window.record(duration, true);
     throw counted.error;

@@ -32,14 +32,16 @@ import type { BreakerService } from '../breakers/service.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError, type ErrorCode } from '../errors.js';
+import { quoteValue, UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { EvaluationContext } from '../flags/engine.js';
 import type { FlagService } from '../flags/service.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import type { CanaryPlan, RolloutModules, StageCanaryOptions } from '../rollouts/service.js';
 import { isModuleType, MODULE_TYPES, type ModuleType } from './contract.js';
+import { ModuleCounters } from './metrics-counts.js';
 import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topologicalOrder } from './graph.js';
 import { createHost } from './host.js';
 import { breakerNameOf, canaryBreakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
@@ -104,6 +106,8 @@ interface ModuleServiceDeps {
   drainTimeoutMs?: number;
   /** Automatic restarts of a crashed module within RESTART_WINDOW_MS before giving up; 0 disables. */
   maxRestarts?: number;
+  /** Prometheus metrics on: count invocations and restarts (`counters`). */
+  metrics?: boolean;
 }
 
 const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
@@ -124,21 +128,28 @@ export class ModuleService {
   private rolloutGuard: RolloutGuard | null = null;
   private readonly invocation: Invocation;
   readonly host: ModuleHost;
+  /** Invocations and restarts for Prometheus; null with metrics off. */
+  readonly counters: ModuleCounters | null;
 
   constructor(private readonly deps: ModuleServiceDeps) {
     this.repo = new ModuleRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
-    this.invocation = new Invocation({ breakers: deps.breakers, flags: deps.flags, records: this.records, live: this.live });
+    this.counters = deps.metrics === true ? new ModuleCounters() : null;
+    this.invocation = new Invocation({ breakers: deps.breakers, flags: deps.flags, records: this.records, live: this.live, counters: this.counters });
     this.host = createHost({ flags: deps.flags, breakers: deps.breakers, logger: deps.logger, invoke: (name, method, arg) => this.invoke(name, method, arg) });
     this.supervisor = new Supervisor({
       clock: deps.clock,
       logger: deps.logger,
       maxRestarts: deps.maxRestarts ?? DEFAULT_MAX_RESTARTS,
       stopping: () => this.stopping,
-      giveUp: (record, message) => this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true }),
+      giveUp: (record, cause) => {
+        const message = storedErrorMessage(cause);
+        this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true });
+      },
       restart: (record) => this.serialized(async () => {
         // An operator may have loaded or unloaded it meanwhile.
         if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return null;
+        this.counters?.restarted(record.name);
         return this.bringUp(record, 'restart', 'system', true);
       }),
     });
@@ -147,7 +158,9 @@ export class ModuleService {
   /** Loads registrations and brings every module whose desired state is ACTIVE or LOADED back. */
   async start(): Promise<{ recovered: number; failed: number }> {
     for (const record of this.repo.all()) {
-      this.records.set(record.name, { ...record, state: 'UNLOADED' });
+      // Rows written before errors were sanitized on write get the same treatment once, here.
+      const lastError = record.lastError === null ? null : storedErrorMessage(record.lastError);
+      this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
       this.live.set(record.name, { active: null, gate: null, canary: null });
       this.deps.breakers.getOrCreate(breakerNameOf(record.name));
     }
@@ -251,15 +264,15 @@ export class ModuleService {
   register(actor: string, input: RegisterModuleInput): Promise<ModuleRecord> {
     return this.serialized(async () => {
       const name = validateName(input.name, 'name', 'Module name');
-      if (this.records.has(name)) throw new UserError('MODULE_ALREADY_EXISTS', `Module "${name}" is already registered`, 'name');
+      if (this.records.has(name)) throw new UserError('MODULE_ALREADY_EXISTS', `Module ${quoteValue(name)} is already registered`, 'name');
       const version = validateVersion(input.version, 'version');
       const { relativePath } = this.resolve(input.modulePath, 'modulePath');
       const dependencies = [...new Set((input.dependencies ?? []).map((d) => validateName(d, 'dependencies', 'Dependency name')))];
-      if (dependencies.includes(name)) throw new UserError('DEPENDENCY_CYCLE', `Module "${name}" cannot depend on itself`, 'dependencies');
+      if (dependencies.includes(name)) throw new UserError('DEPENDENCY_CYCLE', `Module ${quoteValue(name)} cannot depend on itself`, 'dependencies');
       const cycle = findCycle(this.records, name, dependencies);
       if (cycle) throw new UserError('DEPENDENCY_CYCLE', `Dependencies would form a cycle: ${cycle.join(' -> ')}`, 'dependencies');
       if (input.moduleType && !MODULE_TYPES.includes(input.moduleType)) {
-        throw new UserError('INVALID_ARGUMENT', `Unknown module type "${input.moduleType}"`, 'moduleType');
+        throw new UserError('INVALID_ARGUMENT', `Unknown module type ${quoteValue(input.moduleType)}`, 'moduleType');
       }
       const config = validateConfig(input.config);
       const now = this.deps.clock.now();
@@ -300,7 +313,7 @@ export class ModuleService {
         if (depRecord.state === 'ACTIVE') continue;
         const ok = await this.bringUp(depRecord, 'loadModule', actor, true);
         if (!ok) {
-          throw new UserError('MODULE_LOAD_FAILED', `Dependency "${dep}" failed to load: ${depRecord.lastError ?? 'unknown error'}`, 'name');
+          throw new UserError('MODULE_LOAD_FAILED', `Dependency ${quoteValue(dep)} failed to load: ${depRecord.lastError ?? 'unknown error'}`, 'name');
         }
       }
       const live = this.live.get(name)!;
@@ -316,7 +329,7 @@ export class ModuleService {
         return record;
       }
       const ok = await this.bringUp(record, 'loadModule', actor, activate);
-      if (!ok) throw new UserError('MODULE_LOAD_FAILED', `Module "${name}" failed to load: ${record.lastError ?? 'unknown error'}`, 'name');
+      if (!ok) throw new UserError('MODULE_LOAD_FAILED', `Module ${quoteValue(name)} failed to load: ${record.lastError ?? 'unknown error'}`, 'name');
       return record;
     });
   }
@@ -330,7 +343,7 @@ export class ModuleService {
       if (loadedDependents.length > 0 && !cascade) {
         throw new UserError(
           'DEPENDENTS_LOADED',
-          `Module "${name}" is used by loaded modules: ${loadedDependents.join(', ')}. Unload them first or pass cascade: true`,
+          `Module ${quoteValue(name)} is used by loaded modules: ${loadedDependents.join(', ')}. Unload them first or pass cascade: true`,
           'cascade',
         );
       }
@@ -353,9 +366,9 @@ export class ModuleService {
       const record = this.existing(name);
       this.assertNoRollout(name, 'swap');
       if (record.state !== 'ACTIVE') {
-        throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
+        throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
       }
-      if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module "${name}" is registered with hotReloadable: false`, 'name');
+      if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module ${quoteValue(name)} is registered with hotReloadable: false`, 'name');
       const { absolutePath, relativePath } = this.resolve(input.newVersionPath, 'newVersionPath');
       const version = input.newVersion != null ? validateVersion(input.newVersion, 'newVersion') : defaultVersionFor(relativePath);
       const target = { modulePath: relativePath, absolutePath, version };
@@ -365,7 +378,7 @@ export class ModuleService {
         const outcome = await this.testGate(actor, name, target, input.testWith);
         testRunId = outcome.runId;
         if (!outcome.passed) {
-          const message = `Swap of "${name}" to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`;
+          const message = storedErrorMessage(`Swap of ${quoteValue(name)} to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`);
           this.noteFailure(record, 'swapModule', actor, message);
           throw new SwapRefused('TESTS_FAILED', message, testRunId);
         }
@@ -381,10 +394,10 @@ export class ModuleService {
       const record = this.existing(name);
       this.assertNoRollout(name, 'roll back');
       if (!record.previousVersion || !record.previousModulePath) {
-        throw new UserError('NO_PREVIOUS_VERSION', `Module "${name}" has no previous version to roll back to`, 'name');
+        throw new UserError('NO_PREVIOUS_VERSION', `Module ${quoteValue(name)} has no previous version to roll back to`, 'name');
       }
       if (record.state !== 'ACTIVE') {
-        throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be rolled back`, 'name');
+        throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be rolled back`, 'name');
       }
       const { absolutePath } = this.resolve(record.previousModulePath, 'modulePath');
       await this.replaceVersion(record, { modulePath: record.previousModulePath, absolutePath, version: record.previousVersion }, 'rollbackModule', actor, { keepPrevious: false });
@@ -414,7 +427,8 @@ export class ModuleService {
       dropCanary: (module) => this.dropCanary(module),
       promoteCanary: (module, actor) => this.promoteCanary(module, actor),
       canaryBreakerState: (module) => this.live.get(module)?.canary?.breaker.state ?? null,
-      onCanaryBreakerOpen: (listener) => this.deps.bus.on('breakerStateChanged', (event) => {
+      // The registry's own transitions (not the bus, whose listeners are the live feeds): at once, in order.
+      onCanaryBreakerOpen: (listener) => this.deps.breakers.registry.onTransition((event) => {
         if (event.to !== 'OPEN' && event.to !== 'FORCED_OPEN') return;
         const module = this.canaryBreakers.get(event.name);
         if (module !== undefined) listener(module, event.to);
@@ -425,17 +439,17 @@ export class ModuleService {
   /** Synchronous checks of a rollout's new version before anything is written or loaded. */
   private planCanary(name: string, newVersionPath: string, newVersion: string | null): CanaryPlan {
     const record = this.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'module');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'module');
     const live = this.live.get(name)!;
     if (record.state !== 'ACTIVE' || !live.active) {
-      throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; only an ACTIVE module can be rolled out to a new version (load it first)`, 'module');
+      throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be rolled out to a new version (load it first)`, 'module');
     }
-    if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module "${name}" is registered with hotReloadable: false`, 'module');
-    if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${name}" already serves a canary (${live.canary.version.version})`, 'module');
+    if (!record.hotReloadable) throw new UserError('NOT_HOT_RELOADABLE', `Module ${quoteValue(name)} is registered with hotReloadable: false`, 'module');
+    if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module ${quoteValue(name)} already serves a canary (${live.canary.version.version})`, 'module');
     const { relativePath } = this.resolve(newVersionPath, 'newVersionPath');
     const version = newVersion !== null ? validateVersion(newVersion, 'newVersion') : defaultVersionFor(relativePath);
     if (version === live.active.version) {
-      throw new UserError('INVALID_ARGUMENT', `Module "${name}" already runs ${version}: give the new version another name (newVersion)`, 'newVersion');
+      throw new UserError('INVALID_ARGUMENT', `Module ${quoteValue(name)} already runs ${version}: give the new version another name (newVersion)`, 'newVersion');
     }
     return { module: name, fromVersion: live.active.version, toVersion: version, modulePath: relativePath };
   }
@@ -451,15 +465,15 @@ export class ModuleService {
       const live = this.live.get(plan.module)!;
       const stable = live.active;
       if (record.state !== 'ACTIVE' || !stable || stable.version !== plan.fromVersion) {
-        throw new UserError('INVALID_MODULE_STATE', `Module "${plan.module}" no longer serves ${plan.fromVersion} (it is ${record.state}${stable ? ` at ${stable.version}` : ''})`, 'module');
+        throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(plan.module)} no longer serves ${plan.fromVersion} (it is ${record.state}${stable ? ` at ${stable.version}` : ''})`, 'module');
       }
-      if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module "${plan.module}" already serves a canary (${live.canary.version.version})`, 'module');
+      if (live.canary) throw new UserError('ROLLOUT_IN_PROGRESS', `Module ${quoteValue(plan.module)} already serves a canary (${live.canary.version.version})`, 'module');
       const { absolutePath } = this.resolve(plan.modulePath, 'newVersionPath');
       const target = { modulePath: plan.modulePath, absolutePath, version: plan.toVersion };
       let testRunId: string | null = null;
       if (options.testWith !== null) {
         if (!this.testGate) throw new UserError('INVALID_ARGUMENT', 'Test runs are not available', 'testWith');
-        if (!isModuleType(options.testWith)) throw new UserError('INVALID_ARGUMENT', `Unknown module type "${options.testWith}"`, 'testWith');
+        if (!isModuleType(options.testWith)) throw new UserError('INVALID_ARGUMENT', `Unknown module type ${quoteValue(options.testWith)}`, 'testWith');
         const outcome = await this.testGate(options.actor, plan.module, target, options.testWith);
         testRunId = outcome.runId;
         if (!outcome.passed) {
@@ -540,8 +554,8 @@ export class ModuleService {
       const live = this.live.get(name)!;
       const canary = live.canary;
       const old = live.active;
-      if (!canary) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" has no canary to promote`, 'module');
-      if (record.state !== 'ACTIVE' || !old) throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}, not ACTIVE`, 'module');
+      if (!canary) throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} has no canary to promote`, 'module');
+      if (record.state !== 'ACTIVE' || !old) throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}, not ACTIVE`, 'module');
       const fromPath = record.modulePath;
       const fromVersion = record.version;
       live.active = canary.version;
@@ -567,7 +581,7 @@ export class ModuleService {
     this.rolloutGuard?.(name, operation);
     const canary = this.live.get(name)?.canary;
     if (canary) {
-      throw new UserError('ROLLOUT_IN_PROGRESS', `Cannot ${operation} "${name}": it serves a canary (${canary.version.version}) of a rollout; promote or abort it first`, 'name');
+      throw new UserError('ROLLOUT_IN_PROGRESS', `Cannot ${operation} ${quoteValue(name)}: it serves a canary (${canary.version.version}) of a rollout; promote or abort it first`, 'name');
     }
   }
 
@@ -599,7 +613,7 @@ export class ModuleService {
 
   private existing(name: string): ModuleRecord {
     const record = this.records.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     return record;
   }
 
@@ -622,7 +636,7 @@ export class ModuleService {
   private async bringUp(record: ModuleRecord, action: string, actor: string, activate: boolean): Promise<boolean> {
     const missing = record.dependencies.filter((d) => this.records.get(d)?.state !== 'ACTIVE');
     if (missing.length > 0) {
-      const message = `Dependencies not active: ${missing.join(', ')}`;
+      const message = storedErrorMessage(`Dependencies not active: ${missing.join(', ')}`);
       this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED' });
       return false;
     }
@@ -635,7 +649,7 @@ export class ModuleService {
       if (!health.ok) throw new Error(`health check failed${health.detail !== undefined ? `: ${JSON.stringify(health.detail)}` : ''}`);
     } catch (error) {
       await version?.dispose().catch(() => undefined);
-      const message = describeError(error);
+      const message = storedErrorMessage(describeError(error));
       this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null });
       this.deps.logger.warn('module failed to load', { module: record.name, error: message });
       return false;
@@ -677,13 +691,13 @@ export class ModuleService {
     try {
       next = await this.loadVersion(record, target.absolutePath, target.version);
     } catch (error) {
-      const message = `${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`;
+      const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`);
       this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, 'newVersionPath');
     }
     const abandon = async (why: string): Promise<never> => {
       await next.dispose().catch(() => next.terminate());
-      const message = `${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`;
+      const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`);
       this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, null);
     };
@@ -732,7 +746,7 @@ export class ModuleService {
       const live = this.live.get(record.name);
       if (!live || live.active !== version) return;
       live.active = null;
-      const message = `${exit.reason}: ${exit.message}`;
+      const message = storedErrorMessage(`${exit.reason}: ${exit.message}`);
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
       this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null });
       this.supervisor.scheduleRestart(record, message);
@@ -804,7 +818,7 @@ export class SwapRefused extends UserError {
 function validateVersion(value: string, field: string): string {
   const version = value.trim();
   if (!VERSION_PATTERN.test(version)) {
-    throw new UserError('INVALID_ARGUMENT', `${field} "${value}" must be 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. 2.0.0)`, field);
+    throw new UserError('INVALID_ARGUMENT', `${field} ${quoteValue(value)} must be 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. 2.0.0)`, field);
   }
   return version;
 }

@@ -63,6 +63,7 @@ export class TestRunRepository {
   private readonly selectPageByModule;
   private readonly selectMaxSeq;
   private readonly interruptRunning;
+  private readonly countStatuses;
 
   constructor(private readonly db: Db) {
     this.insertRun = db.prepare(`
@@ -83,6 +84,12 @@ export class TestRunRepository {
     );
     this.selectMaxSeq = db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM test_runs');
     this.interruptRunning = db.prepare("UPDATE test_runs SET status = 'INTERRUPTED', finished_at = ? WHERE status = 'RUNNING'");
+    this.countStatuses = db.prepare<[], { status: RunStatus; runs: number }>('SELECT status, COUNT(*) AS runs FROM test_runs GROUP BY status');
+  }
+
+  /** Runs per status (statuses without runs are absent). */
+  countByStatus(): Array<{ status: RunStatus; runs: number }> {
+    return this.countStatuses.all();
   }
 
   nextSeq(): number {

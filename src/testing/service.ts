@@ -19,14 +19,15 @@ import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/connection.js';
 import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
-import { UserError } from '../errors.js';
+import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
+import { storedErrorMessage } from '../hardening/safe-messages.js';
 import type { Logger } from '../logger.js';
 import { errorFields } from '../logger.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { ModuleRecord, ModuleService } from '../modules/service.js';
 import { validateName } from '../validation.js';
-import { runTestRun, summarizeResults, type TestRunEvent, type TestRunOutcome } from './engine.js';
+import { RUN_STATUSES, runTestRun, summarizeResults, type RunStatus, type TestRunEvent, type TestRunOutcome } from './engine.js';
 import type { TestProgressEvent } from './events.js';
 import { TestRunRepository, type TestRunRecord } from './repository.js';
 
@@ -81,6 +82,13 @@ export class TestRunService {
 
   // ---- reads ----
 
+  /** Every run ever recorded, per status (for metrics; one grouped query). */
+  countByStatus(): Record<RunStatus, number> {
+    const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
+    for (const row of this.repo.countByStatus()) counts[row.status] = row.runs;
+    return counts;
+  }
+
   get(id: string): TestRunRecord | null {
     return this.repo.get(id);
   }
@@ -94,7 +102,7 @@ export class TestRunService {
     const live = this.live.get(runId);
     if (live) return this.follow(live, runId);
     const record = this.repo.get(runId);
-    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${runId}" does not exist`, 'runId');
+    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
     return replay(record);
   }
 
@@ -104,7 +112,7 @@ export class TestRunService {
   testModule(actor: string, rawName: string, moduleType: ModuleType): TestRunRecord {
     const name = validateName(rawName, 'name', 'Module name');
     const record = this.deps.modules.get(name);
-    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module "${name}" is not registered`, 'name');
+    if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
     const { absolutePath } = this.deps.modules.resolvePath(record.modulePath);
     const { run } = this.launch(actor, 'testModule', record, { modulePath: record.modulePath, absolutePath, version: record.version }, moduleType);
     return run;
@@ -118,9 +126,9 @@ export class TestRunService {
   async cancel(actor: string, id: string): Promise<TestRunRecord> {
     const live = this.live.get(id);
     const record = this.repo.get(id);
-    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run "${id}" does not exist`, 'id');
+    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(id)} does not exist`, 'id');
     if (!live || live.finished || record.status !== 'RUNNING') {
-      throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is ${record.status}; only a RUNNING run can be cancelled`, 'id');
+      throw new UserError('INVALID_ARGUMENT', `Test run ${quoteValue(id)} is ${record.status}; only a RUNNING run can be cancelled`, 'id');
     }
     if (live.controller.signal.aborted) {
       throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is already being cancelled`, 'id');
@@ -186,7 +194,11 @@ export class TestRunService {
     const live: LiveRun = { events: [], controller, done: Promise.resolve(null), finished: false };
     this.live.set(id, live);
     let position = 0;
-    const onEvent = (event: TestRunEvent) => {
+    const onEvent = (raw: TestRunEvent) => {
+      // A result's error is stored (and streamed) sanitized and cut, once, here.
+      const event: TestRunEvent = raw.type === 'TEST_FINISHED' && raw.result.error !== null
+        ? { ...raw, result: { ...raw.result, error: storedErrorMessage(raw.result.error) } }
+        : raw;
       const progress: TestProgressEvent = { ...event, runId: id };
       const publish = () => {
         live.events.push(progress);

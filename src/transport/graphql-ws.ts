@@ -66,6 +66,8 @@ export interface GraphQLWsTransportOptions {
   limits: HardeningLimits;
   maskError: (error: unknown, message: string) => GraphQLError;
   logger: Logger;
+  /** Wraps each started subscription, e.g. to count it for /metrics (graphql-ws skips envelop's subscribe). */
+  countSubscription?: (args: ExecutionArgs, started: Promise<unknown>) => Promise<unknown>;
 }
 
 export interface GraphQLWsTransport {
@@ -150,11 +152,12 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
       // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
       subscribe: (args) => {
         const { caller } = args.contextValue as GraphQLContext;
-        return subscribeShared(args, {
+        const shared = subscribeShared(args, {
           subscribe: (args.rootValue as Enveloped).subscribe,
           maskError: (error) => options.maskError(error, 'Unexpected error.'),
           sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-        }) as ReturnType<Enveloped['subscribe']>;
+        });
+        return (options.countSubscription ? options.countSubscription(args, shared) : shared) as ReturnType<Enveloped['subscribe']>;
       },
       onSubscribe: async (ctx, _id, payload) => {
         if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];

@@ -26,8 +26,10 @@ export interface HttpRoute {
   /**
    * `probe`: answered before the guards and not counted as in flight (health checks).
    * `guarded` (default): origin check, in-flight tracking and the body cap apply.
+   * `self-guarded`: counted in flight (shutdown waits for it), but the handler checks origin,
+   * caller and body itself, to answer in its own protocol's error shape (OFREP, Prometheus).
    */
-  kind?: 'probe' | 'guarded';
+  kind?: 'probe' | 'guarded' | 'self-guarded';
 }
 
 export interface HttpTransportOptions {
@@ -70,6 +72,13 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     else res.destroy(error instanceof Error ? error : undefined);
   };
 
+  const track = (res: ServerResponse) => {
+    inFlight.add(res);
+    const done = () => inFlight.delete(res);
+    res.on('finish', done);
+    res.on('close', done);
+  };
+
   const run = (handler: HttpHandler, req: IncomingMessage, res: ServerResponse) => {
     try {
       const pending = handler(req, res);
@@ -85,15 +94,17 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
       run(route.handle, req, res);
       return;
     }
+    if (route?.kind === 'self-guarded') {
+      track(res);
+      run(route.handle, req, res);
+      return;
+    }
     const origin = checkRequestOrigin(req.headers, options.origins);
     if (!origin.ok) {
       sendGraphQLError(res, 403, origin.code, origin.message);
       return;
     }
-    inFlight.add(res);
-    const done = () => inFlight.delete(res);
-    res.on('finish', done);
-    res.on('close', done);
+    track(res);
     void guardRequestBody(req, res, options.maxRequestBodyBytes).then((accepted) => {
       if (accepted) run(route?.handle ?? options.fallback, req, res);
     });

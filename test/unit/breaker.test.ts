@@ -113,6 +113,17 @@ describe('CLOSED -> OPEN on consecutive failures', () => {
     expect(breaker.metrics.lastError).toBe('TypeError: sync');
   });
 
+  it('keeps lastError free of paths and SQL, and bounded, since every VIEWER reads it', async () => {
+    const { breaker } = setup({ failureThreshold: 5 });
+    await breaker.call(() => { throw new Error('cannot open /srv/helios/modules/secret_v2.js'); }).catch(() => undefined);
+    expect(breaker.metrics.lastError).toBe('Error: cannot open <path>');
+    await breaker.call(() => { throw new Error('SELECT token_hash FROM api_tokens failed'); }).catch(() => undefined);
+    expect(breaker.metrics.lastError).toBe('Internal database error');
+    await breaker.call(() => { throw new Error('x'.repeat(100_000)); }).catch(() => undefined);
+    expect(breaker.metrics.lastError!.length).toBeLessThanOrEqual(500);
+    expect(breaker.metrics.lastError).toMatch(/truncated: \d+ characters in all\)$/);
+  });
+
   it('passes arguments through and resolves with the result', async () => {
     const { breaker } = setup();
     const sum = await breaker.call(async (a: number, b: number) => a + b, 2, 3);

@@ -4,6 +4,8 @@
  * and code always survive, and the host wraps them in a `ModuleCallError`.
  */
 
+import { clipText } from '../../text.js';
+
 export const MODULE_LOAD_ERROR_CODES = [
   /** The file could not be imported (syntax error, missing import, top-level throw). */
   'MODULE_LOAD_FAILED',
@@ -68,9 +70,7 @@ const MAX_MODULE_NAME_CHARS = 200;
  * so clipping it again (worker, then host) keeps it as it is.
  */
 export function clipModuleText(text: string, max: number = MAX_MODULE_TEXT_CHARS): string {
-  if (text.length <= max) return text;
-  const marker = `… (truncated: ${text.length} characters in all)`;
-  return `${text.slice(0, Math.max(0, max - marker.length))}${marker}`;
+  return clipText(text, max);
 }
 
 /** A `RemoteError` whose every field is bounded (see `MAX_MODULE_TEXT_CHARS`). */

@@ -4,6 +4,7 @@
  * to the instance (`send`) and stops it (`stop`).
  */
 import type { Clock } from '../../clock.js';
+import { quoteValue } from '../../errors.js';
 import { isLifecycleMethod, type ModuleType } from '../contract.js';
 import { clipModuleText, ModuleCallError, type RemoteError } from './errors.js';
 import type { ModuleHost } from './host.js';
@@ -115,8 +116,8 @@ export abstract class ModuleVersionBase implements LoadedModuleVersion {
     if (!this.methodSet.has(method)) {
       return Promise.reject(
         typeof method === 'string' && isLifecycleMethod(method)
-          ? this.callError('RESERVED_METHOD', method, `"${method}" is a lifecycle method and cannot be invoked`)
-          : this.callError('UNKNOWN_METHOD', String(method), `has no method "${String(method)}" (methods: ${this.methods.join(', ') || 'none'})`),
+          ? this.callError('RESERVED_METHOD', method, `${quoteValue(method)} is a lifecycle method and cannot be invoked`)
+          : this.callError('UNKNOWN_METHOD', String(method), `has no method ${quoteValue(method)} (methods: ${this.methods.join(', ') || 'none'})`),
       );
     }
     const id = this.pending.nextId();
@@ -148,7 +149,7 @@ export abstract class ModuleVersionBase implements LoadedModuleVersion {
     const test = this.tests.find((t) => t.name === name);
     if (!test) {
       return Promise.reject(
-        this.callError('UNKNOWN_TEST', `test "${name}"`, `has no test "${name}" (tests: ${this.tests.map((t) => t.name).join(', ') || 'none'})`),
+        this.callError('UNKNOWN_TEST', `test ${quoteValue(name)}`, `has no test ${quoteValue(name)} (tests: ${this.tests.map((t) => t.name).join(', ') || 'none'})`),
       );
     }
     return this.request({ t: 'test', id: this.pending.nextId(), name }, timeoutMs ?? test.timeoutMs) as Promise<ModuleTestResult>;
