@@ -38,6 +38,8 @@ import {
 
 export const SPARKLINE_SAMPLES = 60;
 const AUDIT_ENTRIES = 12;
+/** Read at each (re)connection to find who last changed each flag; the panel shows AUDIT_ENTRIES. */
+const AUDIT_READ = 200;
 const RECENT_RUNS = 8;
 const TRANSITIONS_KEPT = 5;
 const ROLLOUTS_READ = 50;
@@ -160,7 +162,7 @@ export class DashboardStore {
     try {
       const [{ me }, state] = await Promise.all([
         this.connection.request(DashboardMeDocument, {}),
-        this.connection.request(DashboardStateDocument, { auditFirst: AUDIT_ENTRIES, runsFirst: RECENT_RUNS, rolloutsFirst: ROLLOUTS_READ }),
+        this.connection.request(DashboardStateDocument, { auditFirst: AUDIT_READ, runsFirst: RECENT_RUNS, rolloutsFirst: ROLLOUTS_READ }),
       ]);
       this.me = me;
       const history = this.breakers;
@@ -172,7 +174,7 @@ export class DashboardStore {
       this.flags = new Map(state.featureFlags.map((f) => [f.name, f]));
       this.runs = new Map();
       for (const run of state.testRuns.nodes) this.applyRun(run);
-      this.audit = state.auditLog.nodes;
+      this.audit = state.auditLog.nodes.slice(0, AUDIT_ENTRIES);
       // The newest audited change of each flag says who made it (the feed says so from now on).
       for (const entry of [...state.auditLog.nodes].reverse()) {
         if (entry.targetType === 'FEATURE_FLAG') this.flagChanges.set(entry.target, { at: entry.at, actor: entry.actor, action: entry.action });

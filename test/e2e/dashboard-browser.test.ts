@@ -172,7 +172,6 @@ describe('the dashboard in Chromium', () => {
     const operator = (await h.query(CreateApiTokenDocument, { name: 'on-call', role: 'OPERATOR' })).createApiToken.token!;
     const page = await browsers.page();
     await open(page, h);
-    await useToken(page, operator, 'OPERATOR');
     await untilListening(h, 'rolloutProgress');
 
     const started = await h.query(StartRolloutDocument, { module: 'pricing', newVersionPath: 'rollout/healthy.js', newVersion: '2.0.0', steps: [10, 50, 100], stepIntervalSeconds: null });
@@ -182,6 +181,8 @@ describe('the dashboard in Chromium', () => {
     await expect.poll(() => share.getAttribute('data-percentage'), { timeout: 5000 }).toBe('10');
     expect(await status.innerText()).toBe('RUNNING');
     expect(await page.locator('tr[data-rollout="pricing"]').innerText()).toContain('step 1 of 3');
+    // The anonymous VIEWER is offered no rollout command either.
+    expect(await page.locator('#panels button').count()).toBe(0);
 
     const stepped = Date.now();
     expect((await h.query(AdvanceRolloutDocument, { module: 'pricing' })).advanceRollout.errors).toEqual([]);
@@ -190,6 +191,9 @@ describe('the dashboard in Chromium', () => {
     expect(await share.innerText()).toBe('50%');
     expect(await page.locator('tr[data-rollout="pricing"]').innerText()).toContain('step 2 of 3');
     expect(await page.locator('tr[data-rollout="pricing"] .gates').innerText()).toContain('canary');
+
+    await useToken(page, operator, 'OPERATOR');
+    await page.getByRole('button', { name: 'Pause the rollout of pricing' }).waitFor();
     await screenshot(page, 'dashboard-rollout.png');
 
     const asked: string[] = [];

@@ -42,7 +42,7 @@ export function flagsPanel(flags: DashboardFlagFragment[], changes: Map<string, 
             <td class="nowrap"><span class="tag ${f.enabled ? 'tag-on' : 'tag-off'}">${f.enabled ? 'on' : 'off'}</span> ${words(f.strategy)}</td>
             <td class="num">${f.enabled ? percent(f.effectivePercentage ?? (f.strategy === 'ALL_ON' ? 100 : null)) : '0%'}</td>
             <td>${progress(f, now)}</td>
-            <td>${ago(change?.at ?? f.updatedAt, now)} <span class="sub">${change ? html`by <strong class="actor">${change.actor ?? 'the scheduler'}</strong> · ${change.action}` : 'from the flags file'}</span></td>
+            <td>${ago(change?.at ?? f.updatedAt, now)} <span class="sub">${change ? html`by <strong class="actor">${change.actor ?? 'the scheduler'}</strong> · ${change.action}` : ''}</span></td>
           </tr>`;
         })}
       </tbody>
