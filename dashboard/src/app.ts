@@ -113,7 +113,7 @@ export class HeliosDashboard extends LitElement {
         </form>
       </header>
       ${store.problem ? html`<p class="problem" role="alert">${store.problem}</p>` : nothing}
-      <main id="panels" aria-busy=${store.loaded ? 'false' : 'true'}>
+      <main id="panels" aria-busy=${store.loaded || store.problem ? 'false' : 'true'}>
         ${breakersPanel(byName(store.breakers.values()), now, store.canOperate ? this.actions(store) : null)}
         ${flagsPanel(byName(store.flags.values()), store.flagChanges, now)}
         ${modulesPanel(byName(store.modules.values()), store.rollouts, now, store.canOperate ? this.rolloutActions(store) : null)}
