@@ -1,13 +1,8 @@
 /**
  * Rollouts in GraphQL: start and steer a rollout, its history, and the live `rolloutProgress`
- * feed. Not registered yet: the rollout service joins `Services` (and `rolloutProgress` the
- * bus's EventMap) when the modules side implements canary routing. Until then the types are
- * defined by `defineRolloutSchema(access)`, which schema.ts calls once with the accessors, e.g.
- *
- *   defineRolloutSchema({
- *     service: (ctx) => ctx.services.rollouts,
- *     onProgress: (ctx, listener) => ctx.services.bus.on('rolloutProgress', listener),
- *   });
+ * feed. The types are defined by `defineRolloutSchema(access)`, which schema.ts calls once with
+ * the accessors (the rollout service in `Services`, the bus's `rolloutProgress` topic), so a test
+ * can build the same types over a service of its own.
  */
 import { GraphQLError } from 'graphql';
 import { feed } from '../events.js';

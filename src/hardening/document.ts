@@ -41,6 +41,7 @@ import {
   type SelectionSetNode,
   type Source,
 } from 'graphql';
+import { checkLiterals } from './literals.js';
 import { DEFAULT_HARDENING_LIMITS, type DocumentLimits, type LimitErrorCode } from './limits.js';
 
 /** Introspection answers come from memory: a flat price, paid once per `__schema`/`__type`. */
@@ -177,7 +178,7 @@ export function checkDocument(
   } catch {
     return [limitError('QUERY_TOO_COMPLEX', 'The query could not be measured')];
   }
-  const errors: GraphQLError[] = [];
+  const errors: GraphQLError[] = checkLiterals(document, schema ?? null);
   if (measure.depth > limits.maxDepth) {
     errors.push(limitError('QUERY_TOO_DEEP', `Query depth ${measure.depth} exceeds the maximum of ${limits.maxDepth}`));
   }

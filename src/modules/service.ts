@@ -25,6 +25,12 @@
  *   it starts after that unit commits, and never if it rolls back (its promise then rejects).
  * - `invokeModule` runs through the module's own circuit breaker (`module:<name>`), with a call
  *   timeout (invocation.ts).
+ * - A rollout (src/rollouts/) stages a canary beside the active version: tests first (with
+ *   `testWith`), then load, health check and the active version's exported state imported; it is
+ *   dropped (routing stops at once, then drain and unload) or promoted (it becomes the active
+ *   version, keeping the state it built while serving its share; the old one becomes
+ *   previousVersion and is drained and disposed). While a module has a rollout, swap, rollback
+ *   and unload are refused with ROLLOUT_IN_PROGRESS. Routing is in invocation.ts.
  */
 import type { AuditRepository } from '../audit/repository.js';
 import type { CircuitBreaker } from '../breakers/engine.js';

@@ -163,3 +163,30 @@ describe('parseAndCheck', () => {
     expect(validate(schema, result.document!).map((e) => e.message).join()).toMatch(/Maximum introspection depth exceeded/);
   });
 });
+
+describe('long names and enum literals', () => {
+  const helios = buildHeliosSchema();
+  const long = 'SELECT_'.repeat(30_000);
+  const check = (source: string) => checkDocument(parse(source), DEFAULT_HARDENING_LIMITS, helios);
+
+  it('refuses a long string or enum literal where an enum goes, before graphql-js suggests alternatives', () => {
+    for (const value of [`"${long}"`, long]) {
+      const errors = check(`mutation { enableFeatureFlag(name: "x", strategy: ${value}) { errors { code } } }`);
+      expect(errors.map((e) => e.extensions.code)).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+      expect(errors[0]!.message).toBe(`An enum value is ${long.length} characters long; at most 128 are allowed`);
+    }
+  });
+
+  it('refuses a long field, argument or type name without echoing it', () => {
+    for (const source of [`{ ${long} }`, `{ flags(${long}: 1) { name } }`, `query($v: ${long}) { flags { name } }`]) {
+      const errors = check(source);
+      expect(errors.map((e) => e.extensions.code)).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+      expect(errors[0]!.message.length).toBeLessThan(200);
+    }
+  });
+
+  it('leaves long strings where a String or JSON goes, and short enum values, to validation', () => {
+    expect(check(`{ featureFlag(name: "${long}") { name } }`)).toEqual([]);
+    expect(check(`mutation { enableFeatureFlag(name: "x", strategy: ALL_ON) { errors { code } } }`)).toEqual([]);
+  });
+});
