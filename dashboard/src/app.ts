@@ -92,6 +92,12 @@ export class HeliosDashboard extends LitElement {
     };
   }
 
+  /** A wall screen's tab says it too, so a page left in the background still tells. */
+  protected override updated(): void {
+    const status = this.connection?.status ?? 'connecting';
+    document.title = status === 'live' ? 'Helios dashboard' : `${STATUS_TEXT[status]} · Helios dashboard`;
+  }
+
   protected override render() {
     const store = this.store!;
     const connection = this.connection!;

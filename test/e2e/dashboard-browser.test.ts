@@ -244,9 +244,11 @@ describe('the dashboard in Chromium', () => {
     await expect.poll(() => status(page).getAttribute('data-status'), { timeout: 10_000 }).toBe('reconnecting');
     expect(await status(page).innerText()).toContain('Reconnecting');
     expect(await status(page).getAttribute('aria-live')).toBe('polite');
+    expect(await page.title()).toBe('Reconnecting… · Helios dashboard');
 
     const second = await pool.start({ dir: first.dir, env: { PORT: String(port) } });
     await expect.poll(() => status(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('live');
+    expect(await page.title()).toBe('Helios dashboard');
     // Live again, subscriptions included: a change on the new server shows without a reload.
     await untilListening(second, 'featureFlagChanged');
     await second.query(SetFlagPercentageDocument, { name: 'neural_network_v2', percentage: 64 });
