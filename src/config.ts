@@ -29,6 +29,8 @@ export interface HeliosConfig {
   /** Upper bound for a graceful shutdown before connections are cut. */
   shutdownTimeoutMs: number;
   graphiql: boolean;
+  /** The operations dashboard at /dashboard. */
+  dashboard: boolean;
   /** Prometheus `/metrics` and the hot-path counting behind it (HELIOS_METRICS, default on). */
   metrics: boolean;
   /** Limits for every loaded module version (see the README). */
@@ -111,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel,
     shutdownTimeoutMs: intFrom(env, 'HELIOS_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     graphiql: boolFrom(env, 'HELIOS_GRAPHIQL', true),
+    dashboard: boolFrom(env, 'HELIOS_DASHBOARD', true),
     metrics: boolFrom(env, 'HELIOS_METRICS', true),
     modules: {
       maxHeapMb: intFrom(env, 'HELIOS_MODULE_MAX_HEAP_MB', 128, 8, 65_536),

@@ -3,7 +3,8 @@
  * - transport/http.ts: the node:http server, /health and /ready, origin check, body cap and
  *   in-flight tracking, and a route table later adapters register on;
  * - transport/graphql-ws.ts: graphql-ws (`graphql-transport-ws`) upgrades on /graphql;
- * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token.
+ * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token;
+ * - transport/dashboard.ts: the built operations dashboard on /dashboard (HELIOS_DASHBOARD).
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,
@@ -27,6 +28,7 @@ import { countSharedSubscription, GraphQLOperationCounters, useOperationMetrics 
 import { createHeliosMetrics } from './metrics/prometheus.js';
 import { createMetricsRoute, METRICS_PATH } from './transport/metrics.js';
 import { createOfrepRoute, OFREP_PREFIX } from './transport/ofrep.js';
+import { dashboardRoutes } from './transport/dashboard.js';
 import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
@@ -119,6 +121,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
+  if (config.dashboard) for (const route of dashboardRoutes()) http.route(route);
   // Standard doors: OFREP and /metrics, each its own file under src/transport/. They answer
   // origin, auth and body errors in their own protocol's shape, so the table leaves those to them.
   const ofrep = createOfrepRoute({ flags: services.flags, tokens: services.tokens, anonymous: config.anonymous, origins, maxRequestBodyBytes: limits.maxRequestBodyBytes, logger });

@@ -155,3 +155,12 @@ builder.subscriptionField('testProgress', (t) =>
     resolve: (event) => event,
   }),
 );
+
+builder.subscriptionField('testRunStarted', (t) =>
+  t.field({
+    type: TestProgressEventRef,
+    description: 'The RUN_STARTED event of every new run (of any module), so a client can follow runs it did not start on testProgress(runId).',
+    subscribe: (_r, _a, ctx) => ctx.services.bus.subscribe('testProgress', (e) => e.type === 'RUN_STARTED'),
+    resolve: (event) => event,
+  }),
+);

@@ -1,4 +1,5 @@
 /** API tokens in GraphQL (admins only): create (the secret is shown once), revoke, list. */
+import type { Caller } from '../auth/authorization.js';
 import { ROLES } from '../auth/roles.js';
 import type { ApiTokenRecord } from '../auth/service.js';
 import { builder } from './builder.js';
@@ -29,6 +30,23 @@ const CreateApiTokenPayload = builder.objectRef<Payload<{ token: string; record:
   }),
 });
 const RevokeApiTokenPayload = entityPayload('RevokeApiTokenPayload', 'apiToken', ApiTokenRef, 'The revoked token.');
+
+const CallerRef = builder.objectRef<Caller>('Caller').implement({
+  description: 'Who is asking: a token\'s name and role, or the anonymous caller.',
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'The token\'s name (the audit actor), or anonymous.' }),
+    role: t.field({ type: RoleEnum, resolve: (c) => c.role }),
+    anonymous: t.exposeBoolean('anonymous'),
+  }),
+});
+
+builder.queryField('me', (t) =>
+  t.field({
+    type: CallerRef,
+    description: 'The caller behind this request, so a client (the dashboard) offers only what its role may do.',
+    resolve: (_r, _a, ctx) => ctx.caller,
+  }),
+);
 
 builder.queryField('apiTokens', (t) =>
   t.field({

@@ -8,42 +8,22 @@
  * content-hashed URL under `/graphiql/`:
  * - read from the package once per process, on the first visit (a server that never serves
  *   GraphiQL never loads the 9 MB);
- * - compressed once (brotli and gzip with node:zlib, off the event loop), lazily per asset, and
- *   answered by `Accept-Encoding` from those shared buffers, so a visit allocates nothing big;
- * - `Cache-Control: public, max-age=31536000, immutable` (a new GraphiQL version is a new URL),
- *   a strong ETag per encoding and 304 on a matching `If-None-Match`.
+ * - compressed once, immutable, with ETags and 304s, as every static asset (static-assets.ts);
+ *   a new GraphiQL version is a new URL.
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { promisify } from 'node:util';
-import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 import type { GraphiQLOptions } from 'graphql-yoga';
+import { allowReadOnly, answerOrFail, sendNotFound, sendStaticAsset, staticAsset, type StaticAsset } from './static-assets.js';
 
 /** Every GraphiQL asset is served below this path; the page itself stays on /graphql. */
 export const GRAPHIQL_ASSETS_PATH = '/graphiql/';
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-const brotli = promisify(brotliCompress);
-const gzipAsync = promisify(gzip);
-
-type Encoding = 'br' | 'gzip' | 'identity';
-
-interface Asset {
-  /** Base name and extension, e.g. `graphiql` and `js`; the URL is `/graphiql/<name>.<hash>.<ext>`. */
-  path: string;
-  contentType: string;
-  identity: Buffer;
-  hash: string;
-  /** Compressed once, on the first request that can use it. */
-  compressed: Promise<Record<'br' | 'gzip', Buffer>> | null;
-}
-
 interface Catalog {
-  byPath: Map<string, Asset>;
-  js: Asset;
-  css: Asset;
-  favicon: Asset;
-  workers: Record<'editorWorkerService' | 'json' | 'graphql', Asset>;
+  byPath: Map<string, StaticAsset>;
+  js: StaticAsset;
+  css: StaticAsset;
+  favicon: StaticAsset;
+  workers: Record<'editorWorkerService' | 'json' | 'graphql', StaticAsset>;
 }
 
 let catalog: Promise<Catalog> | null = null;
@@ -51,10 +31,9 @@ let catalog: Promise<Catalog> | null = null;
 /** The assets of the installed GraphiQL, loaded and hashed once per process. */
 function loadCatalog(): Promise<Catalog> {
   catalog ??= import('@graphql-yoga/render-graphiql/graphiql').then((shipped) => {
-    const byPath = new Map<string, Asset>();
-    const asset = (name: string, ext: string, contentType: string, content: Buffer): Asset => {
-      const hash = createHash('sha256').update(content).digest('hex').slice(0, 16);
-      const made: Asset = { path: `${GRAPHIQL_ASSETS_PATH}${name}.${hash}.${ext}`, contentType, identity: content, hash, compressed: null };
+    const byPath = new Map<string, StaticAsset>();
+    const asset = (name: string, ext: string, contentType: string, content: Buffer): StaticAsset => {
+      const made = staticAsset(`${GRAPHIQL_ASSETS_PATH}${name}.{hash}.${ext}`, contentType, content);
       byPath.set(made.path, made);
       return made;
     };
@@ -78,21 +57,6 @@ function loadCatalog(): Promise<Catalog> {
 function faviconBytes(dataUrl: string): Buffer {
   const comma = dataUrl.indexOf(',');
   return Buffer.from(dataUrl.slice(comma + 1), dataUrl.slice(0, comma).endsWith(';base64') ? 'base64' : 'utf8');
-}
-
-function compressedOf(asset: Asset): Promise<Record<'br' | 'gzip', Buffer>> {
-  // Quality 5 / level 6: within a few percent of the maximum sizes at a third of their CPU.
-  asset.compressed ??= Promise.all([
-    brotli(asset.identity, {
-      params: {
-        [zlib.BROTLI_PARAM_QUALITY]: 5,
-        [zlib.BROTLI_PARAM_SIZE_HINT]: asset.identity.length,
-        [zlib.BROTLI_PARAM_MODE]: asset.contentType.startsWith('image/') ? zlib.BROTLI_MODE_GENERIC : zlib.BROTLI_MODE_TEXT,
-      },
-    }),
-    gzipAsync(asset.identity, { level: 6 }),
-  ]).then(([br, gz]) => ({ br, gzip: gz }));
-  return asset.compressed;
 }
 
 /**
@@ -134,68 +98,16 @@ export async function renderGraphiQLPage(options?: GraphiQLOptions): Promise<str
 export function serveGraphiQLAsset(req: IncomingMessage, res: ServerResponse): boolean {
   const url = req.url ?? '/';
   if (!url.startsWith(GRAPHIQL_ASSETS_PATH)) return false;
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
-    res.end('Method Not Allowed\n');
-    return true;
-  }
-  void answer(req, res, url.split('?')[0]!).catch((error: unknown) => {
-    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end(`Could not prepare the GraphiQL asset: ${error instanceof Error ? error.message : String(error)}\n`);
-  });
+  if (!allowReadOnly(req, res)) return true;
+  answerOrFail(res, 'the GraphiQL asset', answer(req, res, url.split('?')[0]!));
   return true;
 }
 
 async function answer(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   const asset = (await loadCatalog()).byPath.get(path);
-  if (!asset) {
-    // Hashed URLs never change content: an unknown one (an older GraphiQL's) is simply gone.
-    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
-    res.end('Not Found\n');
-    return;
-  }
-  const encoding = preferredEncoding(req.headers['accept-encoding']);
-  const body = encoding === 'identity' ? asset.identity : (await compressedOf(asset))[encoding];
-  const etag = `"${asset.hash}${encoding === 'identity' ? '' : `-${encoding}`}"`;
-  const headers: Record<string, string | number> = {
-    'cache-control': IMMUTABLE,
-    etag,
-    vary: 'Accept-Encoding',
-    'x-content-type-options': 'nosniff',
-  };
-  if (matchesEtag(req.headers['if-none-match'], etag)) {
-    res.writeHead(304, headers);
-    res.end();
-    return;
-  }
-  headers['content-type'] = asset.contentType;
-  headers['content-length'] = body.length;
-  if (encoding !== 'identity') headers['content-encoding'] = encoding;
-  res.writeHead(200, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
-}
-
-/** br over gzip over identity, honouring `q=0` refusals; `*` stands for any unnamed coding. */
-export function preferredEncoding(header: string | string[] | undefined): Encoding {
-  const q = new Map<string, number>();
-  for (const part of (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',')) {
-    const [name, ...params] = part.trim().toLowerCase().split(';');
-    if (!name) continue;
-    const weight = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)).find(Boolean);
-    q.set(name, weight ? Number(weight[1]) : 1);
-  }
-  const accepts = (name: string) => (q.get(name) ?? q.get('*') ?? 0) > 0;
-  if (accepts('br')) return 'br';
-  if (accepts('gzip')) return 'gzip';
-  return 'identity';
-}
-
-function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  return header.split(',').some((candidate) => {
-    const value = candidate.trim();
-    return value === '*' || value === etag || value === `W/${etag}`;
-  });
+  // Hashed URLs never change content: an unknown one (an older GraphiQL's) is simply gone.
+  if (!asset) sendNotFound(res);
+  else await sendStaticAsset(req, res, asset);
 }
 
 function escapeHtml(text: string): string {

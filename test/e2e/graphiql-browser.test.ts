@@ -4,36 +4,14 @@
  * error, and with a token typed into the Headers tab it receives the events of a flag changed
  * over HTTP. Set HELIOS_GRAPHIQL_SCREENSHOT=<file.png> to keep a screenshot of the result.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { browserPool } from '../support/browser.js';
 import { serverPool } from '../support/pool.js';
 import { untilListening, TEST_ADMIN_TOKEN } from '../support/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const pool = serverPool();
-const opened: Array<{ context: BrowserContext; dir: string }> = [];
-
-afterEach(async () => {
-  for (const { context, dir } of opened.splice(0)) {
-    await context.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-async function browser(): Promise<Page> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'helios-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
-  opened.push({ context, dir });
-  return context.pages()[0] ?? (await context.newPage());
-}
+const browsers = browserPool();
 
 /** Replaces an editor's text the way a user types it (insertText: no auto-closed brackets). */
 async function typeInto(page: Page, editor: ReturnType<Page['locator']>, text: string): Promise<void> {
@@ -48,7 +26,7 @@ const resultText = async (page: Page) => (await page.locator('.graphiql-response
 describe('GraphiQL in Chromium', () => {
   it('runs a subscription with the token from its Headers tab while HELIOS_ANONYMOUS=none', { timeout: 120_000 }, async () => {
     const h = await pool.start({ env: { HELIOS_ANONYMOUS: 'none' } });
-    const page = await browser();
+    const page = await browsers.page();
     await page.goto(h.url);
     const queryEditor = page.locator('.graphiql-query-editor .monaco-editor');
     await queryEditor.waitFor({ timeout: 60_000 });

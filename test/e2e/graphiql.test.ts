@@ -4,40 +4,18 @@
  * over graphql-ws, the token GraphiQL sends with each operation (its Headers tab, in
  * `extensions.headers`) with anonymous access off. The browser itself: graphiql-browser.test.ts.
  */
-import { request as httpRequest } from 'node:http';
 import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { print } from 'graphql';
 import type { Client } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
 import { CreateApiTokenDocument, FeatureFlagChangedDocument, RevokeApiTokenDocument, SetFlagPercentageDocument } from '../gql/graphql.js';
 import { serverPool } from '../support/pool.js';
+import { rawGet } from '../support/raw-http.js';
 import { untilListening, type TestServer } from '../support/server.js';
 
 const pool = serverPool();
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** A raw GET (fetch would decompress and hide Content-Encoding); `keep: false` counts bytes only. */
-function get(url: string, headers: Record<string, string> = {}, keep = true): Promise<Answer & { bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (keep) chunks.push(chunk);
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), bytes }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = rawGet;
 
 const page = (h: TestServer) => get(h.url, { accept: 'text/html' });
 

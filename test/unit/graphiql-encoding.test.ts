@@ -1,6 +1,6 @@
 /** Which stored encoding of a GraphiQL asset answers an `Accept-Encoding` header. */
 import { describe, expect, it } from 'vitest';
-import { preferredEncoding } from '../../src/transport/graphiql.js';
+import { preferredEncoding } from '../../src/transport/static-assets.js';
 
 describe('preferredEncoding', () => {
   it('prefers br, then gzip, honours q=0 refusals and *, and falls back to identity', () => {
