@@ -3,7 +3,9 @@
  * - transport/http.ts: the node:http server, /health and /ready, origin check, body cap and
  *   in-flight tracking, and a route table later adapters register on;
  * - transport/graphql-ws.ts: graphql-ws (`graphql-transport-ws`) upgrades on /graphql;
- * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token.
+ * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token;
+ * - transport/rest.ts: the seeds' REST API (/api/modularity/*) over the same services, and its
+ *   OpenAPI document (/api/openapi.json).
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,
@@ -25,6 +27,8 @@ import { errorFields } from './logger.js';
 import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
+import { restRoutes } from './transport/rest.js';
+import { REST_ROUTES } from './rest/routes.js';
 import { StreamRegistry, useStreamTracking } from './transport/sse.js';
 
 export interface HeliosServer {
@@ -109,6 +113,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     fallback: (req, res) => yoga(req, res),
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
+  for (const route of restRoutes({ routes: REST_ROUTES, services, anonymous: config.anonymous, logger })) http.route(route);
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
 
   const ws = createGraphQLWsTransport({
