@@ -162,7 +162,7 @@ export function flagView(f: FlagDefinition, services: Services) {
           target_percentage: f.gradual.targetPercentage,
           start_at: iso(f.gradual.startAt),
           duration_seconds: f.gradual.durationSeconds,
-          current_percentage: services.flags.effectivePercentage({ ...f, strategy: 'GRADUAL' }) ?? f.gradual.startPercentage,
+          current_percentage: services.flags.scheduledPercentage({ ...f, strategy: 'GRADUAL' }) ?? f.gradual.startPercentage,
         }
       : null,
     created_at: iso(f.createdAt),
@@ -176,7 +176,7 @@ const FlagSchema = object({
   enabled: bool,
   strategy: { type: 'string', enum: lowerAll(ROLLOUT_STRATEGIES) },
   percentage: { type: 'number', description: 'The configured percentage (PERCENTAGE strategy).' },
-  effective_percentage: { type: ['number', 'null'], description: 'The percentage in force now: PERCENTAGE and GRADUAL flags only.' },
+  effective_percentage: { type: ['number', 'null'], description: 'The percentage of contexts the flag is on for now: percentage and gradual flags only; 0 while disabled.' },
   stickiness: str,
   whitelist: { type: 'array', items: object({ attribute: str, values: strings }) },
   gradual: {
