@@ -22,9 +22,9 @@ import { useDocumentLimits } from './hardening/plugin.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
-import { buildSchema } from './graphql/schema.js';
+import { buildSchema, printSortedSchema } from './graphql/schema.js';
 import { errorFields } from './logger.js';
-import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
+import { GRAPHIQL_ASSETS_PATH, graphiqlWelcome, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
 import { restRoutes } from './transport/rest.js';
@@ -40,6 +40,20 @@ export interface HeliosServer {
 }
 
 const GRAPHQL_PATH = '/graphql';
+const SCHEMA_FILE_PATH = '/schema.graphql';
+
+let schemaFile: string | null = null;
+
+function serveSchemaFile(req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+    res.end('Method Not Allowed\n');
+    return;
+  }
+  const sdl = (schemaFile ??= printSortedSchema());
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(sdl), 'cache-control': 'no-cache' });
+  res.end(req.method === 'HEAD' ? undefined : sdl);
+}
 
 export async function startServer(config: HeliosConfig, options: AppOptions = {}): Promise<HeliosServer> {
   const app = await createApp(config, options);
@@ -78,7 +92,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     landingPage: false,
     // A small page; its assets are served by Helios (no CDN), compressed and cached (graphiql.ts).
     renderGraphiQL: renderGraphiQLPage,
-    graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
+    graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS', defaultQuery: graphiqlWelcome(config.anonymous) } : false,
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
     batching: { limit: limits.maxBatchSize },
@@ -114,6 +128,9 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
   for (const route of restRoutes({ routes: REST_ROUTES, services, anonymous: config.anonymous, logger })) http.route(route);
+  // The SDL clients generate from (README: Typed clients); it says what introspection says, so
+  // it is off when introspection is.
+  if (config.introspection) http.route({ path: SCHEMA_FILE_PATH, handle: (req, res) => serveSchemaFile(req, res) });
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
 
   const ws = createGraphQLWsTransport({
