@@ -5,6 +5,8 @@
  * - transport/graphql-ws.ts: graphql-ws (`graphql-transport-ws`) upgrades on /graphql;
  * - transport/sse.ts: subscriptions Yoga streams over HTTP, tracked per token;
  * - transport/dashboard.ts: the built operations dashboard on /dashboard (HELIOS_DASHBOARD).
+ * - transport/rest.ts: the seeds' REST API (/api/modularity/*) over the same services, and its
+ *   OpenAPI document (/api/openapi.json).
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,
@@ -22,16 +24,18 @@ import { useDocumentLimits } from './hardening/plugin.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
-import { buildSchema } from './graphql/schema.js';
+import { buildSchema, printSortedSchema } from './graphql/schema.js';
 import { errorFields } from './logger.js';
 import { countSharedSubscription, GraphQLOperationCounters, useOperationMetrics } from './metrics/graphql.js';
 import { createHeliosMetrics } from './metrics/prometheus.js';
 import { createMetricsRoute, METRICS_PATH } from './transport/metrics.js';
 import { createOfrepRoute, OFREP_PREFIX } from './transport/ofrep.js';
 import { dashboardRoutes } from './transport/dashboard.js';
-import { GRAPHIQL_ASSETS_PATH, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
+import { GRAPHIQL_ASSETS_PATH, graphiqlWelcome, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
+import { restRoutes } from './transport/rest.js';
+import { REST_ROUTES } from './rest/routes.js';
 import { StreamRegistry, useStreamTracking } from './transport/sse.js';
 
 export interface HeliosServer {
@@ -43,6 +47,20 @@ export interface HeliosServer {
 }
 
 const GRAPHQL_PATH = '/graphql';
+const SCHEMA_FILE_PATH = '/schema.graphql';
+
+let schemaFile: string | null = null;
+
+function serveSchemaFile(req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+    res.end('Method Not Allowed\n');
+    return;
+  }
+  const sdl = (schemaFile ??= printSortedSchema());
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(sdl), 'cache-control': 'no-cache' });
+  res.end(req.method === 'HEAD' ? undefined : sdl);
+}
 
 export async function startServer(config: HeliosConfig, options: AppOptions = {}): Promise<HeliosServer> {
   const app = await createApp(config, options);
@@ -83,7 +101,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     landingPage: false,
     // A small page; its assets are served by Helios (no CDN), compressed and cached (graphiql.ts).
     renderGraphiQL: renderGraphiQLPage,
-    graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS' } : false,
+    graphiql: config.graphiql ? { title: 'Helios', subscriptionsProtocol: 'WS', defaultQuery: graphiqlWelcome(config.anonymous) } : false,
     // Same-origin only by default; other browser origins are refused before Yoga (origin check).
     cors: config.allowedOrigins.length > 0 ? { origin: config.allowedOrigins, credentials: false } : false,
     batching: { limit: limits.maxBatchSize },
@@ -120,6 +138,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     fallback: (req, res) => yoga(req, res),
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
+  for (const route of restRoutes({ routes: REST_ROUTES, services, anonymous: config.anonymous, logger })) http.route(route);
+  // The SDL clients generate from (README: Typed clients); it says what introspection says, so
+  // it is off when introspection is.
+  if (config.introspection) http.route({ path: SCHEMA_FILE_PATH, handle: (req, res) => serveSchemaFile(req, res) });
   if (config.graphiql) http.route({ path: GRAPHIQL_ASSETS_PATH, handle: (req, res) => void serveGraphiQLAsset(req, res) });
   if (config.dashboard) for (const route of dashboardRoutes()) http.route(route);
   // Standard doors: OFREP and /metrics, each its own file under src/transport/. They answer

@@ -265,10 +265,11 @@ export function nextGradualChangeAt(g: GradualSchedule, now: number): number | n
 }
 
 /**
- * PERCENTAGE: its percentage; GRADUAL: the schedule's percentage at `now` (its plain percentage
- * when it has no schedule); other strategies: null.
+ * What the flag's rollout says at `now`, enabled or not: PERCENTAGE: its percentage; GRADUAL:
+ * the schedule's percentage at `now` (its plain percentage when it has no schedule); other
+ * strategies: null.
  */
-export function effectivePercentage(def: FlagDefinition, now: number): number | null {
+export function scheduledPercentage(def: FlagDefinition, now: number): number | null {
   switch (def.strategy) {
     case 'PERCENTAGE':
       return round2(clampPercentage(def.percentage));
@@ -277,6 +278,17 @@ export function effectivePercentage(def: FlagDefinition, now: number): number | 
     default:
       return null;
   }
+}
+
+/**
+ * The percentage of contexts the flag is on for at `now`, one rule for both percentage
+ * strategies: a disabled PERCENTAGE or GRADUAL flag is on for nobody, so 0 (its configured or
+ * scheduled value stays visible as `percentage` / `gradual.currentPercentage`); an enabled one, its
+ * scheduled percentage; other strategies: null.
+ */
+export function effectivePercentage(def: FlagDefinition, now: number): number | null {
+  const scheduled = scheduledPercentage(def, now);
+  return scheduled === null ? null : def.enabled ? scheduled : 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,27 +59,46 @@ function readWhitelist(raw: unknown): WhitelistEntry[] {
   return [...entries].map(([attribute, values]) => ({ attribute, values: [...values] }));
 }
 
-function readGradual(raw: unknown, now: number, previousStartAt: number | null): GradualSchedule | null {
+/** Runs one check; a UserError it throws is noted in `problems` and the value is undefined. */
+type Attempt = <T>(check: () => T) => T | undefined;
+
+function attemptInto(problems: string[]): Attempt {
+  return (check) => {
+    try {
+      return check();
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      problems.push(error.message);
+      return undefined;
+    }
+  };
+}
+
+function readGradual(raw: unknown, now: number, previousStartAt: number | null, attempt: Attempt): GradualSchedule | null | undefined {
   if (raw === undefined || raw === null) return null;
-  if (!isObject(raw)) throw new UserError('INVALID_CONFIG_FILE', 'gradual must be an object');
-  const start = readNumber(raw, ['start_percentage', 'startPercentage']) ?? 0;
-  const target = readNumber(raw, ['target_percentage', 'targetPercentage']);
-  const duration = readNumber(raw, ['duration_seconds', 'durationSeconds']);
-  if (target === undefined) throw new UserError('INVALID_CONFIG_FILE', 'gradual.target_percentage is required');
-  if (duration === undefined) throw new UserError('INVALID_CONFIG_FILE', 'gradual.duration_seconds is required');
+  if (!isObject(raw)) return attempt(() => {
+    throw new UserError('INVALID_CONFIG_FILE', 'gradual must be an object');
+  });
+  const start = attempt(() => readNumber(raw, ['start_percentage', 'startPercentage']) ?? 0);
+  const target = attempt(() => readNumber(raw, ['target_percentage', 'targetPercentage']) ?? missing('gradual.target_percentage'));
+  const duration = attempt(() => readNumber(raw, ['duration_seconds', 'durationSeconds']) ?? missing('gradual.duration_seconds'));
   const startAtRaw = raw.start_at ?? raw.startAt;
   // Without start_at a schedule starts when first imported; re-applying the file keeps that start.
-  let startAt = previousStartAt ?? now;
-  if (startAtRaw !== undefined && startAtRaw !== null) {
-    startAt = typeof startAtRaw === 'string' ? Date.parse(startAtRaw) : Number.NaN;
-    if (Number.isNaN(startAt)) throw new UserError('INVALID_CONFIG_FILE', 'gradual.start_at must be an ISO-8601 date-time');
-  }
-  return {
-    startPercentage: validatePercentage(start, 'gradual.start_percentage'),
-    targetPercentage: validatePercentage(target, 'gradual.target_percentage'),
-    startAt,
-    durationSeconds: validateDuration(duration, 'gradual.duration_seconds'),
-  };
+  const startAt = attempt(() => {
+    if (startAtRaw === undefined || startAtRaw === null) return previousStartAt ?? now;
+    const at = typeof startAtRaw === 'string' ? Date.parse(startAtRaw) : Number.NaN;
+    if (Number.isNaN(at)) throw new UserError('INVALID_CONFIG_FILE', 'gradual.start_at must be an ISO-8601 date-time');
+    return at;
+  });
+  const startPercentage = start === undefined ? undefined : attempt(() => validatePercentage(start, 'gradual.start_percentage'));
+  const targetPercentage = target === undefined ? undefined : attempt(() => validatePercentage(target, 'gradual.target_percentage'));
+  const durationSeconds = duration === undefined ? undefined : attempt(() => validateDuration(duration, 'gradual.duration_seconds'));
+  if (startPercentage === undefined || targetPercentage === undefined || durationSeconds === undefined || startAt === undefined) return undefined;
+  return { startPercentage, targetPercentage, startAt, durationSeconds };
+}
+
+function missing(what: string): never {
+  throw new UserError('INVALID_CONFIG_FILE', `${what} is required`);
 }
 
 /**
@@ -102,32 +121,31 @@ export function parseFlagsFile(
   const flags: FlagDefinition[] = [];
   const problems: UserError[] = [];
   for (const [key, value] of Object.entries(raw)) {
-    try {
-      const name = validateName(key, 'name', 'Flag name');
-      if (!isObject(value)) throw new UserError('INVALID_CONFIG_FILE', 'must be an object');
-      if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
-        throw new UserError('INVALID_CONFIG_FILE', 'enabled must be true or false');
-      }
-      if (typeof value.strategy !== 'string') throw new UserError('INVALID_CONFIG_FILE', 'strategy is required');
-      const strategy = parseStrategy(value.strategy);
-      const gradual = readGradual(value.gradual, now, existing(name)?.gradual?.startAt ?? null);
-      if (strategy === 'GRADUAL' && !gradual) throw new UserError('INVALID_CONFIG_FILE', 'a gradual flag needs a "gradual" schedule');
-      flags.push({
-        name,
-        description: validateDescription(typeof value.description === 'string' ? value.description : ''),
-        enabled: value.enabled === true,
-        strategy,
-        percentage: validatePercentage(readNumber(value, ['percentage']) ?? 0),
-        stickiness: validateStickiness(typeof value.stickiness === 'string' ? value.stickiness : 'default'),
-        whitelist: readWhitelist(value.whitelist),
-        gradual,
-        createdAt: now,
-        updatedAt: now,
+    // Every problem of a flag is reported, not only its first (each becomes one error).
+    const found: string[] = [];
+    const attempt = attemptInto(found);
+    const name = attempt(() => validateName(key, 'name', 'Flag name'));
+    if (!isObject(value)) {
+      found.push('must be an object');
+    } else {
+      attempt(() => {
+        if (value.enabled !== undefined && typeof value.enabled !== 'boolean') throw new UserError('INVALID_CONFIG_FILE', 'enabled must be true or false');
       });
-    } catch (error) {
-      if (!(error instanceof UserError)) throw error;
-      problems.push(fileError(key, error.message));
+      const strategy = attempt(() => (typeof value.strategy === 'string' ? parseStrategy(value.strategy) : missing('strategy')));
+      const gradual = readGradual(value.gradual, now, name === undefined ? null : (existing(name)?.gradual?.startAt ?? null), attempt);
+      if (strategy === 'GRADUAL' && gradual === null) found.push('a gradual flag needs a "gradual" schedule');
+      const description = attempt(() => validateDescription(typeof value.description === 'string' ? value.description : ''));
+      const percentage = attempt(() => validatePercentage(readNumber(value, ['percentage']) ?? 0));
+      const stickiness = attempt(() => validateStickiness(typeof value.stickiness === 'string' ? value.stickiness : 'default'));
+      const whitelist = attempt(() => readWhitelist(value.whitelist));
+      if (found.length === 0) {
+        flags.push({
+          name: name!, description: description!, enabled: value.enabled === true, strategy: strategy!, percentage: percentage!,
+          stickiness: stickiness!, whitelist: whitelist!, gradual: gradual ?? null, createdAt: now, updatedAt: now,
+        });
+      }
     }
+    for (const message of found) problems.push(fileError(key, message));
   }
   if (problems.length > 0) throw new UserErrors(problems);
   return flags;

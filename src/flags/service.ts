@@ -26,6 +26,7 @@ import { validateName } from '../validation.js';
 import {
   compileFlag,
   effectivePercentage,
+  scheduledPercentage,
 
   nextGradualChangeAt,
   notFound,
@@ -150,8 +151,14 @@ export class FlagService {
     return this.compiled.size;
   }
 
+  /** The percentage of contexts the flag is on for now (0 when disabled; see the engine). */
   effectivePercentage(def: FlagDefinition): number | null {
     return effectivePercentage(def, this.deps.clock.now());
+  }
+
+  /** What the flag's rollout says now, enabled or not. */
+  scheduledPercentage(def: FlagDefinition): number | null {
+    return scheduledPercentage(def, this.deps.clock.now());
   }
 
   evaluate(name: string, context: EvaluationContext = {}): FlagEvaluation {

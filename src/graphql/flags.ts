@@ -44,7 +44,7 @@ const GradualRolloutRef = builder
       startAt: t.field({ type: 'DateTime', resolve: (g) => toDate(g.schedule.startAt) }),
       durationSeconds: t.int({ resolve: (g) => g.schedule.durationSeconds }),
       endsAt: t.field({ type: 'DateTime', resolve: (g) => toDate(g.schedule.startAt + g.schedule.durationSeconds * 1000) }),
-      currentPercentage: t.float({ description: 'The percentage in force now.', resolve: (g) => g.current ?? g.schedule.startPercentage }),
+      currentPercentage: t.float({ description: 'The schedule\'s percentage now (whether or not the flag is enabled).', resolve: (g) => g.current ?? g.schedule.startPercentage }),
     }),
   });
 
@@ -57,7 +57,8 @@ export const FeatureFlagRef = builder.objectRef<FlagDefinition>('FeatureFlag').i
     percentage: t.exposeFloat('percentage', { description: 'The configured percentage used by the PERCENTAGE strategy.' }),
     effectivePercentage: t.float({
       nullable: true,
-      description: 'The percentage in force now: PERCENTAGE and GRADUAL flags only.',
+      description:
+        'The percentage of contexts the flag is on for now: PERCENTAGE and GRADUAL flags only (null for others); 0 while the flag is disabled, whatever its strategy.',
       resolve: (f, _args, ctx) => ctx.services.flags.effectivePercentage(f),
     }),
     stickiness: t.exposeString('stickiness', {
@@ -68,7 +69,7 @@ export const FeatureFlagRef = builder.objectRef<FlagDefinition>('FeatureFlag').i
       type: GradualRolloutRef,
       nullable: true,
       resolve: (f, _args, ctx) =>
-        f.gradual ? { schedule: f.gradual, current: ctx.services.flags.effectivePercentage({ ...f, strategy: 'GRADUAL' }) } : null,
+        f.gradual ? { schedule: f.gradual, current: ctx.services.flags.scheduledPercentage({ ...f, strategy: 'GRADUAL' }) } : null,
     }),
     createdAt: t.field({ type: 'DateTime', resolve: (f) => toDate(f.createdAt) }),
     updatedAt: t.field({ type: 'DateTime', resolve: (f) => toDate(f.updatedAt) }),

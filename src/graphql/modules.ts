@@ -105,7 +105,7 @@ const ModuleStateChangeRef = builder.objectRef<ModuleStateEvent>('ModuleStateCha
     from: t.field({ type: ModuleStateEnum, resolve: (e) => e.from }),
     to: t.field({ type: ModuleStateEnum, resolve: (e) => e.to }),
     version: t.exposeString('version'),
-    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, recovery, crash or restart.' }),
+    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, unregisterModule, recovery, crash or restart.' }),
     actor: t.exposeString('actor', { nullable: true }),
     error: t.string({
       nullable: true,
@@ -136,6 +136,7 @@ const modulePayload = (name: string, description: string) => entityPayload(name,
 const RegisterModulePayload = modulePayload('RegisterModulePayload', 'The registered module (UNLOADED).');
 const LoadModulePayload = modulePayload('LoadModulePayload', 'The module after loading. On failure `errors` says why and the module is FAILED with lastError.');
 const RollbackModulePayload = modulePayload('RollbackModulePayload', 'The module, serving its previous version.');
+const UnregisterModulePayload = modulePayload('UnregisterModulePayload', 'The module as it was registered; it is no longer.');
 
 const UnloadModulePayload = builder.objectRef<Payload<{ record: ModuleRecord; unloaded: string[] }>>('UnloadModulePayload').implement({
   fields: (t) => ({
@@ -237,6 +238,14 @@ builder.mutationFields((t) => ({
     type: RollbackModulePayload,
     args: { name: t.arg.string({ required: true }) },
     resolve: (_r, args, ctx) => runMutation(ctx, 'OPERATOR', () => ctx.services.modules.rollback(ctx.actor, args.name)),
+  }),
+  unregisterModule: t.field({
+    type: UnregisterModulePayload,
+    description:
+      'Removes a module registered by mistake. Refused while it is not UNLOADED (unload it first) and while another module depends on it (MODULE_HAS_DEPENDENTS). Its test runs, breaker and audit entries are kept.',
+    args: { name: t.arg.string({ required: true }) },
+    // The counterpart of registerModule: admins only.
+    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', () => ctx.services.modules.unregister(ctx.actor, args.name)),
   }),
   invokeModule: t.field({
     type: InvokeModulePayload,

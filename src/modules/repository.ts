@@ -47,6 +47,7 @@ export class ModuleRepository {
   private readonly selectDeps;
   private readonly upsert;
   private readonly deleteDeps;
+  private readonly deleteModule;
   private readonly insertDep;
 
   constructor(private readonly db: Db) {
@@ -67,6 +68,7 @@ export class ModuleRepository {
         loaded_at = excluded.loaded_at, previous_version = excluded.previous_version,
         previous_module_path = excluded.previous_module_path, updated_at = excluded.updated_at`);
     this.deleteDeps = db.prepare('DELETE FROM module_dependencies WHERE module = ?');
+    this.deleteModule = db.prepare('DELETE FROM modules WHERE name = ?');
     this.insertDep = db.prepare('INSERT INTO module_dependencies (module, dependency, position) VALUES (?, ?, ?)');
   }
 
@@ -104,6 +106,11 @@ export class ModuleRepository {
       this.deleteDeps.run(record.name);
       record.dependencies.forEach((dep, i) => this.insertDep.run(record.name, dep, i));
     }
+  }
+
+  /** Removes the module row (its dependency rows go with it: ON DELETE CASCADE). */
+  delete(name: string): void {
+    this.deleteModule.run(name);
   }
 
 }

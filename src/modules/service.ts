@@ -366,6 +366,30 @@ export class ModuleService {
     });
   }
 
+  /** Removes an UNLOADED module's registration; refused while another module depends on it. */
+  unregister(actor: string, name: string): Promise<ModuleRecord> {
+    return this.serialized(async () => {
+      const record = this.existing(name);
+      if (record.state !== 'UNLOADED') {
+        throw new UserError('INVALID_MODULE_STATE', `Module "${name}" is ${record.state}; unload it before unregistering it`, 'name');
+      }
+      const dependents = this.dependents(name);
+      if (dependents.length > 0) {
+        throw new UserError('MODULE_HAS_DEPENDENTS', `Module "${name}" is a dependency of ${dependents.join(', ')}; unregister them first`, 'name');
+      }
+      this.uow.run(() => {
+        this.repo.delete(name);
+        this.deps.audit.record({ at: this.deps.clock.now(), actor, action: 'unregisterModule', targetType: 'MODULE', target: name, before: auditView(record), after: null });
+        this.uow.afterCommit(() => {
+          this.records.delete(name);
+          this.live.delete(name);
+          this.publish(record, 'UNLOADED', 'unregisterModule', actor, null);
+        });
+      });
+      return record;
+    });
+  }
+
   /** Hot-swaps an ACTIVE module to the file at `newVersionPath` (see the file comment). */
   swap(actor: string, name: string, input: { newVersionPath: string; newVersion?: string | null; testWith?: ModuleType | null }): Promise<{ record: ModuleRecord; testRunId: string | null }> {
     return this.serialized(async () => {

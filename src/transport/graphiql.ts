@@ -15,6 +15,41 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GraphiQLOptions } from 'graphql-yoga';
 import { allowReadOnly, answerOrFail, sendNotFound, sendStaticAsset, staticAsset, type StaticAsset } from './static-assets.js';
 
+/**
+ * What GraphiQL's editor shows on a first visit (Yoga's `defaultQuery`): what Helios is, how to
+ * get and send a token, and a first operation to run. `anonymous` says whether reads need one.
+ */
+export function graphiqlWelcome(anonymous: 'none' | 'viewer'): string {
+  const access =
+    anonymous === 'viewer'
+      ? ['# Reading needs no token here. To change anything, put a token in the Headers tab below:']
+      : ['# Every operation needs a token here: put one in the Headers tab below:'];
+  return [
+    '# Welcome to Helios, the runtime control plane of this Node.js service: feature flags,',
+    '# circuit breakers and hot-swappable modules, changed live and watched live over GraphQL.',
+    '#',
+    ...access,
+    '#   {"Authorization": "Bearer hel_..."}',
+    '# The first start printed an admin token and wrote it to data/admin-token',
+    '# (HELIOS_ADMIN_TOKEN_FILE); make more with `npm run token -- create --name me --role OPERATOR`.',
+    '#',
+    '# Run an operation with the play button (Ctrl-Enter); the book icon opens the schema docs.',
+    '# GraphiQL runs one operation at a time: watch a subscription (featureFlagChanged,',
+    '# breakerStateChanged) in a second browser tab while you change things in this one.',
+    '',
+    'query ModularityStatus {',
+    '  modularityStatus {',
+    '    version',
+    '    uptimeSeconds',
+    '    modules { total active failed }',
+    '    flags { total enabled }',
+    '    breakers { total open forcedOpen }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
 /** Every GraphiQL asset is served below this path; the page itself stays on /graphql. */
 export const GRAPHIQL_ASSETS_PATH = '/graphiql/';
 

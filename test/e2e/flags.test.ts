@@ -321,6 +321,14 @@ describe('auditLog', () => {
     expect(latest).toMatchObject({ actor: 'bootstrap-admin', targetType: 'FEATURE_FLAG', target: 'websocket_v2' });
     expect((latest.before as { percentage: number }).percentage).toBe(30);
     expect((latest.after as { percentage: number }).percentage).toBe(40);
+    // Times as the API writes them everywhere else: ISO-8601, not epoch milliseconds.
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    const after = latest.after as { createdAt: unknown; updatedAt: unknown };
+    expect(after.createdAt).toMatch(iso);
+    expect(after.updatedAt).toMatch(iso);
+    expect((latest.before as { updatedAt: unknown }).updatedAt).toMatch(iso);
+    const disabled = page1.auditLog.edges[0]!.node.after as { updatedAt: string };
+    expect(disabled.updatedAt).toBe((await h.query(FeatureFlagDocument, { name: 'websocket_v2' })).featureFlag!.updatedAt);
 
     const page2 = await h.query(AuditLogDocument, { first: 2, target: 'websocket_v2', after: page1.auditLog.pageInfo.endCursor });
     expect(page2.auditLog.edges.map((e) => e.node.action)).toEqual(['setFlagPercentage', 'importFeatureFlags']);

@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig, type HeliosConfig } from '../../src/config.js';
 import type { EventMap } from '../../src/events.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, type Logger } from '../../src/logger.js';
 import { startServer, type HeliosServer } from '../../src/server.js';
 
 /** Every test server bootstraps this admin token; `request` and `wsClient` send it unless told otherwise. */
@@ -42,6 +42,8 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** Receives a first-start admin token banner (default: discarded). */
   print?: (text: string) => void;
+  /** Default: a logger at HELIOS_TEST_LOG_LEVEL (silent). */
+  logger?: Logger;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -57,7 +59,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...options.env,
   });
   const server = await startServer(config, {
-    logger: createLogger(config.logLevel),
+    logger: options.logger ?? createLogger(config.logLevel),
     print: options.print ?? (() => {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.random ? { random: options.random } : {}),

@@ -5,6 +5,7 @@ import {
   bucketOf,
   compileFlag,
   effectivePercentage,
+  scheduledPercentage,
   evaluateFlag,
   gradualPercentageAt,
   nextGradualChangeAt,
@@ -390,5 +391,15 @@ describe('gradual rollout', () => {
     expect(effectivePercentage(flag({ strategy: 'GRADUAL', gradual: null, percentage: 7 }), T0)).toBe(7);
     expect(effectivePercentage(flag({ strategy: 'ALL_ON' }), T0)).toBeNull();
     expect(effectivePercentage(flag({ strategy: 'WHITELIST' }), T0)).toBeNull();
+  });
+
+  it('effectivePercentage: one rule for a disabled flag, PERCENTAGE or GRADUAL: 0 (the schedule stays in scheduledPercentage)', () => {
+    const later = T0 + 200_000;
+    expect(effectivePercentage(flag({ enabled: false, percentage: 25 }), later)).toBe(0);
+    expect(effectivePercentage(flag({ enabled: false, strategy: 'GRADUAL', gradual: up }), later)).toBe(0);
+    expect(effectivePercentage(flag({ enabled: false, strategy: 'GRADUAL', gradual: null, percentage: 7 }), later)).toBe(0);
+    expect(effectivePercentage(flag({ enabled: false, strategy: 'ALL_ON' }), later)).toBeNull();
+    expect(scheduledPercentage(flag({ enabled: false, percentage: 25 }), later)).toBe(25);
+    expect(scheduledPercentage(flag({ enabled: false, strategy: 'GRADUAL', gradual: up }), later)).toBe(30);
   });
 });

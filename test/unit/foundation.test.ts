@@ -105,6 +105,29 @@ describe('parseFlagsFile', () => {
       ]);
     }
   });
+
+  it('reports every problem of one flag, not only its first', () => {
+    try {
+      parseFlagsFile(
+        JSON.stringify({
+          z: { enabled: 'yes', strategy: 'sometimes', percentage: 300, gradual: { start_percentage: 1 } },
+        }),
+        now,
+      );
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(UserErrors);
+      const errors = (error as UserErrors).errors;
+      expect(errors.every((e) => e.code === 'INVALID_CONFIG_FILE' && e.field === 'z')).toBe(true);
+      const messages = errors.map((e) => e.message).join('\n');
+      expect(messages).toMatch(/enabled must be true or false/);
+      expect(messages).toMatch(/sometimes/);
+      expect(messages).toMatch(/target_percentage is required/);
+      expect(messages).toMatch(/duration_seconds is required/);
+      expect(messages).toMatch(/300/);
+      expect(errors).toHaveLength(5);
+    }
+  });
 });
 
 describe('subscription feeds', () => {
