@@ -1,8 +1,9 @@
-/** `npm run example:deploy` (examples/deploy/deploy.ts) against a real server: every step succeeds, narrated. */
+/** `npm run example:deploy` (examples/deploy/deploy.ts) against a real server: every step succeeds, narrated, including a promoted and an aborted rollout. */
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { serverPool } from '../support/pool.js';
 import { TEST_ADMIN_TOKEN } from '../support/server.js';
+import { RolloutDocument, RolloutsDocument } from '../gql/graphql.js';
 
 const pool = serverPool();
 
@@ -38,9 +39,17 @@ describe('examples/deploy', () => {
       'neural_network_v2: ALL_ON',
       'now 2.0.0 (previous 1.0.0), gated by test run',
       'after the swap: served by 2.0.0',
-      'skipped: the rollouts domain is not in this build yet',
-      'now 1.0.0 (previous 2.0.0)',
-      'after the rollback: served by 1.0.0',
+      'STARTED: canary loaded beside the stable version',
+      'STEP: canary at 50%',
+      'STEP: canary at 100%',
+      'PROMOTED: every step passed its gates',
+      'neural_predictor now 3.0.0 (previous 2.0.0), canary none',
+      'after the promotion: served by 3.0.0',
+      'ABORTED: ',
+      'a call the canary failed: CALL_FAILED: ',
+      'after the abort, 50 calls from 50 users: 50 served by 3.0.0',
+      'now 2.0.0 (previous 3.0.0)',
+      'after the rollback: served by 2.0.0',
       'Done.',
     ]) {
       expect(out).toContain(line);
@@ -48,12 +57,24 @@ describe('examples/deploy', () => {
     // The server ends where the narration says.
     const { flags, modules } = h.server.app.services;
     expect(flags.get('neural_network_v2')).toMatchObject({ enabled: true, strategy: 'ALL_ON' });
-    expect(modules.get('neural_predictor')).toMatchObject({ state: 'ACTIVE', version: '1.0.0', previousVersion: '2.0.0' });
+    expect(modules.get('neural_predictor')).toMatchObject({ state: 'ACTIVE', version: '2.0.0', previousVersion: '3.0.0' });
+    // Two automatic rollouts happened, as narrated: 3.0.0 promoted, then 4.0.0 aborted by its failing calls.
+    const history = (await h.query(RolloutsDocument, { module: 'neural_predictor' })).rollouts.nodes;
+    expect(history.map((r) => [r.toVersion, r.status])).toEqual([['4.0.0', 'ABORTED'], ['3.0.0', 'PROMOTED']]);
+    const aborted = (await h.query(RolloutDocument, { module: 'neural_predictor' })).rollout!;
+    expect(aborted.abort?.cause).toMatch(/^(BREAKER_OPEN|FAILURE_RATE)$/);
+    // HOLDING (too few canary calls in a second) may come between on a slow machine; no second step ever does.
+    expect(aborted.events.map((e) => e.type).filter((t) => t !== 'HOLDING')).toEqual(['STARTED', 'STEP', 'ABORTED']);
+    expect(aborted.canary).toBeNull();
+    expect(out).toMatch(/PROMOTED: every step passed its gates[^\n]*\n\s+neural_predictor now 3\.0\.0/);
+    expect(out).toMatch(/ABORTED: (BREAKER_OPEN|FAILURE_RATE)/);
 
     // A second run on the same server finds the modules registered and still succeeds.
     const again = await runDemo({ HELIOS_URL: h.url, HELIOS_TOKEN: TEST_ADMIN_TOKEN });
     expect(again.code).toBe(0);
     expect(again.out).toContain('neural_predictor: already registered');
+    expect(again.out).toContain('PROMOTED: every step passed its gates');
+    expect(again.out).toMatch(/ABORTED: (BREAKER_OPEN|FAILURE_RATE)/);
   });
 
   it('stops with a clear message and exit code 1 when a step is refused', { timeout: 60_000 }, async () => {
