@@ -27,6 +27,7 @@ export class BreakerRepository {
   private readonly upsert;
   private readonly insertTransition;
   private readonly selectTransitions;
+  private readonly deleteOne;
 
   constructor(private readonly db: Db) {
     this.selectAll = db.prepare<[], BreakerRow>('SELECT * FROM circuit_breakers ORDER BY name');
@@ -40,9 +41,15 @@ export class BreakerRepository {
     this.insertTransition = db.prepare(`
       INSERT INTO breaker_transitions (breaker, from_state, to_state, reason, at, open_until, metrics_json)
       VALUES (@name, @from, @to, @reason, @at, @openUntil, @metrics)`);
+    // Its transitions go with it (ON DELETE CASCADE).
+    this.deleteOne = db.prepare<[string]>('DELETE FROM circuit_breakers WHERE name = ?');
     this.selectTransitions = db.prepare<[string, number], TransitionRow>(
       'SELECT * FROM (SELECT * FROM breaker_transitions WHERE breaker = ? ORDER BY id DESC LIMIT ?) ORDER BY id ASC',
     );
+  }
+
+  delete(name: string): void {
+    this.deleteOne.run(name);
   }
 
   all(): BreakerSnapshot[] {

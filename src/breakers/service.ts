@@ -179,6 +179,29 @@ export class BreakerService {
 
   // ---- internals ----
 
+  /**
+   * Removes a breaker for good, with its stored row and transitions, audited: a rollout's canary
+   * breaker (`module:<name>@<version>`) once that version is promoted or gone. Memory forgets it
+   * after the commit. False when there is no such breaker.
+   */
+  retire(actor: string, name: string): boolean {
+    const breaker = this.registry.get(name);
+    if (!breaker) return false;
+    const now = this.deps.clock.now();
+    this.uow.run(() => {
+      this.repo.delete(name);
+      this.deps.audit.record({
+        at: now, actor, action: 'removeCircuitBreaker', targetType: 'CIRCUIT_BREAKER', target: name,
+        before: auditView(breaker.snapshot()), after: null,
+      });
+      this.uow.afterCommit(() => {
+        this.dirty.delete(name);
+        this.registry.remove(name);
+      });
+    });
+    return true;
+  }
+
   private existing(name: string): CircuitBreaker {
     const breaker = this.registry.get(name);
     if (!breaker) throw new UserError('BREAKER_NOT_FOUND', `Circuit breaker ${quoteValue(name)} does not exist`, 'name');

@@ -539,11 +539,22 @@ export class ModuleService {
           this.deps.breakers.open(ROLLOUT_ACTOR_FOR_CRASH, breaker.name);
         } finally {
           this.canaryBreakers.delete(breaker.name);
+          // The open has told the rollout (which aborts); then the breaker of a dead version goes.
+          queueMicrotask(() => this.retireCanaryBreaker(breaker.name));
         }
       });
       this.deps.logger.info('canary staged', { module: record.name, stable: stable.version, canary: plan.toVersion, flag: options.flag });
       return { testRunId };
     });
+  }
+
+  /** A canary's breaker outlives nothing it guarded: removed (audited) once its version is promoted or gone. */
+  private retireCanaryBreaker(breakerName: string): void {
+    try {
+      this.deps.breakers.retire(ROLLOUT_ACTOR_FOR_CRASH, breakerName);
+    } catch (error) {
+      this.deps.logger.error('could not remove a canary breaker', { breaker: breakerName, ...errorFields(error) });
+    }
   }
 
   /** The canary's own breaker, with the stable breaker's config; a fresh canary starts CLOSED. */
@@ -569,7 +580,10 @@ export class ModuleService {
     return version.drain(this.deps.drainTimeoutMs ?? 5000)
       .then(() => version.dispose())
       .catch(() => version.terminate())
-      .then(() => this.deps.logger.info('canary unloaded', { module: name, version: version.version }));
+      .then(() => {
+        this.retireCanaryBreaker(canary.breaker.name);
+        this.deps.logger.info('canary unloaded', { module: name, version: version.version });
+      });
   }
 
   /**
@@ -601,6 +615,8 @@ export class ModuleService {
         throw error;
       }
       this.canaryBreakers.delete(canary.breaker.name);
+      // The promoted version now serves through the module's own breaker.
+      this.retireCanaryBreaker(canary.breaker.name);
       this.attach(record, canary.version);
       void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
       this.runHooks(record, canary.version);

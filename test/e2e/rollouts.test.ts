@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText, sampleValue } from '../support/prometheus-text.js';
 import {
+  CircuitBreakersDocument,
   AbortRolloutDocument,
   EnableFeatureFlagDocument,
   EvaluateFlagDocument,
@@ -92,6 +93,17 @@ async function rolloutOf(h: TestServer) {
 
 const served = (m: Map<string, string>, version: string) => [...m.values()].filter((v) => v === version).length;
 
+
+/** The breakers' names, once the dropped or promoted canary's breaker is gone (it is removed after its version is). */
+async function breakersOnceCanaryGone(h: TestServer, canaryBreaker: string): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const names = (await h.query(CircuitBreakersDocument)).circuitBreakers.map((b) => b.name);
+    if (!names.includes(canaryBreaker)) return names;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${canaryBreaker} is still listed`);
+}
+
 describe('a healthy rollout', () => {
   it('moves step by step on the clock, keeps users sticky, streams its progress and promotes the canary', async () => {
     const h = await startWithStable();
@@ -158,6 +170,8 @@ describe('a healthy rollout', () => {
     expect(module).toMatchObject({ version: '2.0.0', previousVersion: '1.0.0', state: 'ACTIVE', canary: null });
     const after = await traffic(h, 0, 20);
     expect(served(after, '2.0.0')).toBe(20);
+    // Promoted, version 2.0.0 serves through module:pricing; its canary breaker is removed.
+    expect(await breakersOnceCanaryGone(h, 'module:pricing@2.0.0')).toContain('module:pricing');
     // Without a canary the flag routes nothing: even a user the flag turns off gets the active version.
     await h.query(SetFlagPercentageDocument, { name: MODULE, percentage: 0 });
     expect((await invoke(h, 'u1')).servedBy).toBe('2.0.0');
@@ -193,6 +207,8 @@ describe('a failing canary', () => {
     expect((await h.query(ModuleCanaryDocument, { name: MODULE })).module).toMatchObject({ version: '1.0.0', canary: null, previousVersion: null });
     const later = await traffic(h, 0, 100);
     expect(served(later, '1.0.0')).toBe(100);
+    // The aborted canary's breaker goes with it; the module's own stays.
+    expect(await breakersOnceCanaryGone(h, 'module:pricing@2.0.0')).toContain('module:pricing');
   });
 
   it('is aborted the moment its breaker opens; calls routed to it meanwhile are served by the stable version', async () => {
@@ -219,6 +235,7 @@ describe('a failing canary', () => {
     expect(servedAfterAbort.every((v) => v === '1.0.0')).toBe(true);
     servedAfterAbort = [...(await traffic(h, 0, 50)).values()];
     expect(servedAfterAbort.every((v) => v === '1.0.0')).toBe(true);
+    expect(await breakersOnceCanaryGone(h, 'module:pricing@2.0.0')).toContain('module:pricing');
   });
 
   it('whose tests fail ends ABORTED with TESTS_FAILED, never serving a call', async () => {
