@@ -3,11 +3,12 @@
  * transpiles on load, and every module worker Helios starts would inherit its loader (about 40
  * ms more per worker start, and Node 20 keeps a MessagePort per loader thread of a terminated
  * worker, a leak that production never has). So the runner compiles the project with the
- * project's own tsconfig into node_modules/.cache/helios-bench (inside the package, so
+ * project's own tsconfig into node_modules/.cache/helios-bench-<checkout> (inside the package, so
  * node_modules and packageRoot() resolve as from dist/) and forks the compiled benchmarks.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,9 @@ export function projectRoot(): string {
 
 /** Compiles src/ and bench/ (and the rest tsconfig.json includes); returns the output folder. */
 export function buildForBench(root: string): string {
-  const outDir = path.join(root, 'node_modules', '.cache', 'helios-bench');
+  // node_modules may be shared by several checkouts (a symlink): one output folder per checkout,
+  // so one checkout's build never replaces another's while its benchmarks run.
+  const outDir = path.join(root, 'node_modules', '.cache', `helios-bench-${createHash('sha256').update(realpathSync(root)).digest('hex').slice(0, 12)}`);
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const tsc = createRequire(path.join(root, 'package.json')).resolve('typescript/bin/tsc');

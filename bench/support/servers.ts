@@ -38,6 +38,14 @@ export function startBareYoga(options: { bodyLimit?: boolean } = {}): Promise<Se
   });
 }
 
+/**
+ * The physical floor (raw-http-server.ts): a bare node:http server answering, per path, a canned
+ * body with a content type, e.g. exactly what Helios answered to the request it stands in for.
+ */
+export function startRawHttp(routes: Record<string, { body: string; contentType: string }>): Promise<ServerChild> {
+  return forkRpc<HeliosServerReady>(siblingScript(import.meta.url, './raw-http-server'), { args: [JSON.stringify(routes)] });
+}
+
 /** POSTs a GraphQL operation and returns the raw body text (for autocannon's expectBody). */
 export async function postGraphql(url: string, query: string, headers: Record<string, string> = {}, variables?: Record<string, unknown>): Promise<{ status: number; text: string }> {
   const res = await fetch(url, {
