@@ -25,9 +25,16 @@ export const BENCH_ADMIN_TOKEN = `bench-${randomBytes(24).toString('hex')}`;
 
 export const authHeaders: Record<string, string> = { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` };
 
+/**
+ * BENCH_CPU_PROF=<folder>: every Helios server child writes a V8 CPU profile there when it
+ * stops (`node --cpu-prof`), to find where a benchmark's time goes.
+ */
+const profileArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 export function startHelios(env: Record<string, string> = {}): Promise<ServerChild> {
   return forkRpc<HeliosServerReady>(siblingScript(import.meta.url, './helios-server'), {
     args: [JSON.stringify({ HELIOS_ADMIN_TOKEN: BENCH_ADMIN_TOKEN, ...env })],
+    execArgv: [...process.execArgv, ...profileArgs],
   });
 }
 
