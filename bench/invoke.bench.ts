@@ -5,6 +5,8 @@
  *   for a WORKER-isolated and an INLINE-isolated registration, against a direct call of the
  *   same module's `echo` (imported and created in this process): sequential awaited calls,
  *   cases interleaved round by round, median round; then throughput with 32 calls in flight;
+ *   beside them the channel's floor, a bare worker thread echoing the same message shape over
+ *   postMessage (goal, issue 15: WORKER <= 6x INLINE);
  * - over HTTP, `invokeModule` with autocannon (32 connections, Helios in a child process,
  *   admin Bearer token) for both isolations, next to a Helios `evaluateFlag` query on the same
  *   server as the HTTP floor.
@@ -13,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { createApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { BenchReport, BenchRow } from './report.js';
@@ -57,6 +60,30 @@ async function directEcho(file: string): Promise<EchoInstance> {
   return instance as EchoInstance;
 }
 
+/**
+ * The channel's own floor: a bare worker thread that posts back every message it gets, called
+ * with the same message shape Helios posts for a call (`{ t, id, method, arg }`), one awaited
+ * round trip at a time. Nothing of Helios runs on either side.
+ */
+function rawWorkerEcho(): { call: (arg: unknown) => Promise<unknown>; close: () => Promise<number> } {
+  const worker = new Worker("const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ t: 'ok', id: m.id, value: m.arg }));", { eval: true });
+  const waiting = new Map<number, (value: unknown) => void>();
+  let id = 0;
+  worker.on('message', (m: { id: number; value: unknown }) => {
+    const resolve = waiting.get(m.id);
+    waiting.delete(m.id);
+    resolve?.(m.value);
+  });
+  return {
+    call: (arg) => new Promise((resolve) => {
+      const next = ++id;
+      waiting.set(next, resolve);
+      worker.postMessage({ t: 'call', id: next, method: 'echo', arg });
+    }),
+    close: () => worker.terminate(),
+  };
+}
+
 async function registerAndLoad(app: App, name: string, isolation: 'WORKER' | 'INLINE'): Promise<void> {
   await app.services.modules.register('bench', { name, modulePath: 'echo.js', version: '1.0.0', isolation });
   await app.services.modules.load('bench', name);
@@ -66,8 +93,9 @@ export default async function run(): Promise<BenchReport> {
   const modules = makeBenchModulesDir();
   const dbDir = mkdtempSync(path.join(tmpdir(), 'helios-bench-invoke-'));
   const notes: string[] = [];
-  const seq: Record<'direct' | 'inline' | 'worker', number[]> = { direct: [], inline: [], worker: [] };
-  const conc: Record<'direct' | 'inline' | 'worker', number> = { direct: 0, inline: 0, worker: 0 };
+  const seq: Record<'direct' | 'inline' | 'worker' | 'rawWorker', number[]> = { direct: [], inline: [], worker: [], rawWorker: [] };
+  const conc: Record<'direct' | 'inline' | 'worker' | 'rawWorker', number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0 };
+  const raw = rawWorkerEcho();
   const app = await createApp(loadConfig({
     HELIOS_DB_PATH: path.join(dbDir, 'helios.db'),
     HELIOS_MODULES_DIR: modules.dir,
@@ -83,6 +111,7 @@ export default async function run(): Promise<BenchReport> {
       direct: async () => direct.echo(ARG),
       inline: () => service.invoke('echo_inline', 'echo', ARG),
       worker: () => service.invoke('echo_worker', 'echo', ARG),
+      rawWorker: () => raw.call(ARG),
     };
     const check = await service.invoke('echo_worker', 'echo', ARG);
     if (JSON.stringify(check.result) !== JSON.stringify(ARG)) throw new Error(`worker echo answered ${JSON.stringify(check)}`);
@@ -100,6 +129,7 @@ export default async function run(): Promise<BenchReport> {
       `In process: ${ROUNDS} rounds x ${CALLS_PER_ROUND} sequential awaited calls per case, interleaved, median round; throughput: ${CONCURRENT_CALLS} calls with ${IN_FLIGHT} in flight. Breaker module:echo_worker counted ${breaker?.metrics.calls ?? '?'} calls, ${breaker?.metrics.failures ?? '?'} failures (sanity).`,
     );
   } finally {
+    await raw.close();
     await app.close();
     rmSync(dbDir, { recursive: true, force: true });
   }
@@ -132,6 +162,7 @@ export default async function run(): Promise<BenchReport> {
   const d = median(seq.direct);
   const i = median(seq.inline);
   const w = median(seq.worker);
+  const rw = median(seq.rawWorker);
   const floor = http.floor!;
   const hi = http.inline!;
   const hw = http.worker!;
@@ -139,16 +170,19 @@ export default async function run(): Promise<BenchReport> {
     { case: 'direct call of echo (baseline)', value: round(d, 1), unit: 'ns/call', baseline: 'direct call', ratio: 1 },
     { case: 'modules.invoke, INLINE', value: round(i, 1), unit: 'ns/call', baseline: 'direct call', ratio: ratio(i, d) },
     { case: 'modules.invoke, WORKER', value: round(w, 1), unit: 'ns/call', baseline: 'direct call', ratio: ratio(w, d) },
-    { case: 'modules.invoke, WORKER vs INLINE', value: round(w, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(w, i) },
+    { case: 'modules.invoke, WORKER vs INLINE', value: round(w, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(w, i), goal: 'ratio <= 6', met: ratio(w, i) <= 6 },
+    { case: 'raw worker_threads postMessage echo round trip (channel floor)', value: round(rw, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(rw, i) },
+    { case: 'modules.invoke, WORKER vs the raw postMessage round trip', value: round(w, 1), unit: 'ns/call', baseline: 'raw postMessage round trip', ratio: ratio(w, rw) },
     { case: `throughput, ${IN_FLIGHT} in flight: direct`, value: round(conc.direct, 0), unit: 'calls/s', baseline: 'direct', ratio: 1 },
     { case: `throughput, ${IN_FLIGHT} in flight: INLINE`, value: round(conc.inline, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.inline, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: WORKER`, value: round(conc.worker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.worker, conc.direct) },
+    { case: `throughput, ${IN_FLIGHT} in flight: raw postMessage echo`, value: round(conc.rawWorker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawWorker, conc.direct) },
     { case: 'HTTP evaluateFlag on the same server (floor)', value: round(floor.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: 1 },
     { case: 'HTTP invokeModule, INLINE', value: round(hi.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: ratio(hi.rps, floor.rps) },
     { case: 'HTTP invokeModule, WORKER', value: round(hw.rps, 0), unit: 'req/s', baseline: 'invokeModule INLINE', ratio: ratio(hw.rps, hi.rps) },
   ];
   notes.push(
-    `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us.`,
+    `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us; a bare postMessage round trip to a worker thread (same message shape, nothing else) ${round(rw / 1000, 2)} us, which is ${round(rw / i, 1)}x INLINE by itself.`,
     `HTTP: autocannon ${HTTP_CONNECTIONS} connections, warm-up then ${HTTP_DURATION_S} s, bodies checked byte for byte. evaluateFlag: ${describeFailures(floor)}; INLINE: p50 ${hi.latencyP50Ms} ms, p99 ${hi.latencyP99Ms} ms, ${describeFailures(hi)}; WORKER: p50 ${hw.latencyP50Ms} ms, p99 ${hw.latencyP99Ms} ms, ${describeFailures(hw)}.`,
   );
   if (!isClean(hi) || !isClean(hw)) notes.push('Some HTTP responses were not the expected answer: see the counts above.');

@@ -5,7 +5,8 @@
  *   database each time (migrations and the seed import included); and a whole process, spawned
  *   with `src/main` (compiled, as `npm start` runs it) until /ready answers, against the bare
  *   graphql-yoga server spawned the same way until `{ hello }` answers. One discarded warm-up
- *   run each (disk cache).
+ *   run each (disk cache). And `npm start` itself in the checkout (its prestart build
+ *   included) on an unchanged build, against the same bare start (goal: <= 2x, issue 15).
  * - Idle memory: RSS and heap of a started Helios, after a forced GC, against the bare server.
  * - Cycles: a module holding 4 MB at module scope (support/modules.ts) loaded and unloaded in
  *   WORKER isolation, up to 1,000 times or as many as fit the time budget, RSS and heap sampled
@@ -14,7 +15,7 @@
  *   module in INLINE isolation, where Node keeps every imported copy.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,6 +32,8 @@ import { BENCH_ADMIN_TOKEN, startBareYoga, startHelios } from './support/servers
 import { MB, median, ratio, round, sleep } from './support/stats.js';
 
 const STARTS = 5;
+/** `npm start` runs its prestart build each time: fewer runs, they are long. */
+const NPM_STARTS = 2;
 const MAX_CYCLES = 1_000;
 const CYCLE_BUDGET_MS = 70_000;
 const SAMPLE_EVERY = 100;
@@ -98,8 +101,51 @@ async function spawnToReady(script: string, env: Record<string, string>, probe: 
   }
 }
 
+/**
+ * Milliseconds from `npm start` (its prestart build included) in the checkout until /ready
+ * answers; the npm process group is ended afterwards. The build output (dist/) is the
+ * checkout's own, already up to date from the discarded first run: an unchanged build.
+ */
+async function npmStartToReady(checkout: string, env: Record<string, string>): Promise<number> {
+  const port = await freePort();
+  const start = performance.now();
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: checkout,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+    detached: true,
+  });
+  let gone = false;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => {
+    gone = true;
+    resolve();
+  }));
+  const group = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  try {
+    await untilOk(`http://127.0.0.1:${port}/ready`, 120_000, () => gone);
+    return performance.now() - start;
+  } finally {
+    group('SIGTERM');
+    const killer = setTimeout(() => group('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killer);
+  }
+}
+
 function heliosEnv(dir: string): Record<string, string> {
   return { HOST: '127.0.0.1', HELIOS_DB_PATH: path.join(dir, 'helios.db'), LOG_LEVEL: 'silent', HELIOS_ADMIN_TOKEN: BENCH_ADMIN_TOKEN };
+}
+
+/** What `npm start` runs first, from the checkout's package.json. */
+function npmPrestart(checkout: string): string {
+  const pkg = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  return pkg.scripts?.prestart ?? 'nothing';
 }
 
 const mb = (bytes: number) => round(bytes / MB, 1);
@@ -137,6 +183,16 @@ export default async function run(): Promise<BenchReport> {
         spawnedRestart.push(restart);
         spawnedYoga.push(yoga);
       }
+    }
+    // `npm start` as an operator runs it: prestart build, then node dist/src/main.js.
+    const checkout = process.env.HELIOS_BENCH_CHECKOUT;
+    const npmStarts: number[] = [];
+    if (checkout) {
+      for (let k = 0; k <= NPM_STARTS; k++) {
+        const ms = await npmStartToReady(checkout, heliosEnv(restartDir));
+        if (k > 0) npmStarts.push(ms);
+      }
+      notes.push(`npm start in ${checkout} (prestart: ${npmPrestart(checkout)}) until /ready, ${NPM_STARTS} runs after one discarded run that brings dist/ up to date: ${npmStarts.map((m) => round(m, 0)).join(', ')} ms.`);
     }
     notes.push(
       `Start-up, ${STARTS} runs each after one discarded warm-up, median: startServer -> /ready in process ${inProcess.map((m) => round(m, 1)).join(', ')} ms; spawned src/main on a new database ${spawnedFirst.map((m) => round(m, 0)).join(', ')} ms, restarted on an existing one ${spawnedRestart.map((m) => round(m, 0)).join(', ')} ms; bare yoga ${spawnedYoga.map((m) => round(m, 0)).join(', ')} ms.`,
@@ -206,6 +262,17 @@ export default async function run(): Promise<BenchReport> {
       { case: 'spawned bare graphql-yoga until { hello } answers (baseline)', value: round(median(spawnedYoga), 0), unit: 'ms', baseline: 'bare yoga process start', ratio: 1 },
       { case: 'spawned helios (src/main) until /ready, new database', value: round(first, 0), unit: 'ms', baseline: 'bare yoga process start', ratio: ratio(first, median(spawnedYoga)) },
       { case: 'spawned helios until /ready, existing database', value: round(median(spawnedRestart), 0), unit: 'ms', baseline: 'bare yoga process start', ratio: ratio(median(spawnedRestart), median(spawnedYoga)) },
+      ...(npmStarts.length > 0
+        ? [{
+            case: '`npm start` on an unchanged build until /ready',
+            value: round(median(npmStarts), 0),
+            unit: 'ms',
+            baseline: 'bare yoga process start',
+            ratio: ratio(median(npmStarts), median(spawnedYoga)),
+            goal: 'ratio <= 2',
+            met: ratio(median(npmStarts), median(spawnedYoga)) <= 2,
+          }]
+        : []),
       { case: 'startServer() until /ready, in process, new database', value: round(median(inProcess), 1), unit: 'ms', baseline: 'spawned helios, new database', ratio: ratio(median(inProcess), first) },
       { case: 'idle RSS, bare graphql-yoga (baseline)', value: mb(yogaIdle.rss), unit: 'MB', baseline: 'bare yoga', ratio: 1 },
       { case: 'idle RSS, helios', value: mb(heliosIdle.rss), unit: 'MB', baseline: 'bare yoga idle RSS', ratio: ratio(heliosIdle.rss, yogaIdle.rss) },

@@ -265,6 +265,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const chosen = names.length > 0 ? benches.filter((b) => names.includes(b.name)) : benches;
+  // The checkout itself (the compiled copy lives elsewhere): for benchmarks that run `npm start`.
+  process.env.HELIOS_BENCH_CHECKOUT = projectRoot();
   const m = machine();
   console.log(`Helios benchmarks on ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}`);
   console.log(`running: ${chosen.map((b) => b.name).join(', ')}`);

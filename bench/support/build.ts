@@ -3,8 +3,8 @@
  * transpiles on load, and every module worker Helios starts would inherit its loader (about 40
  * ms more per worker start, and Node 20 keeps a MessagePort per loader thread of a terminated
  * worker, a leak that production never has). So the runner compiles the project with the
- * project's own tsconfig into node_modules/.cache/helios-bench (inside the package, so
- * node_modules and packageRoot() resolve as from dist/) and forks the compiled benchmarks.
+ * project's own tsconfig into dist/bench-build (inside the package, so node_modules and
+ * packageRoot() resolve as from dist/) and forks the compiled benchmarks.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,12 @@ export function projectRoot(): string {
 
 /** Compiles src/ and bench/ (and the rest tsconfig.json includes); returns the output folder. */
 export function buildForBench(root: string): string {
-  const outDir = path.join(root, 'node_modules', '.cache', 'helios-bench');
+  // Inside the checkout's own dist/ (ignored by git), not under node_modules: node_modules may be
+  // a symlink shared by several checkouts, and Node resolves a module's URL through symlinks, so
+  // a build under it would find the *other* checkout's package.json and migrations/ as its
+  // package root (and one checkout's build would replace another's while its benchmarks run).
+  // Packages still resolve from here: node_modules is found by walking up to the checkout.
+  const outDir = path.join(root, 'dist', 'bench-build');
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const tsc = createRequire(path.join(root, 'package.json')).resolve('typescript/bin/tsc');

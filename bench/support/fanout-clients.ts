@@ -7,7 +7,8 @@
  * (127.0.1.1, 127.0.1.2, ...): Helios limits WebSockets per client address, and the benchmark
  * is about fan-out, not about that quota.
  *
- * Rounds: `arm` clears the receipt times, the parent triggers an event, `collect` waits until
+ * Sockets come in groups, one per target server (Helios, the raw `ws` floor), all in this one
+ * process. Rounds: `arm` picks a group and clears its receipt times, the parent triggers an event, `collect` waits until
  * every socket got a `next` and returns the receipt times (epoch ms, sub-ms resolution).
  * The message handler only stamps the time and keeps the raw frame; frames are parsed and
  * checked afterwards, off the clock.
@@ -20,6 +21,8 @@ const PER_ADDRESS = 16;
 const CONNECT_BATCH = 200;
 
 interface ConnectRequest {
+  /** Which set of sockets (one per target server); rounds arm and collect one group. */
+  group: string;
   url: string;
   count: number;
   query: string;
@@ -34,7 +37,11 @@ interface Subscriber {
   frame: Buffer | null;
 }
 
-const subscribers: Subscriber[] = [];
+const groups = new Map<string, Subscriber[]>();
+/** Sockets opened so far over all groups: each socket's index picks its source address. */
+let opened = 0;
+/** The group armed for the current round. */
+let subscribers: Subscriber[] = [];
 let armed = 0;
 let got = 0;
 let onAllReceived: (() => void) | null = null;
@@ -49,7 +56,7 @@ function sourceAddress(index: number): string {
   return `127.0.${1 + Math.floor(slot / 250)}.${1 + (slot % 250)}`;
 }
 
-function open(url: string, index: number, query: string, authorization?: string): Promise<void> {
+function open(group: Subscriber[], url: string, index: number, query: string, authorization?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws', {
       localAddress: sourceAddress(index),
@@ -85,7 +92,7 @@ function open(url: string, index: number, query: string, authorization?: string)
       if (text.includes('"connection_ack"')) {
         acked = true;
         socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query } }));
-        subscribers.push(sub);
+        group.push(sub);
         resolve();
       } else if (text.includes('"ping"')) {
         socket.send('{"type":"pong"}');
@@ -104,18 +111,20 @@ function open(url: string, index: number, query: string, authorization?: string)
 
 async function connect(request: ConnectRequest): Promise<{ connected: number; ms: number }> {
   const started = performance.now();
-  const first = subscribers.length;
+  const group = groups.get(request.group) ?? [];
+  groups.set(request.group, group);
   for (let i = 0; i < request.count; i += CONNECT_BATCH) {
     const batch: Promise<void>[] = [];
     for (let k = i; k < Math.min(request.count, i + CONNECT_BATCH); k++) {
-      batch.push(open(request.url, first + k, request.query, request.authorization));
+      batch.push(open(group, request.url, opened++, request.query, request.authorization));
     }
     await Promise.all(batch);
   }
-  return { connected: subscribers.length, ms: performance.now() - started };
+  return { connected: group.length, ms: performance.now() - started };
 }
 
-function arm(): null {
+function arm(group: unknown): null {
+  subscribers = groups.get(String(group)) ?? [];
   for (const sub of subscribers) {
     sub.at = 0;
     sub.frame = null;
@@ -126,7 +135,7 @@ function arm(): null {
 }
 
 /** Waits for every subscriber's `next` (or the timeout); returns receipt times and a sample payload. */
-async function collect(timeoutMs: unknown): Promise<{ times: number[]; missing: number; bad: number; sample: unknown }> {
+async function collect(timeoutMs: unknown): Promise<{ times: number[]; missing: number; bad: number; sample: unknown; frame: string | null }> {
   if (got < armed) {
     await Promise.race([
       new Promise<void>((resolve) => {
@@ -139,25 +148,30 @@ async function collect(timeoutMs: unknown): Promise<{ times: number[]; missing: 
   const times: number[] = [];
   let bad = 0;
   let sample: unknown = null;
+  let frame: string | null = null;
   for (const sub of subscribers) {
     if (sub.at === 0 || !sub.frame) continue;
     times.push(sub.at);
     const message = JSON.parse(sub.frame.toString()) as { type?: string; payload?: { data?: unknown; errors?: unknown } };
     if (message.type !== 'next' || !message.payload?.data || message.payload.errors) bad++;
     sample ??= message.payload;
+    frame ??= sub.frame.toString();
   }
-  return { times, missing: armed - times.length, bad, sample };
+  return { times, missing: armed - times.length, bad, sample, frame };
 }
 
 async function closeAll(): Promise<null> {
-  for (const sub of subscribers.splice(0)) sub.socket.terminate();
+  for (const group of groups.values()) for (const sub of group.splice(0)) sub.socket.terminate();
   return null;
 }
 
 serveRpc({ pid: process.pid }, {
   connect: (payload) => connect(payload as ConnectRequest),
-  arm: () => arm(),
+  arm: (group) => arm(group),
   collect: (timeoutMs) => collect(timeoutMs),
-  stats: () => ({ subscribers: subscribers.length, errors, closedEarly, oddFrames, firstOddFrame, delivered: subscribers.reduce((n, s) => n + s.received, 0) }),
+  stats: () => {
+    const all = [...groups.values()].flat();
+    return { subscribers: all.length, errors, closedEarly, oddFrames, firstOddFrame, delivered: all.reduce((n, s) => n + s.received, 0) };
+  },
   stop: () => closeAll(),
 });

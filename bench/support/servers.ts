@@ -25,9 +25,16 @@ export const BENCH_ADMIN_TOKEN = `bench-${randomBytes(24).toString('hex')}`;
 
 export const authHeaders: Record<string, string> = { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` };
 
+/**
+ * BENCH_CPU_PROF=<folder>: every Helios server child writes a V8 CPU profile there when it
+ * stops (`node --cpu-prof`), to find where a benchmark's time goes.
+ */
+const profileArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 export function startHelios(env: Record<string, string> = {}): Promise<ServerChild> {
   return forkRpc<HeliosServerReady>(siblingScript(import.meta.url, './helios-server'), {
     args: [JSON.stringify({ HELIOS_ADMIN_TOKEN: BENCH_ADMIN_TOKEN, ...env })],
+    execArgv: [...process.execArgv, ...profileArgs],
   });
 }
 
@@ -36,6 +43,14 @@ export function startBareYoga(options: { bodyLimit?: boolean } = {}): Promise<Se
   return forkRpc<HeliosServerReady>(siblingScript(import.meta.url, './yoga-hello-server'), {
     env: { BENCH_YOGA_BODY_LIMIT: options.bodyLimit === false ? 'off' : 'on' },
   });
+}
+
+/**
+ * The physical floor (raw-http-server.ts): a bare node:http server answering, per path, a canned
+ * body with a content type, e.g. exactly what Helios answered to the request it stands in for.
+ */
+export function startRawHttp(routes: Record<string, { body: string; contentType: string }>): Promise<ServerChild> {
+  return forkRpc<HeliosServerReady>(siblingScript(import.meta.url, './raw-http-server'), { args: [JSON.stringify(routes)] });
 }
 
 /** POSTs a GraphQL operation and returns the raw body text (for autocannon's expectBody). */

@@ -52,7 +52,17 @@ export class UnitOfWork {
     console.error(message, error);
   };
 
-  constructor(private readonly db: Db) {}
+  /**
+   * One transaction wrapper for the connection, made once: `db.transaction()` builds a new
+   * wrapper (four functions and their properties) each time it is called, which a CPU profile
+   * of `setFlagPercentage` showed at a tenth of the whole call. The wrapper decides at each call
+   * whether to BEGIN or to open a savepoint, so nesting works the same.
+   */
+  private readonly transaction: <T>(fn: () => T) => T;
+
+  constructor(private readonly db: Db) {
+    this.transaction = db.transaction(<T>(fn: () => T): T => fn()) as <T>(fn: () => T) => T;
+  }
 
   /** Where errors thrown by after-commit and rollback callbacks go (the app's logger). */
   setErrorReporter(report: UnitOfWorkErrorReporter): void {
@@ -73,7 +83,7 @@ export class UnitOfWork {
     this.frames.push(frame);
     let result: T;
     try {
-      result = this.db.transaction(fn)();
+      result = this.transaction(fn);
     } catch (error) {
       this.frames.pop();
       for (const undo of frame.onRollback.reverse()) this.safely('a rollback callback failed', undo);

@@ -76,8 +76,13 @@ export class FlagRepository {
     return row ? toDefinition(row, this.selectWhitelist.all(name)) : null;
   }
 
-  /** Writes the flag and replaces its whitelist; callers run it inside their transaction. */
-  save(def: FlagDefinition): void {
+  /**
+   * Writes the flag and replaces its whitelist; callers run it inside their transaction.
+   * `stored`, when given, is the flag as this transaction read it: when its whitelist is the
+   * same as `def`'s, the whitelist rows are left as they are (a percentage change rewrote them
+   * all, a delete and an insert per value, for nothing).
+   */
+  save(def: FlagDefinition, stored: FlagDefinition | null = null): void {
     this.upsertRow.run({
       name: def.name,
       description: def.description,
@@ -92,6 +97,7 @@ export class FlagRepository {
       createdAt: def.createdAt,
       updatedAt: def.updatedAt,
     });
+    if (stored && stored.name === def.name && sameWhitelist(stored.whitelist, def.whitelist)) return;
     this.deleteWhitelist.run(def.name);
     let position = 0;
     for (const entry of def.whitelist) {
@@ -103,6 +109,15 @@ export class FlagRepository {
     return this.deleteRow.run(name).changes > 0;
   }
 
+}
+
+function sameWhitelist(a: readonly WhitelistEntry[], b: readonly WhitelistEntry[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  return a.every((entry, i) => {
+    const other = b[i]!;
+    return entry.attribute === other.attribute && entry.values.length === other.values.length && entry.values.every((v, k) => v === other.values[k]);
+  });
 }
 
 function toDefinition(row: FlagRow, whitelistRows: readonly WhitelistRow[]): FlagDefinition {

@@ -311,7 +311,7 @@ export class FlagService {
         const current = this.repo.get(def.name);
         const next: FlagDefinition = current ? { ...def, createdAt: current.createdAt } : def;
         if (current && sameFlag(current, next)) continue;
-        this.repo.save(next);
+        this.repo.save(next, current);
         this.deps.audit.record({
           at: now, actor, action: 'reloadFeatureFlags', targetType: 'FEATURE_FLAG', target: def.name,
           before: current, after: next,
@@ -376,7 +376,7 @@ export class FlagService {
       }
       if (current && sameFlag(current, proposed)) return null;
       const next = { ...proposed, updatedAt: now };
-      this.repo.save(next);
+      this.repo.save(next, current);
       this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
       return this.committed({ name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current });
     });
@@ -450,6 +450,8 @@ export class FlagService {
 }
 
 function sameFlag(a: FlagDefinition, b: FlagDefinition): boolean {
+  // A scalar that differs decides at once (a percentage change, say) without serialising both.
+  if (a.enabled !== b.enabled || a.strategy !== b.strategy || a.percentage !== b.percentage || a.stickiness !== b.stickiness || a.description !== b.description) return false;
   const strip = ({ updatedAt: _u, createdAt: _c, ...rest }: FlagDefinition) => rest;
   return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
 }

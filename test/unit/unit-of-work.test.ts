@@ -25,6 +25,29 @@ const boom = (): never => {
 };
 
 describe('UnitOfWork', () => {
+  it('makes one transaction wrapper per connection, not one per run, and still nests as savepoints', () => {
+    const db = openDatabase(':memory:');
+    db.exec('CREATE TABLE t (v TEXT NOT NULL)');
+    let made = 0;
+    const transaction = db.transaction.bind(db);
+    db.transaction = ((fn: (...args: never[]) => unknown) => {
+      made++;
+      return transaction(fn);
+    }) as typeof db.transaction;
+    const uow = new UnitOfWork(db);
+    const insert = (v: string) => db.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+    for (let i = 0; i < 5; i++) uow.run(() => insert(`a${i}`));
+    uow.run(() => {
+      insert('b');
+      expect(() => uow.run(() => {
+        insert('c');
+        boom();
+      })).toThrow('boom');
+    });
+    expect(made).toBe(1);
+    expect(db.prepare<[], { v: string }>('SELECT v FROM t ORDER BY rowid').all().map((r) => r.v)).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'b']);
+  });
+
   it('runs after-commit callbacks once, in order, only after the outermost commit', () => {
     const { uow, insert, rows } = setup();
     const seen: string[] = [];
