@@ -87,6 +87,13 @@ export class FlagService {
   private readonly meta: MetaRepository;
   private readonly uow: UnitOfWork;
   private compiled = new Map<string, CompiledFlag>();
+  /**
+   * Write order of changes (SQLite runs one writer), and the latest one applied to memory per
+   * flag: an after-commit callback may itself change a flag before an earlier change's memory
+   * update has run; that older update must not overwrite the newer one in memory.
+   */
+  private writeSeq = 0;
+  private readonly appliedSeq = new Map<string, number>();
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
@@ -319,8 +326,9 @@ export class FlagService {
         events.push({ name: def.name, kind: current ? 'UPDATED' : 'CREATED', action: 'reloadFeatureFlags', actor, at: now, flag: next, previous: current });
       }
       if (events.length > 0) {
+        const seqs = events.map(() => ++this.writeSeq);
         this.uow.afterCommit(() => {
-          for (const event of events) this.applyCommitted(event);
+          events.forEach((event, i) => this.applyCommitted(event, seqs[i]!));
           this.scheduleGradual();
         });
       }
@@ -385,14 +393,21 @@ export class FlagService {
 
   /** Queues the event's memory update and publish for after the outermost commit. */
   private committed(event: FlagChangeEvent): FlagChangeEvent {
+    const seq = ++this.writeSeq;
     this.uow.afterCommit(() => {
-      this.applyCommitted(event);
+      this.applyCommitted(event, seq);
       this.scheduleGradual();
     });
     return event;
   }
 
-  private applyCommitted(event: FlagChangeEvent): void {
+  private applyCommitted(event: FlagChangeEvent, seq: number): void {
+    // A later write to this flag is already in memory: this event is still told, memory stays.
+    if ((this.appliedSeq.get(event.name) ?? 0) > seq) {
+      this.publish(event);
+      return;
+    }
+    this.appliedSeq.set(event.name, seq);
     if (event.flag) {
       this.compiled.set(event.name, this.compile(event.flag));
       this.publishedGradual.set(event.name, this.gradualPercentage(event.flag));

@@ -209,6 +209,21 @@ describe('a unit of work that rolls back', () => {
 });
 
 describe('a unit of work that commits', () => {
+  it('keeps memory on the newest write when an after-commit callback changes a flag again before an older change is applied', () => {
+    const { flags, uow } = app.services;
+    flags.setPercentage('embedder', 'new_trading_engine', 1);
+    uow.run(() => {
+      // Queued first, so it runs first after the commit, and writes 30 in a unit of its own...
+      uow.afterCommit(() => flags.setPercentage('embedder', 'new_trading_engine', 30));
+      // ...before this change's own memory update (20) runs.
+      flags.setPercentage('embedder', 'new_trading_engine', 20);
+    });
+    expect(flags.get('new_trading_engine')!.percentage).toBe(30);
+    expect(flags.isEnabled('new_trading_engine', { userId: 'u' })).toBe(flags.evaluate('new_trading_engine', { userId: 'u' }).enabled);
+    const stored = app.db.prepare('SELECT percentage FROM feature_flags WHERE name = ?').get('new_trading_engine') as { percentage: number };
+    expect(stored.percentage).toBe(30);
+  });
+
   it('publishes each change once, after the commit, in the order they were made; memory follows at commit', () => {
     const { flags, breakers, tokens, uow } = app.services;
     tokens.create('embedder', 'ci', 'OPERATOR');
