@@ -35,6 +35,26 @@ export const EVALUATION_REASONS = [
 ] as const;
 export type EvaluationReason = (typeof EVALUATION_REASONS)[number];
 
+/**
+ * An evaluation's outcome as one small number: `reason index * 2 + (enabled ? 1 : 0)`, the
+ * reason's index in EVALUATION_REASONS. What `CompiledFlag.decide` answers, allocation-free, for
+ * callers that need only on/off (canary routing, `isEnabled`) and the per-flag evaluation counts.
+ */
+export type OutcomeSlot = number;
+
+export function outcomeSlot(reason: EvaluationReason, enabled: boolean): OutcomeSlot {
+  return EVALUATION_REASONS.indexOf(reason) * 2 + (enabled ? 1 : 0);
+}
+
+export function slotEnabled(slot: OutcomeSlot): boolean {
+  return (slot & 1) === 1;
+}
+
+const SPLIT_OFF = outcomeSlot('SPLIT', false);
+const SPLIT_ON = outcomeSlot('SPLIT', true);
+const RANDOM_OFF = outcomeSlot('RANDOM', false);
+const RANDOM_ON = outcomeSlot('RANDOM', true);
+
 /** Matches a context whose value of `attribute` is one of `values`. */
 export interface WhitelistEntry {
   attribute: string;
@@ -88,6 +108,10 @@ export interface CompiledFlag {
   /** A frozen snapshot of the definition this flag was compiled from. */
   readonly definition: FlagDefinition;
   evaluate(ctx: EvaluationContext, now: number): FlagEvaluation;
+  /** The same decision as `evaluate`, as an outcome slot, without building a result. */
+  decide(ctx: EvaluationContext, now: number): OutcomeSlot;
+  /** Whether the decision depends on the time (`now` is read only then). */
+  readonly usesClock: boolean;
 }
 
 export const BUCKET_COUNT = 10000;
@@ -320,13 +344,22 @@ function snapshot(def: FlagDefinition): FlagDefinition {
 
 /** Answers the same frozen result every time: disabled flags and ALL_ON / ALL_OFF. */
 class ConstantFlag implements CompiledFlag {
+  readonly usesClock = false;
+  private readonly slot: OutcomeSlot;
+
   constructor(
     readonly definition: FlagDefinition,
     private readonly result: FlagEvaluation,
-  ) {}
+  ) {
+    this.slot = outcomeSlot(result.reason, result.enabled);
+  }
 
   evaluate(): FlagEvaluation {
     return this.result;
+  }
+
+  decide(): OutcomeSlot {
+    return this.slot;
   }
 }
 
@@ -358,14 +391,26 @@ class WhitelistFlag implements CompiledFlag {
     this.noMatch = constantResult(definition.name, false, 'DEFAULT', 'WHITELIST');
   }
 
-  evaluate(ctx: EvaluationContext): FlagEvaluation {
+  readonly usesClock = false;
+  private readonly matchSlot = outcomeSlot('TARGETING_MATCH', true);
+  private readonly noMatchSlot = outcomeSlot('DEFAULT', false);
+
+  private matches(ctx: EvaluationContext): boolean {
     const probes = this.probes;
     for (let i = 0; i < probes.length; i++) {
       const p = probes[i]!;
       const v = readAttribute(ctx, p.kind, p.attribute);
-      if (v !== null && p.values.has(v)) return this.match;
+      if (v !== null && p.values.has(v)) return true;
     }
-    return this.noMatch;
+    return false;
+  }
+
+  evaluate(ctx: EvaluationContext): FlagEvaluation {
+    return this.matches(ctx) ? this.match : this.noMatch;
+  }
+
+  decide(ctx: EvaluationContext): OutcomeSlot {
+    return this.matches(ctx) ? this.matchSlot : this.noMatchSlot;
   }
 }
 
@@ -411,22 +456,38 @@ class SplitFlag implements CompiledFlag {
     this.validUntil = nextChangeAt(schedule, now) ?? Number.POSITIVE_INFINITY;
   }
 
+  get usesClock(): boolean {
+    return this.schedule !== null;
+  }
+
+  private stickyOf(ctx: EvaluationContext): string | null {
+    return this.stickyDefault
+      ? readAttribute(ctx, SESSION_ID, 'sessionId') ?? readAttribute(ctx, USER_ID, 'userId')
+      : readAttribute(ctx, this.stickyKind, this.stickyName);
+  }
+
+  private randomBucket(): number {
+    const r = Math.floor(this.random() * BUCKET_COUNT);
+    return r > 0 ? (r < BUCKET_COUNT ? r : BUCKET_COUNT - 1) : 0;
+  }
+
+  decide(ctx: EvaluationContext, now: number): OutcomeSlot {
+    if (this.schedule !== null && !(now >= this.validFrom && now < this.validUntil)) this.refresh(now);
+    const sticky = this.stickyOf(ctx);
+    if (sticky !== null) return murmurhash3From(this.hashState, sticky) % BUCKET_COUNT < this.threshold ? SPLIT_ON : SPLIT_OFF;
+    return this.randomBucket() < this.threshold ? RANDOM_ON : RANDOM_OFF;
+  }
+
   evaluate(ctx: EvaluationContext, now: number): FlagEvaluation {
     if (!(now >= this.validFrom && now < this.validUntil)) this.refresh(now);
-    let sticky: string | null;
-    if (this.stickyDefault) {
-      sticky = readAttribute(ctx, SESSION_ID, 'sessionId') ?? readAttribute(ctx, USER_ID, 'userId');
-    } else {
-      sticky = readAttribute(ctx, this.stickyKind, this.stickyName);
-    }
+    const sticky = this.stickyOf(ctx);
     let bucket: number;
     let reason: EvaluationReason;
     if (sticky !== null) {
       bucket = murmurhash3From(this.hashState, sticky) % BUCKET_COUNT;
       reason = 'SPLIT';
     } else {
-      const r = Math.floor(this.random() * BUCKET_COUNT);
-      bucket = r > 0 ? (r < BUCKET_COUNT ? r : BUCKET_COUNT - 1) : 0;
+      bucket = this.randomBucket();
       reason = 'RANDOM';
     }
     return {

@@ -52,6 +52,21 @@ export class FlagEvaluationCounts {
     slots[reasonIndex(evaluation.reason) * 2 + (evaluation.enabled ? 1 : 0)]!++;
   }
 
+  /** A flag's counters, indexed by outcome slot (see `outcomeSlot`); created on first use. */
+  slotsOf(flag: string): Float64Array {
+    let slots = this.byFlag.get(flag);
+    if (slots === undefined) {
+      slots = new Float64Array(SLOTS);
+      this.byFlag.set(flag, slots);
+    }
+    return slots;
+  }
+
+  /** Counts one decision given as its outcome slot; the flag exists. */
+  countSlot(flag: string, slot: number): void {
+    this.slotsOf(flag)[slot]!++;
+  }
+
   /** Every non-zero (flag, enabled, reason) total. */
   tallies(): FlagEvaluationTally[] {
     const out: FlagEvaluationTally[] = [];

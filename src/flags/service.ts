@@ -27,7 +27,6 @@ import {
   compileFlag,
   effectivePercentage,
   scheduledPercentage,
-
   nextGradualChangeAt,
   notFound,
   type CompiledFlag,
@@ -36,6 +35,7 @@ import {
   type FlagEvaluation,
   type GradualSchedule,
   type RolloutStrategy,
+  slotEnabled,
 } from './engine.js';
 import type { FlagChangeEvent } from './events.js';
 import { parseFlagsFile } from './file.js';
@@ -94,6 +94,8 @@ export class FlagService {
    */
   private writeSeq = 0;
   private readonly appliedSeq = new Map<string, number>();
+  /** Handles given out by `decider()`, kept pointing at each flag's current compiled form. */
+  private readonly deciders = new Map<string, FlagDecider>();
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
@@ -187,8 +189,31 @@ export class FlagService {
   }
 
   /** The in-process library API: answers from memory. */
+  /**
+   * A handle that decides `name` for a context as `isEnabled` does, without looking the flag up
+   * on every call: it follows every committed change of the flag (and its deletion, after which
+   * it answers false). For a caller that asks one flag on a hot path: canary routing.
+   */
+  decider(name: string): FlagDecider {
+    let decider = this.deciders.get(name);
+    if (decider === undefined) {
+      decider = new FlagDecider(this.deps.clock, this.evaluationCounts, name, this.compiled.get(name));
+      this.deciders.set(name, decider);
+    }
+    return decider;
+  }
+
   isEnabled(name: string, context: EvaluationContext = {}): boolean {
-    return this.evaluate(name, context).enabled;
+    // The same decision as evaluate(), without building its result or reading the clock for a
+    // flag that does not depend on time: canary routing asks this on every call.
+    const flag = this.compiled.get(name);
+    if (flag === undefined) {
+      if (this.evaluationCounts) this.evaluationCounts.notFound++;
+      return false;
+    }
+    const slot = flag.decide(context, flag.usesClock ? this.deps.clock.now() : 0);
+    this.evaluationCounts?.countSlot(name, slot);
+    return slotEnabled(slot);
   }
 
   /** Registers a listener for every flag change (for in-process code and module workers). */
@@ -409,10 +434,13 @@ export class FlagService {
     }
     this.appliedSeq.set(event.name, seq);
     if (event.flag) {
-      this.compiled.set(event.name, this.compile(event.flag));
+      const compiled = this.compile(event.flag);
+      this.compiled.set(event.name, compiled);
+      this.deciders.get(event.name)?.follow(compiled);
       this.publishedGradual.set(event.name, this.gradualPercentage(event.flag));
     } else {
       this.compiled.delete(event.name);
+      this.deciders.get(event.name)?.follow(undefined);
       this.publishedGradual.delete(event.name);
     }
     this.publish(event);
@@ -471,3 +499,33 @@ function sameFlag(a: FlagDefinition, b: FlagDefinition): boolean {
   return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
 }
 
+/** See `FlagService.decider`: one flag's current decision, counted like every evaluation. */
+export class FlagDecider {
+  private slots: Float64Array | null;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly counts: FlagEvaluationCounts | null,
+    private readonly name: string,
+    private flag: CompiledFlag | undefined,
+  ) {
+    this.slots = flag && counts ? counts.slotsOf(name) : null;
+  }
+
+  /** @internal the flag service moves the handle to the flag's new compiled form. */
+  follow(flag: CompiledFlag | undefined): void {
+    this.flag = flag;
+    this.slots = flag && this.counts ? this.counts.slotsOf(this.name) : null;
+  }
+
+  isOn(context: EvaluationContext): boolean {
+    const flag = this.flag;
+    if (flag === undefined) {
+      if (this.counts) this.counts.notFound++;
+      return false;
+    }
+    const slot = flag.decide(context, flag.usesClock ? this.clock.now() : 0);
+    if (this.slots !== null) this.slots[slot]!++;
+    return slotEnabled(slot);
+  }
+}

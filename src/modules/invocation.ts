@@ -26,7 +26,7 @@ import type { BreakerService } from '../breakers/service.js';
 import { quoteValue, UserError } from '../errors.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
 import type { EvaluationContext } from '../flags/engine.js';
-import type { FlagService } from '../flags/service.js';
+import type { FlagDecider } from '../flags/service.js';
 import type { RolloutStats, VersionStatsWindow } from '../rollouts/stats.js';
 import { OUTCOME_REJECTED, OUTCOME_SUCCESS, outcomeOfError, type ModuleCounters } from './metrics-counts.js';
 import type { ModuleRecord } from './repository.js';
@@ -45,6 +45,8 @@ export interface Canary {
   /** Relative to the modules root. */
   readonly modulePath: string;
   readonly flag: string;
+  /** The split flag's decision for a call's context (follows every change of the flag). */
+  readonly split: Pick<FlagDecider, 'isOn'>;
   readonly stats: RolloutStats;
   /** `module:<name>@<version>`. */
   readonly breaker: CircuitBreaker;
@@ -61,7 +63,6 @@ export interface Live {
 
 export interface InvocationDeps {
   breakers: Pick<BreakerService, 'getOrCreate'>;
-  flags: Pick<FlagService, 'isEnabled'>;
   records: ReadonlyMap<string, ModuleRecord>;
   live: ReadonlyMap<string, Live>;
   /** Prometheus counts per module and version; null with metrics off. */
@@ -107,7 +108,7 @@ export class Invocation {
       throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}, not ACTIVE`, 'name');
     }
     const canary = live.canary;
-    if (canary !== null && this.deps.flags.isEnabled(canary.flag, context ?? NO_CONTEXT)) {
+    if (canary !== null && canary.split.isOn(context ?? NO_CONTEXT)) {
       const state = canary.breaker.state;
       const permit = state === 'CLOSED' || state === 'DISABLED' ? canary.breaker.tryAcquire() : null;
       // Not admitted: the stable version serves it (below), the canary never sees it.

@@ -141,7 +141,7 @@ export class ModuleService {
     this.repo = new ModuleRepository(deps.db);
     this.uow = unitOfWorkFor(deps.db);
     this.counters = deps.metrics === true ? new ModuleCounters() : null;
-    this.invocation = new Invocation({ breakers: deps.breakers, flags: deps.flags, records: this.records, live: this.live, counters: this.counters });
+    this.invocation = new Invocation({ breakers: deps.breakers, records: this.records, live: this.live, counters: this.counters });
     this.host = createHost({ flags: deps.flags, breakers: deps.breakers, logger: deps.logger, invoke: (name, method, arg) => this.invoke(name, method, arg) });
     this.supervisor = new Supervisor({
       clock: deps.clock,
@@ -528,7 +528,7 @@ export class ModuleService {
         throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
       }
       const breaker = this.canaryBreaker(record.name, plan.toVersion, options.actor);
-      live.canary = { version: canaryVersion, modulePath: plan.modulePath, flag: options.flag, stats: options.stats, breaker };
+      live.canary = { version: canaryVersion, modulePath: plan.modulePath, flag: options.flag, split: this.deps.flags.decider(options.flag), stats: options.stats, breaker };
       this.canaryBreakers.set(breaker.name, record.name);
       canaryVersion.onExit((exit) => {
         if (exit.expected || live.canary?.version !== canaryVersion) return;

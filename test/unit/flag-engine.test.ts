@@ -10,6 +10,8 @@ import {
   gradualPercentageAt,
   nextGradualChangeAt,
   notFound,
+  outcomeSlot,
+  slotEnabled,
   stickyValueOf,
   type EvaluationContext,
   type EvaluationReason,
@@ -401,5 +403,47 @@ describe('gradual rollout', () => {
     expect(effectivePercentage(flag({ enabled: false, strategy: 'ALL_ON' }), later)).toBeNull();
     expect(scheduledPercentage(flag({ enabled: false, percentage: 25 }), later)).toBe(25);
     expect(scheduledPercentage(flag({ enabled: false, strategy: 'GRADUAL', gradual: up }), later)).toBe(30);
+  });
+});
+
+describe('decide: the allocation-free decision (canary routing, isEnabled)', () => {
+  const gradual: GradualSchedule = { startPercentage: 10, targetPercentage: 90, startAt: T0, durationSeconds: 600 };
+  const defs: FlagDefinition[] = [
+    flag({ percentage: 37.5 }),
+    flag({ percentage: 0 }),
+    flag({ percentage: 100, stickiness: 'accountId' }),
+    flag({ strategy: 'GRADUAL', percentage: 0, gradual }),
+    flag({ strategy: 'ALL_ON' }),
+    flag({ strategy: 'ALL_OFF' }),
+    flag({ enabled: false }),
+    flag({ strategy: 'WHITELIST', whitelist: [{ attribute: 'userId', values: ['u3', 'u7'] }, { attribute: 'tier', values: ['gold'] }] }),
+  ];
+  const contexts: EvaluationContext[] = [
+    {},
+    ...Array.from({ length: 300 }, (_, i) => ({ userId: `u${i}` })),
+    ...Array.from({ length: 100 }, (_, i) => ({ sessionId: `s${i}`, userId: 'u3' })),
+    ...Array.from({ length: 50 }, (_, i) => ({ attributes: { accountId: `a${i}`, tier: i % 2 ? 'gold' : 'tin' } })),
+  ];
+
+  it('answers what evaluate answers (enabled and reason) for every strategy, context and time', () => {
+    for (const def of defs) {
+      // The same random sequence for both, so RANDOM decisions can be compared too.
+      let seedA = 1;
+      let seedB = 1;
+      const a = compileFlag(def, () => ((seedA = (seedA * 16807) % 2147483647) / 2147483647));
+      const b = compileFlag(def, () => ((seedB = (seedB * 16807) % 2147483647) / 2147483647));
+      for (const now of [T0 - SECOND, T0 + 150 * SECOND, T0 + 599 * SECOND, T0 + 3600 * SECOND]) {
+        for (const ctx of contexts) {
+          const evaluation = a.evaluate(ctx, now);
+          const slot = b.decide(ctx, b.usesClock ? now : 0);
+          expect(slot).toBe(outcomeSlot(evaluation.reason, evaluation.enabled));
+          expect(slotEnabled(slot)).toBe(evaluation.enabled);
+        }
+      }
+    }
+  });
+
+  it('reads the clock only for GRADUAL flags', () => {
+    expect(defs.map((d) => compileFlag(d).usesClock)).toEqual([false, false, false, true, false, false, false, false]);
   });
 });
