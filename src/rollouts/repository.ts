@@ -64,7 +64,7 @@ export class RolloutRepository {
   private readonly selectEvents;
   private readonly selectMaxSeq;
 
-  constructor(private readonly db: Db) {
+  constructor(db: Db) {
     const columns = `id, seq, module, from_version, to_version, to_module_path, flag, status, steps_json, step_index, percentage,
       step_interval_seconds, gates_json, auto_promote, test_with, test_run_id, step_started_at, next_step_at, paused_at, remaining_ms,
       resume_status, awaiting_promotion, actor, started_at, updated_at, finished_at, abort_reason, abort_json`;
@@ -148,10 +148,6 @@ export class RolloutRepository {
 
   events(rolloutId: string): RolloutHistoryEvent[] {
     return this.selectEvents.all(rolloutId).map((r) => ({ type: r.type, at: r.at, percentage: r.percentage, detail: r.detail }));
-  }
-
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
   }
 }
 

@@ -34,6 +34,7 @@ import type { NewAuditEntry } from '../audit/repository.js';
 import type { BreakerState } from '../breakers/states.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Db } from '../db/connection.js';
+import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName, validateText } from '../validation.js';
@@ -169,6 +170,7 @@ interface LiveRollout {
 
 export class RolloutService {
   private readonly repo: RolloutRepository;
+  private readonly uow: UnitOfWork;
   private readonly live = new Map<string, LiveRollout>();
   /** Modules whose finished rollout's canary is still being staged or unloaded: no new rollout yet. */
   private readonly settling = new Set<string>();
@@ -180,6 +182,7 @@ export class RolloutService {
 
   constructor(private readonly deps: RolloutServiceDeps) {
     this.repo = new RolloutRepository(deps.db);
+    this.uow = unitOfWorkFor(deps.db);
     this.manualCheckMs = deps.manualCheckIntervalMs ?? DEFAULT_MANUAL_CHECK_INTERVAL_MS;
     this.newId = deps.newId ?? randomUUID;
   }
@@ -414,7 +417,7 @@ export class RolloutService {
   private commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): Promise<void> {
     const next = decision.rollout;
     const now = next.updatedAt;
-    this.repo.transaction(() => {
+    this.uow.run(() => {
       if (insert) this.repo.insert(next);
       else this.repo.update(next);
       for (const e of decision.events) this.repo.appendEvent(next.id, e);
