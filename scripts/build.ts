@@ -28,22 +28,26 @@ function filesUnder(dir: string): string[] {
   return entries.flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));
 }
 
-/** Files under `root` newer than the last good build (every input when there is none). */
-export function staleInputs(root: string): string[] {
-  const inputs = [...filesUnder(path.join(root, 'src')), ...SETTINGS.map((f) => path.join(root, f))];
-  let built: number;
+/** The `inputs` newer than the file `built` (every input when it does not exist yet). */
+function newerThan(inputs: string[], built: string): string[] {
+  let builtAt: number;
   try {
-    built = statSync(path.join(root, BUILD_INFO)).mtimeMs;
+    builtAt = statSync(built).mtimeMs;
   } catch {
     return inputs;
   }
   return inputs.filter((file) => {
     try {
-      return statSync(file).mtimeMs > built;
+      return statSync(file).mtimeMs > builtAt;
     } catch {
       return false;
     }
   });
+}
+
+/** Files under `root` newer than the last good build (every input when there is none). */
+export function staleInputs(root: string): string[] {
+  return newerThan([...filesUnder(path.join(root, 'src')), ...SETTINGS.map((f) => path.join(root, f))], path.join(root, BUILD_INFO));
 }
 
 /** Dashboard inputs newer than its last build (every input when there is none); generated code left out. */
@@ -53,19 +57,7 @@ export function staleDashboardInputs(root: string): string[] {
     ...filesUnder(path.join(root, 'dashboard')).filter((f) => !f.startsWith(generated)),
     ...DASHBOARD_SETTINGS.map((f) => path.join(root, f)),
   ];
-  let built: number;
-  try {
-    built = statSync(path.join(root, DASHBOARD_BUILT)).mtimeMs;
-  } catch {
-    return inputs;
-  }
-  return inputs.filter((file) => {
-    try {
-      return statSync(file).mtimeMs > built;
-    } catch {
-      return false;
-    }
-  });
+  return newerThan(inputs, path.join(root, DASHBOARD_BUILT));
 }
 
 function npmRun(script: string): void {
