@@ -34,6 +34,7 @@ import {
   type FlagDefinition,
   type FlagEvaluation,
   type GradualSchedule,
+  type OutcomeSlot,
   type RolloutStrategy,
   slotEnabled,
 } from './engine.js';
@@ -204,14 +205,13 @@ export class FlagService {
   }
 
   isEnabled(name: string, context: EvaluationContext = {}): boolean {
-    // The same decision as evaluate(), without building its result or reading the clock for a
-    // flag that does not depend on time: canary routing asks this on every call.
+    // The same decision as evaluate(), without building its result (see decideNow).
     const flag = this.compiled.get(name);
     if (flag === undefined) {
       if (this.evaluationCounts) this.evaluationCounts.notFound++;
       return false;
     }
-    const slot = flag.decide(context, flag.usesClock ? this.deps.clock.now() : 0);
+    const slot = decideNow(flag, context, this.deps.clock);
     this.evaluationCounts?.countSlot(name, slot);
     return slotEnabled(slot);
   }
@@ -499,6 +499,11 @@ function sameFlag(a: FlagDefinition, b: FlagDefinition): boolean {
   return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
 }
 
+/** A flag's decision now; the clock is read only for a flag that depends on time (GRADUAL). */
+function decideNow(flag: CompiledFlag, context: EvaluationContext, clock: Clock): OutcomeSlot {
+  return flag.decide(context, flag.usesClock ? clock.now() : 0);
+}
+
 /** See `FlagService.decider`: one flag's current decision, counted like every evaluation. */
 export class FlagDecider {
   private slots: Float64Array | null;
@@ -524,7 +529,7 @@ export class FlagDecider {
       if (this.counts) this.counts.notFound++;
       return false;
     }
-    const slot = flag.decide(context, flag.usesClock ? this.clock.now() : 0);
+    const slot = decideNow(flag, context, this.clock);
     if (this.slots !== null) this.slots[slot]!++;
     return slotEnabled(slot);
   }

@@ -10,7 +10,7 @@
  */
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { truncateMessage } from './safe-messages.js';
+import { clipText } from '../text.js';
 
 /** Characters kept of one GraphQL error message. */
 export const MAX_GRAPHQL_ERROR_MESSAGE_CHARS = 1_000;
@@ -20,7 +20,7 @@ function capError<E>(error: E, max: number): E {
   // Masking hands the client a GraphQLError's GraphQLError `originalError` instead: cap that too.
   const original = error.originalError instanceof GraphQLError ? capError(error.originalError, max) : error.originalError;
   if (error.message.length <= max && original === error.originalError) return error;
-  return new GraphQLError(truncateMessage(error.message, max), {
+  return new GraphQLError(clipText(error.message, max), {
     nodes: error.nodes ?? null,
     source: error.source ?? null,
     positions: error.positions ?? null,

@@ -68,10 +68,6 @@ export function sanitizeMessage(message: string): string {
     .trim();
 }
 
-/** Cuts a message to `max` characters, saying how long it was (see `clipText`). */
-export function truncateMessage(message: string, max: number): string {
-  return clipText(message, max);
-}
 
 /**
  * What a stored error keeps: sanitized (on the whole message, so a SQL statement or a path is
@@ -79,5 +75,5 @@ export function truncateMessage(message: string, max: number): string {
  * write path; what is stored is what every read serves.
  */
 export function storedErrorMessage(message: string): string {
-  return truncateMessage(sanitizeMessage(message), MAX_STORED_ERROR_CHARS);
+  return clipText(sanitizeMessage(message), MAX_STORED_ERROR_CHARS);
 }

@@ -24,7 +24,7 @@ import { INVOCATION_OUTCOMES } from '../modules/metrics-counts.js';
 import { MODULE_STATES } from '../modules/states.js';
 import type { ModuleService } from '../modules/service.js';
 import type { TestRunService } from '../testing/service.js';
-import { ROLLOUT_STATUSES } from '../rollouts/events.js';
+import { ROLLOUT_STATUSES, type Rollout } from '../rollouts/events.js';
 import type { RolloutService } from '../rollouts/service.js';
 import { ExpositionWriter, labelText } from './exposition.js';
 import { OPERATION_OUTCOMES, type GraphQLOperationCounters } from './graphql.js';
@@ -240,6 +240,12 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
       for (const r of reports) if (r) this.set({ module: r.module, version: r.version }, r.bytes);
     },
   });
+  /** Each module's current (or last) rollout. */
+  const currentRollouts = (): Rollout[] => {
+    const rollouts = sources.rollouts;
+    if (!rollouts) return [];
+    return sources.modules.list().flatMap((m) => rollouts.current(m.name) ?? []);
+  };
   new Gauge({
     name: 'helios_rollout_percentage',
     help: "The share of calls routed to the canary by the module's current or last rollout.",
@@ -247,11 +253,7 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
     registers,
     collect() {
       this.reset();
-      if (!sources.rollouts) return;
-      for (const m of sources.modules.list()) {
-        const r = sources.rollouts.current(m.name);
-        if (r) this.set({ module: r.module, flag: r.flag, to_version: r.toVersion }, r.percentage);
-      }
+      for (const r of currentRollouts()) this.set({ module: r.module, flag: r.flag, to_version: r.toVersion }, r.percentage);
     },
   });
   new Gauge({
@@ -261,10 +263,7 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
     registers,
     collect() {
       this.reset();
-      if (!sources.rollouts) return;
-      for (const m of sources.modules.list()) {
-        const r = sources.rollouts.current(m.name);
-        if (!r) continue;
+      for (const r of currentRollouts()) {
         for (const status of ROLLOUT_STATUSES) this.set({ module: r.module, status: status.toLowerCase() }, status === r.status ? 1 : 0);
       }
     },

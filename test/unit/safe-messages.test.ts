@@ -1,4 +1,5 @@
 /** Messages under attack: linear sanitizing, quoted caller values, stored errors, JSON depth. */
+import { clipText } from '../../src/text.js';
 import { describe, expect, it } from 'vitest';
 import { MAX_QUOTED_VALUE_CHARS, quoteValue } from '../../src/errors.js';
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../../src/hardening/json-depth.js';
@@ -7,7 +8,6 @@ import {
   sanitizeMessage,
   SQL_MESSAGE_REPLACEMENT,
   storedErrorMessage,
-  truncateMessage,
 } from '../../src/hardening/safe-messages.js';
 
 const SIZE = 210 * 1024;
@@ -79,7 +79,7 @@ describe('storedErrorMessage', () => {
   });
 
   it('never splits a surrogate pair', () => {
-    const cut = truncateMessage('😀'.repeat(5000), 1001);
+    const cut = clipText('😀'.repeat(5000), 1001);
     expect(cut.length).toBeLessThanOrEqual(1001);
     expect(() => encodeURIComponent(cut)).not.toThrow();
   });
