@@ -21,6 +21,7 @@ import { resolveCaller } from './auth/authorization.js';
 import type { OriginPolicy } from './hardening/browser-origin.js';
 import { useMessageLimits } from './hardening/message-limits.js';
 import { useDocumentLimits } from './hardening/plugin.js';
+import { handBodyToYoga } from './hardening/request-body.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
 import type { HeliosConfig } from './config.js';
 import type { GraphQLContext } from './graphql/context.js';
@@ -135,7 +136,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const http = createHttpTransport({
     origins,
     maxRequestBodyBytes: limits.maxRequestBodyBytes,
-    fallback: (req, res) => yoga(req, res),
+    fallback: (req, res) => {
+      handBodyToYoga(req);
+      return yoga(req, res);
+    },
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);
   for (const route of restRoutes({ routes: REST_ROUTES, services, anonymous: config.anonymous, logger })) http.route(route);

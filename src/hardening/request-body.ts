@@ -3,8 +3,9 @@
  * refused at once; a body without one (chunked) is counted while it streams in and refused the
  * moment it passes the limit, so no more than `limit` bytes are ever held in memory.
  *
- * The accepted body is handed to Yoga on `req.body` (see `bodyForYoga`): Yoga's node
- * adapter (@whatwg-node/server) uses a body found there instead of reading the stream again.
+ * The accepted body is left on `req.body` as a Buffer for every route; `handBodyToYoga` puts it
+ * in the form Yoga's node adapter (@whatwg-node/server) takes ready-made, instead of reading
+ * the stream again.
  * Refusals answer 413 with a GraphQL-shaped error body and `Connection: close`, so the client
  * cannot keep streaming the rest of an oversized body into a kept-alive connection.
  */
@@ -73,7 +74,7 @@ export function guardRequestBody(
     };
     const onEnd = () => {
       cleanup();
-      (req as IncomingMessage & { body?: Buffer | AsyncIterable<Buffer> }).body = bodyForYoga(Buffer.concat(chunks, received));
+      (req as IncomingMessage & { body?: Buffer }).body = Buffer.concat(chunks, received);
       resolve(true);
     };
     const onError = () => {
@@ -96,12 +97,15 @@ export function guardRequestBody(
  */
 const BUFFER_BODY_MAX_BYTES = 16 * 1024;
 
-function bodyForYoga(body: Buffer): Buffer | AsyncIterable<Buffer> {
-  if (body.length <= BUFFER_BODY_MAX_BYTES) return body;
-  return {
+/** Right before Yoga handles `req`: its guarded body, in the form above. Other routes read the Buffer. */
+export function handBodyToYoga(req: IncomingMessage): void {
+  const holder = req as IncomingMessage & { body?: Buffer | AsyncIterable<Buffer> };
+  const body = holder.body;
+  if (!Buffer.isBuffer(body) || body.length <= BUFFER_BODY_MAX_BYTES) return;
+  holder.body = {
     byteLength: body.length,
     async *[Symbol.asyncIterator]() {
       yield body;
     },
-  };
+  } as AsyncIterable<Buffer> & { byteLength: number };
 }

@@ -105,6 +105,15 @@ describe('OFREP single flag evaluation', () => {
     expect((await ofrep(h, '/websocket_v2', { context: { userId: 'u-1' } })).body).toMatchObject({ reason: 'SPLIT', metadata: { bucket: bucketOf('websocket_v2', 'u-1') } });
   });
 
+  it('reads a context above 16 KiB like a small one', async () => {
+    const h = await pool.start();
+    const small = await ofrep(h, '/llm_enhanced_decisions', { context: { targetingKey: 'user-7' } });
+    const big = await ofrep(h, '/llm_enhanced_decisions', { context: { targetingKey: 'user-7', note: 'n'.repeat(20_000) } });
+    expect(small.status).toBe(200);
+    expect(big.status).toBe(200);
+    expect(big.body).toEqual(small.body);
+  });
+
   it('uses the tokens, origin check and body limit of GraphQL', async () => {
     const h = await pool.start({ env: { HELIOS_MAX_BODY_BYTES: '2048' } });
     expect(await ofrep(h, '/hot_reload_modules', {}, { authorization: 'Bearer not-a-token' })).toMatchObject({
