@@ -7,10 +7,7 @@
  * over IPC like the other servers.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { memorySample } from './memory.js';
-import { serveRpc } from './rpc.js';
-import type { HeliosServerReady } from './servers.js';
+import { serveFloorRpc } from './floor-server.js';
 
 interface Canned {
   body: string;
@@ -34,15 +31,4 @@ const server = createServer((req, res) => {
     res.end(route.body);
   });
 });
-server.listen(0, '127.0.0.1', () => {
-  const port = (server.address() as AddressInfo).port;
-  const ready: HeliosServerReady = { url: `http://127.0.0.1:${port}`, port, startedInMs: performance.now(), dir: '' };
-  serveRpc(ready, {
-    memory: () => memorySample(),
-    stop: () =>
-      new Promise<null>((resolve) => {
-        server.close(() => resolve(null));
-        server.closeAllConnections();
-      }),
-  });
-});
+server.listen(0, '127.0.0.1', () => serveFloorRpc(server, ''));

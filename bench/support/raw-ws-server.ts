@@ -7,11 +7,8 @@
  * `ws` themselves cost to deliver the same bytes to the same number of sockets.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { memorySample } from './memory.js';
-import { serveRpc } from './rpc.js';
-import type { HeliosServerReady } from './servers.js';
+import { serveFloorRpc } from './floor-server.js';
 import { epochMs } from './stats.js';
 
 const subscribed = new Set<WebSocket>();
@@ -31,10 +28,7 @@ wss.on('connection', (socket) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  const port = (server.address() as AddressInfo).port;
-  const ready: HeliosServerReady = { url: `http://127.0.0.1:${port}/graphql`, port, startedInMs: performance.now(), dir: '' };
-  serveRpc(ready, {
-    memory: () => memorySample(),
+  serveFloorRpc(server, '/graphql', {
     subscribed: () => subscribed.size,
     setFrame: (text) => {
       frame = Buffer.from(String(text));
@@ -46,12 +40,8 @@ server.listen(0, '127.0.0.1', () => {
       for (const socket of subscribed) socket.send(frame);
       return at;
     },
-    stop: () =>
-      new Promise<null>((resolve) => {
-        for (const socket of wss.clients) socket.terminate();
-        wss.close();
-        server.close(() => resolve(null));
-        server.closeAllConnections();
-      }),
+  }, () => {
+    for (const socket of wss.clients) socket.terminate();
+    wss.close();
   });
 });

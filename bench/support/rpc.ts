@@ -8,7 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-type Handler = (payload: unknown) => unknown;
+export type Handler = (payload: unknown) => unknown;
 
 interface CallMessage {
   type: 'call';

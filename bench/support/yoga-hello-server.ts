@@ -4,11 +4,8 @@
  * port 0 (or BENCH_PORT). Helios and this server are forked the same way and loaded the same way.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createSchema, createYoga } from 'graphql-yoga';
-import { memorySample } from './memory.js';
-import { serveRpc } from './rpc.js';
-import type { HeliosServerReady } from './servers.js';
+import { serveFloorRpc } from './floor-server.js';
 
 const yoga = createYoga({
   // BENCH_YOGA_BODY_LIMIT=off: without Yoga's request body limiter (on by default, 25 MB).
@@ -21,15 +18,5 @@ const yoga = createYoga({
 const server = createServer(yoga);
 // BENCH_PORT set: a plain process (start-up timing polls it); otherwise port 0 and IPC.
 server.listen(Number(process.env.BENCH_PORT ?? 0), '127.0.0.1', () => {
-  if (!process.send) return;
-  const port = (server.address() as AddressInfo).port;
-  const ready: HeliosServerReady = { url: `http://127.0.0.1:${port}/graphql`, port, startedInMs: performance.now(), dir: '' };
-  serveRpc(ready, {
-    memory: () => memorySample(),
-    stop: () =>
-      new Promise<null>((resolve) => {
-        server.close(() => resolve(null));
-        server.closeAllConnections();
-      }),
-  });
+  if (process.send) serveFloorRpc(server, '/graphql');
 });
