@@ -28,7 +28,7 @@ const SINGLE_PREFIX = '/ofrep/v1/evaluate/flags/';
 const BULK_PATH = '/ofrep/v1/evaluate/flags';
 
 export interface OfrepRouteDeps {
-  flags: Pick<FlagService, 'evaluate' | 'evaluateMany' | 'get' | 'list'>;
+  flags: Pick<FlagService, 'evaluate' | 'evaluateMany' | 'get' | 'definitions'>;
   tokens: CallerResolver;
   anonymous: AnonymousMode;
   origins: OriginPolicy;
@@ -89,8 +89,10 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
     const text = JSON.stringify({
       flags: ofrepBulkFlags(deps.flags.evaluateMany(request.context), (name) => deps.flags.get(name)?.stickiness ?? null),
     });
-    const etag = `"${createHash('sha256')
-      .update(JSON.stringify(deps.flags.list()))
+    // The definitions in memory order (no second sort: evaluateMany already listed them sorted).
+    const hash = createHash('sha256');
+    for (const definition of deps.flags.definitions()) hash.update(JSON.stringify(definition));
+    const etag = `"${hash
       .update('\n')
       .update(JSON.stringify(request.raw))
       .update('\n')
