@@ -9,6 +9,9 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // Probes PostgreSQL once: its tests run when it answers, are skipped (loudly) when it does
+    // not, and CI fails rather than skip them.
+    globalSetup: ['test/support/postgres-setup.ts'],
     // Forks keep each test file in its own process: module worker threads and native SQLite
     // handles never share a process with another file's server.
     pool: 'forks',

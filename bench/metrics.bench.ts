@@ -86,7 +86,7 @@ export default async function run(): Promise<BenchReport> {
     const on = await appWith(dir, 'on', true);
     const off = await appWith(dir, 'off', false);
     apps.push(on, off);
-    for (const app of [on, off]) app.services.flags.setPercentage('bench', FLAG, 25);
+    for (const app of [on, off]) await app.services.flags.setPercentage('bench', FLAG, 25);
     const rand = prng(7);
     const contexts: EvaluationContext[] = Array.from({ length: 10_000 }, () => ({ sessionId: `s-${Math.floor(rand() * 1e9)}` }));
     const evaluate = (app: App) => () => {
@@ -153,7 +153,7 @@ export default async function run(): Promise<BenchReport> {
       }).catch(() => {});
     }
     for (let i = 0; full.services.flags.count() < MANY; i++) {
-      full.services.flags.create('bench', { name: `flag_${i}`, percentage: i % 100, enabled: true });
+      await full.services.flags.create('bench', { name: `flag_${i}`, percentage: i % 100, enabled: true });
     }
     for (const f of full.services.flags.list()) full.services.flags.evaluate(f.name, { sessionId: 'x' });
     const fullMetrics = metricsOf(full);

@@ -82,10 +82,8 @@ export default async function run(): Promise<BenchReport> {
   const off = app.services.flags.onChange(() => published++);
   try {
     const { flags } = app.services;
-    const cases: Record<keyof typeof samples, () => void> = {
-      helios: () => {
-        flags.setPercentage('bench', FLAG, percentageFor(i++));
-      },
+    const cases: Record<keyof typeof samples, () => void | Promise<unknown>> = {
+      helios: () => flags.setPercentage('bench', FLAG, percentageFor(i++)),
       raw: () => {
         raw.upsert.run(FLAG, percentageFor(i++), Date.now(), Date.now());
       },
@@ -94,20 +92,20 @@ export default async function run(): Promise<BenchReport> {
       },
     };
     const names = Object.keys(cases) as Array<keyof typeof samples>;
-    for (const name of names) for (let k = 0; k < 500; k++) cases[name]();
-    const auditBefore = (app.db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number }).n;
+    for (const name of names) for (let k = 0; k < 500; k++) await cases[name]();
+    const auditBefore = (app.db!.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number }).n;
     for (let r = 0; r < ROUNDS; r++) {
       for (let k = 0; k < names.length; k++) {
         const name = names[(k + r) % names.length]!;
         const op = cases[name];
         const start = process.hrtime.bigint();
-        for (let n = 0; n < PER_ROUND; n++) op();
+        for (let n = 0; n < PER_ROUND; n++) await op();
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
         samples[name].push(PER_ROUND / seconds);
       }
     }
-    const audited = (app.db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number }).n - auditBefore;
-    const pragmas = `journal_mode=${String(app.db.pragma('journal_mode', { simple: true }))}, synchronous=${String(app.db.pragma('synchronous', { simple: true }))} (1 = NORMAL)`;
+    const audited = (app.db!.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number }).n - auditBefore;
+    const pragmas = `journal_mode=${String(app.db!.pragma('journal_mode', { simple: true }))}, synchronous=${String(app.db!.pragma('synchronous', { simple: true }))} (1 = NORMAL)`;
     notes.push(
       `${ROUNDS} rounds x ${PER_ROUND} calls per case, interleaved, median round; after 500 warm-up calls each. Helios wrote ${audited} audit rows for ${ROUNDS * PER_ROUND} timed calls and published ${published} events in all (sanity).`,
       `Helios database: ${pragmas}; the raw store opened with the same openDatabase().`,

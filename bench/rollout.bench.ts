@@ -100,7 +100,7 @@ export default async function run(): Promise<BenchReport> {
     // ---- share per step over 100,000 contexts ----
     let worst = 0;
     for (const step of STEPS) {
-      flags.setPercentage(ACTOR, 'routed', step);
+      await flags.setPercentage(ACTOR, 'routed', step);
       let canary = 0;
       for (let i = 0; i < SHARE_CONTEXTS; i++) {
         const r = await service.invoke('routed', 'echo', ARG, { userId: `share-${i}` });

@@ -1,7 +1,8 @@
 /**
  * `npm run token -- <command>`: manage API tokens on the host, against the database the server
- * uses (HELIOS_DB_PATH). Works while the server runs: the server checks tokens in SQLite on
- * every call, so changes take effect at once.
+ * uses (HELIOS_DB_PATH, or HELIOS_DATABASE_URL for PostgreSQL). Works while the server runs: a
+ * server on the same SQLite file notices the file changed (`PRAGMA data_version`) at its next
+ * request and reloads its tokens first, so changes take effect at once (see auth/service.ts).
  *
  *   create --name ci --role OPERATOR   prints the new token on stdout, once
  *   list [--json]                      names, roles and dates; never secrets
@@ -10,15 +11,14 @@
  * Exit codes: 0 done, 1 refused or failed (message on stderr), 2 bad command line.
  */
 import { userInfo } from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AuditRepository } from '../src/audit/repository.js';
 import { TokenService, type ApiTokenRecord } from '../src/auth/service.js';
 import { parseRole, ROLES, type Role } from '../src/auth/roles.js';
 import { systemClock } from '../src/clock.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { openDatabase, type Db } from '../src/db/connection.js';
-import { migrate, readMigrations } from '../src/db/migrate.js';
+import type { Database } from '../src/db/database.js';
+import { UnitOfWork } from '../src/db/unit-of-work.js';
 import { isUserError, userErrorsOf } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
 import { packageRoot } from '../src/paths.js';
@@ -31,7 +31,7 @@ Commands:
   list [--json]          list tokens (never their secrets)
   revoke --name <name>   revoke a token; it stops working at once, even in a running server
 
-The database is HELIOS_DB_PATH (default ./data/helios.db).`;
+The database is HELIOS_DB_PATH (default ./data/helios.db), or HELIOS_DATABASE_URL when it is set.`;
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -104,26 +104,27 @@ function printTable(tokens: ApiTokenRecord[]): void {
   for (const row of rows) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
 }
 
-function run(parsed: Parsed, db: Db): void {
+async function run(parsed: Parsed, database: Database): Promise<void> {
+  const uow = new UnitOfWork(database.kysely);
   const tokens = new TokenService({
-    db, audit: new AuditRepository(db), clock: systemClock, logger: createLogger('warn', { component: 'token-cli' }),
+    uow, sqlite: database.sqlite, audit: new AuditRepository(uow), clock: systemClock, logger: createLogger('warn', { component: 'token-cli' }),
   });
   switch (parsed.command) {
     case 'create': {
-      const { token, record } = tokens.create(cliActor(), parsed.name!, parsed.role!);
+      const { token, record } = await tokens.create(cliActor(), parsed.name!, parsed.role!);
       // The token alone on stdout, so `TOKEN=$(npm run -s token -- create ...)` works.
       process.stdout.write(`${token}\n`);
       process.stderr.write(`Created ${record.role} token "${record.name}". It is shown only once: store it now.\n`);
       return;
     }
     case 'list': {
-      const list = tokens.list();
+      const list = await tokens.list();
       if (parsed.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       else printTable(list);
       return;
     }
     case 'revoke': {
-      const record = tokens.revoke(cliActor(), parsed.name!);
+      const record = await tokens.revoke(cliActor(), parsed.name!);
       process.stdout.write(`Revoked token "${record.name}".\n`);
       return;
     }
@@ -132,7 +133,7 @@ function run(parsed: Parsed, db: Db): void {
   }
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   let parsed: Parsed;
   try {
     parsed = parseCommandLine(argv);
@@ -144,13 +145,19 @@ function main(argv: string[]): number {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  let db: Db | null = null;
+  let database: Database | null = null;
   try {
     const config = loadConfig();
-    if (config.dbPath === ':memory:') throw new ConfigError('HELIOS_DB_PATH is ":memory:": there is no database to manage');
-    db = openDatabase(config.dbPath);
-    migrate(db, readMigrations(path.join(packageRoot(), 'migrations')));
-    run(parsed, db);
+    // Loaded only for a valid command: Kysely and pg cost a bad command line half a second.
+    const { migrateDatabase, migrationsDir, openPostgresDatabase, openSqliteDatabase, readMigrations } = await import('../src/db/database.js');
+    if (!config.databaseUrl && config.dbPath === ':memory:') {
+      throw new ConfigError('HELIOS_DB_PATH is ":memory:": there is no database to manage');
+    }
+    database = config.databaseUrl
+      ? openPostgresDatabase(config.databaseUrl, { poolSize: 1, applicationName: 'helios-token-cli' })
+      : openSqliteDatabase(config.dbPath);
+    await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
+    await run(parsed, database);
     return 0;
   } catch (error) {
     if (isUserError(error)) {
@@ -160,8 +167,8 @@ function main(argv: string[]): number {
     process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   } finally {
-    db?.close();
+    await database?.close();
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

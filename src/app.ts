@@ -8,11 +8,14 @@ import { AuditService } from './audit/service.js';
 import { TokenService } from './auth/service.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HeliosConfig } from './config.js';
-import { openDatabase, type Db } from './db/connection.js';
+import type { Db } from './db/connection.js';
+import {
+  migrateDatabase, migrationsDir, openPostgresDatabase, openSqliteDatabase, readMigrations, withStartupLock, type Database,
+} from './db/database.js';
 import { acquireDatabaseLock } from './db/lock.js';
-import { migrate, readMigrations } from './db/migrate.js';
-import { unitOfWorkFor, type UnitOfWork } from './db/unit-of-work.js';
+import { UnitOfWork } from './db/unit-of-work.js';
 import { EventBus } from './events.js';
+import { Cluster } from './cluster/cluster.js';
 import { BreakerService } from './breakers/service.js';
 import { FlagService } from './flags/service.js';
 import { rolloutFlagsOf } from './flags/split.js';
@@ -30,6 +33,8 @@ export interface Services {
   bus: EventBus;
   /** Runs several changes of any services in one transaction; effects happen after it commits. */
   uow: UnitOfWork;
+  /** This node, the others, and the event log between them (a cluster of one on SQLite). */
+  cluster: Cluster;
   logger: Logger;
   audit: AuditService;
   flags: FlagService;
@@ -42,7 +47,10 @@ export interface Services {
 
 export interface App {
   config: HeliosConfig;
-  db: Db;
+  /** The store's database (SQLite or PostgreSQL, see db/database.ts). */
+  database: Database;
+  /** The SQLite connection under it; null on PostgreSQL. */
+  db: Db | null;
   services: Services;
   /** Stops timers and closes the database. Idempotent. */
   close(): Promise<void>;
@@ -66,69 +74,82 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(config.logLevel);
   // Before anything opens the database: a second process must change nothing (see db/lock.ts).
-  const lock = acquireDatabaseLock(config.dbPath, Date.now());
-  let db: Db;
+  // PostgreSQL is shared by design: nodes coordinate through it instead.
+  const lock = config.databaseUrl ? null : acquireDatabaseLock(config.dbPath, Date.now());
+  let database: Database;
   try {
-    db = openDatabase(config.dbPath);
+    database = config.databaseUrl ? openPostgresDatabase(config.databaseUrl) : openSqliteDatabase(config.dbPath);
   } catch (error) {
     lock?.release();
     throw error;
   }
   try {
-    const applied = migrate(db, readMigrations(path.join(packageRoot(), 'migrations')));
-    if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: config.dbPath });
+    const applied = await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
+    if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: database.location });
 
     const bus = new EventBus();
-    const uow = unitOfWorkFor(db);
+    const uow = new UnitOfWork(database.kysely);
     uow.setErrorReporter((message, error) => logger.error(message, errorFields(error)));
-    const auditRepo = new AuditRepository(db);
-    const tokens = new TokenService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'auth' }) });
-    tokens.bootstrap({
-      adminToken: config.adminToken,
-      tokenFile: config.adminTokenFile,
-      logger,
-      print: options.print ?? ((text) => process.stdout.write(text)),
+    const version = packageVersion();
+    const cluster = new Cluster({ config, database, uow, clock, logger, version });
+    // Nodes starting together load and seed their state one at a time (db/database.ts).
+    const { auditRepo, tokens, flags, breakers, modules, testing, rollouts } = await withStartupLock(database, async () => {
+      // Before any service loads its state: events committed meanwhile are applied after it.
+      await cluster.events.begin();
+      const auditRepo = new AuditRepository(uow);
+      const tokens = new TokenService({ uow, events: cluster.events, sqlite: database.sqlite, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'auth' }) });
+      await tokens.bootstrap({
+        adminToken: config.adminToken,
+        tokenFile: config.adminTokenFile,
+        logger,
+        print: options.print ?? ((text) => process.stdout.write(text)),
+      });
+      const flags = new FlagService({
+        uow, dialect: database.dialect, events: cluster.events, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile, metrics: config.metrics,
+        ...(options.random ? { random: options.random } : {}),
+      });
+      await flags.start();
+      const breakers = new BreakerService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }), metrics: config.metrics });
+      await breakers.start();
+      const modules = new ModuleService({
+        uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
+        limits: {
+          maxOldGenerationSizeMb: config.modules.maxHeapMb,
+          loadTimeoutMs: config.modules.loadTimeoutMs,
+          initTimeoutMs: config.modules.initTimeoutMs,
+          callTimeoutMs: config.modules.callTimeoutMs,
+          maxResultBytes: config.modules.maxResultBytes,
+        },
+        drainTimeoutMs: config.modules.drainTimeoutMs,
+        maxRestarts: config.modules.maxRestarts,
+        metrics: config.metrics,
+      });
+      const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules });
+      const { interrupted } = await testing.start();
+      if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
+      const recovery = await modules.start();
+      if (recovery.recovered + recovery.failed > 0) logger.info('modules recovered', recovery);
+      // After the stable versions are back: an unfinished rollout stages its canary beside them.
+      const rollouts = new RolloutService({
+        uow, audit: auditRepo, modules: modules.rolloutModules(), flags: rolloutFlagsOf(flags), clock, logger: logger.child({ domain: 'rollouts' }),
+        publish: (event) => bus.publish('rolloutProgress', event),
+      });
+      modules.setRolloutGuard((module, operation) => rollouts.assertNoRolloutInProgress(module, operation));
+      const resumed = await rollouts.start();
+      if (resumed.resumed + resumed.finished > 0) logger.info('rollouts recovered', resumed);
+
+      await cluster.start();
+      if (cluster.clustered) logger.info('joined the cluster', { node: cluster.nodeId, revision: cluster.events.revision });
+      return { auditRepo, tokens, flags, breakers, modules, testing, rollouts };
     });
-    const flags = new FlagService({
-      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'flags' }), flagsFile: config.flagsFile, metrics: config.metrics,
-      ...(options.random ? { random: options.random } : {}),
-    });
-    flags.start();
-    const breakers = new BreakerService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }), metrics: config.metrics });
-    breakers.start();
-    const modules = new ModuleService({
-      db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
-      limits: {
-        maxOldGenerationSizeMb: config.modules.maxHeapMb,
-        loadTimeoutMs: config.modules.loadTimeoutMs,
-        initTimeoutMs: config.modules.initTimeoutMs,
-        callTimeoutMs: config.modules.callTimeoutMs,
-        maxResultBytes: config.modules.maxResultBytes,
-      },
-      drainTimeoutMs: config.modules.drainTimeoutMs,
-      maxRestarts: config.modules.maxRestarts,
-      metrics: config.metrics,
-    });
-    const testing = new TestRunService({ db, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules });
-    const { interrupted } = testing.start();
-    if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
-    const recovery = await modules.start();
-    if (recovery.recovered + recovery.failed > 0) logger.info('modules recovered', recovery);
-    // After the stable versions are back: an unfinished rollout stages its canary beside them.
-    const rollouts = new RolloutService({
-      db, audit: auditRepo, modules: modules.rolloutModules(), flags: rolloutFlagsOf(flags), clock, logger: logger.child({ domain: 'rollouts' }),
-      publish: (event) => bus.publish('rolloutProgress', event),
-    });
-    modules.setRolloutGuard((module, operation) => rollouts.assertNoRolloutInProgress(module, operation));
-    const resumed = await rollouts.start();
-    if (resumed.resumed + resumed.finished > 0) logger.info('rollouts recovered', resumed);
 
     const services: Services = {
-      version: packageVersion(),
+      version,
       startedAt: clock.now(),
       clock,
       bus,
       uow,
+      cluster,
       logger,
       audit: new AuditService(auditRepo),
       flags,
@@ -142,26 +163,29 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
     let closed = false;
     return {
       config,
-      db,
+      database,
+      db: database.sqlite,
       services,
       async close() {
         if (closed) return;
         closed = true;
         try {
+          await cluster.stop();
           await testing.stop();
-          rollouts.stop();
+          await rollouts.stop();
           await modules.stop();
-          flags.stop();
-          breakers.stop();
+          await flags.stop();
+          await breakers.stop();
+          await tokens.stop(); // last_used_at writes still under way
         } finally {
           // Whatever failed above, the database and its lock are let go.
-          db.close();
+          await database.close();
           lock?.release();
         }
       },
     };
   } catch (error) {
-    db.close();
+    await database.close();
     lock?.release();
     throw error;
   }

@@ -14,6 +14,16 @@ export interface HeliosConfig {
   port: number;
   host: string;
   dbPath: string;
+  /** `HELIOS_DATABASE_URL` (postgres://...): PostgreSQL, for a cluster; null: SQLite at `dbPath`. */
+  databaseUrl: string | null;
+  /** This node's name in a cluster (HELIOS_NODE_ID; default host:port). */
+  nodeId: string | null;
+  cluster: {
+    /** How often a node heartbeats and, when not the leader, tries the leader lock. */
+    heartbeatMs: number;
+    /** A node not seen for this long is dropped from clusterStatus. */
+    nodeTimeoutMs: number;
+  };
   modulesDir: string;
   flagsFile: string;
   adminToken: string | null;
@@ -87,6 +97,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     port: intFrom(env, 'PORT', 8000, 0, 65535),
     host,
     dbPath: resolvedDb,
+    databaseUrl: databaseUrlFrom(env),
+    nodeId: nodeIdFrom(env),
+    cluster: {
+      heartbeatMs: intFrom(env, 'HELIOS_HEARTBEAT_MS', 2_000, 100, 600_000),
+      nodeTimeoutMs: intFrom(env, 'HELIOS_NODE_TIMEOUT_MS', 10_000, 500, 3_600_000),
+    },
     modulesDir: path.resolve(cwd, env.HELIOS_MODULES_DIR || './examples/modules'),
     flagsFile: path.resolve(cwd, env.HELIOS_FLAGS_FILE || './config/feature_flags.json'),
     adminToken: env.HELIOS_ADMIN_TOKEN || null,
@@ -125,4 +141,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       maxResultBytes: intFrom(env, 'HELIOS_MODULE_MAX_RESULT_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     },
   };
+}
+
+function databaseUrlFrom(env: NodeJS.ProcessEnv): string | null {
+  const raw = env.HELIOS_DATABASE_URL?.trim();
+  if (!raw) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('HELIOS_DATABASE_URL must be a URL like postgres://user@host:5432/helios');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`HELIOS_DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}//..."`);
+  }
+  return raw;
+}
+
+const NODE_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+function nodeIdFrom(env: NodeJS.ProcessEnv): string | null {
+  const raw = env.HELIOS_NODE_ID?.trim();
+  if (!raw) return null;
+  if (!NODE_ID.test(raw)) {
+    throw new ConfigError('HELIOS_NODE_ID must be 1-128 characters of letters, digits, ".", "_", ":", "@" or "-"');
+  }
+  return raw;
 }

@@ -76,8 +76,8 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const operations = config.metrics ? new GraphQLOperationCounters() : null;
 
   /** The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP). */
-  const contextFor = (authorization: string | null | undefined): GraphQLContext => {
-    const resolution = resolveCaller(authorization, services.tokens, config.anonymous);
+  const contextFor = async (authorization: string | null | undefined): Promise<GraphQLContext> => {
+    const resolution = await resolveCaller(authorization, services.tokens, config.anonymous);
     if (!resolution.ok) {
       throw new GraphQLError(resolution.message, { extensions: { code: resolution.code, http: { status: 401 } } });
     }
@@ -192,6 +192,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}${GRAPHQL_PATH}`;
   logger.info('helios listening', { url });
+  services.cluster.setAddress(url);
 
   const stop = async () => {
     ready = false;

@@ -34,16 +34,16 @@ async function main(): Promise<void> {
   serveRpc(ready, {
     memory: () => memorySample(),
     listenerCount: (topic) => services.bus.listenerCount(topic as keyof EventMap),
-    configureBreaker: (name) => {
-      services.breakers.configure('bench', String(name), { failureThreshold: 5 });
+    configureBreaker: async (name) => {
+      await services.breakers.configure('bench', String(name), { failureThreshold: 5 });
       return null;
     },
     /** Forces the breaker open (or resets it) and returns the epoch ms taken just before. */
-    toggleBreaker: (name) => {
+    toggleBreaker: async (name) => {
       const breaker = services.breakers.get(String(name));
       const at = epochMs();
-      if (breaker?.state === 'FORCED_OPEN') services.breakers.reset('bench', String(name));
-      else services.breakers.open('bench', String(name));
+      if (breaker?.state === 'FORCED_OPEN') await services.breakers.reset('bench', String(name));
+      else await services.breakers.open('bench', String(name));
       return at;
     },
     stop: async () => {

@@ -13,8 +13,8 @@ export class AuditService {
   constructor(private readonly repo: AuditRepository) {}
 
   /** The page `role` may see (null: no role, as for an in-process caller with no token). */
-  page(role: Role | null, first: number, afterId?: number, target?: string | null): { entries: AuditEntry[]; hasMore: boolean } {
-    const page = this.repo.page(first, afterId !== undefined && Number.isFinite(afterId) ? afterId : undefined, target, {
+  async page(role: Role | null, first: number, afterId?: number, target?: string | null): Promise<{ entries: AuditEntry[]; hasMore: boolean }> {
+    const page = await this.repo.page(first, afterId !== undefined && Number.isFinite(afterId) ? afterId : undefined, target, {
       includeTokens: roleAllows(role, 'ADMIN'),
     });
     return { ...page, entries: page.entries.map((e) => ({ ...e, before: withIsoTimes(e.before), after: withIsoTimes(e.after) })) };

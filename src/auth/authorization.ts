@@ -72,16 +72,44 @@ export function authorizationFromConnectionParams(params: unknown): string | nul
   return value;
 }
 
+/**
+ * What `authenticate` answers: synchronously from memory on every request's path, a promise only
+ * when the token index must first be (re)loaded (see TokenService.authenticate). Everything below
+ * passes that shape through: synchronous in, synchronous out.
+ */
+export type Authentication = AuthenticatedToken | null | Promise<AuthenticatedToken | null>;
+
 export interface CallerResolver {
+  authenticate(token: string | null): Authentication;
+}
+
+/** A resolver that never answers with a promise (test doubles): the functions below stay synchronous. */
+export interface SyncCallerResolver extends CallerResolver {
   authenticate(token: string | null): AuthenticatedToken | null;
 }
 
-/** Never throws: turns an Authorization value into a caller or the reason it was refused. */
+export type MaybePromise<T> = T | Promise<T>;
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+/** `fn(value)`, after `value` settles when it is a promise: keeps synchronous answers synchronous. */
+export function thenMaybe<T, U>(value: MaybePromise<T>, fn: (v: T) => U): MaybePromise<U> {
+  return isPromise(value) ? value.then(fn) : fn(value);
+}
+
+/**
+ * Turns an Authorization value into a caller or the reason it was refused; never throws for
+ * bad credentials (a promise from the resolver may reject if the token store cannot be read).
+ */
+export function resolveCaller(authorization: string | null | undefined, tokens: SyncCallerResolver, anonymous: AnonymousMode): CallerResolution;
+export function resolveCaller(authorization: string | null | undefined, tokens: CallerResolver, anonymous: AnonymousMode): MaybePromise<CallerResolution>;
 export function resolveCaller(
   authorization: string | null | undefined,
   tokens: CallerResolver,
   anonymous: AnonymousMode,
-): CallerResolution {
+): MaybePromise<CallerResolution> {
   let token: string | null;
   try {
     token = parseAuthorization(authorization);
@@ -93,24 +121,26 @@ export function resolveCaller(
     if (anonymous === 'viewer') return { ok: true, caller: { name: ANONYMOUS_ACTOR, role: 'VIEWER', anonymous: true } };
     return { ok: false, code: 'UNAUTHENTICATED', reason: 'MISSING_TOKEN', message: 'A bearer token is required' };
   }
-  const found = tokens.authenticate(token);
-  if (!found) return { ok: false, code: 'UNAUTHENTICATED', reason: 'INVALID_TOKEN', message: 'Invalid or revoked token' };
-  return { ok: true, caller: { name: found.name, role: found.role, anonymous: false } };
+  return thenMaybe(tokens.authenticate(token), (found): CallerResolution => {
+    if (!found) return { ok: false, code: 'UNAUTHENTICATED', reason: 'INVALID_TOKEN', message: 'Invalid or revoked token' };
+    return { ok: true, caller: { name: found.name, role: found.role, anonymous: false } };
+  });
 }
 
 /**
  * For graphql-ws `onConnect`: the caller behind a `connection_init` payload, or null to refuse
  * the socket (graphql-ws then closes it with 4403 Forbidden).
  */
-export function callerOfConnection(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): Caller | null {
+export function callerOfConnection(params: unknown, tokens: SyncCallerResolver, anonymous: AnonymousMode): Caller | null;
+export function callerOfConnection(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): MaybePromise<Caller | null>;
+export function callerOfConnection(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): MaybePromise<Caller | null> {
   let authorization: string | null;
   try {
     authorization = authorizationFromConnectionParams(params);
   } catch {
     return null;
   }
-  const resolution = resolveCaller(authorization, tokens, anonymous);
-  return resolution.ok ? resolution.caller : null;
+  return thenMaybe(resolveCaller(authorization, tokens, anonymous), (resolution) => (resolution.ok ? resolution.caller : null));
 }
 
 /**
@@ -131,14 +161,17 @@ export function requireRole(caller: Caller | null, need: Role): void {
  * still run operations that carry their own token (see `resolveOperationCaller`), which is how
  * GraphiQL sends its Headers tab. Null refuses the socket (malformed, unknown or revoked token).
  */
-export function connectionCaller(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): Caller | 'UNAUTHENTICATED' | null {
-  const caller = callerOfConnection(params, tokens, anonymous);
-  if (caller) return caller;
-  try {
-    return parseAuthorization(authorizationFromConnectionParams(params)) === null ? 'UNAUTHENTICATED' : null;
-  } catch {
-    return null;
-  }
+export function connectionCaller(params: unknown, tokens: SyncCallerResolver, anonymous: AnonymousMode): Caller | 'UNAUTHENTICATED' | null;
+export function connectionCaller(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): MaybePromise<Caller | 'UNAUTHENTICATED' | null>;
+export function connectionCaller(params: unknown, tokens: CallerResolver, anonymous: AnonymousMode): MaybePromise<Caller | 'UNAUTHENTICATED' | null> {
+  return thenMaybe(callerOfConnection(params, tokens, anonymous), (caller) => {
+    if (caller) return caller;
+    try {
+      return parseAuthorization(authorizationFromConnectionParams(params)) === null ? 'UNAUTHENTICATED' : null;
+    } catch {
+      return null;
+    }
+  });
 }
 
 /**
@@ -162,19 +195,29 @@ export function authorizationFromOperationExtensions(extensions: unknown): strin
  * counts for that operation only, under the same rules as an HTTP header (malformed, unknown
  * or revoked: refused, never downgraded); without one, the socket's caller, if it has one.
  */
+export type OperationCallerResolution = CallerResolution & { fromOperation?: boolean };
+
+export function resolveOperationCaller(
+  socketCaller: Caller | 'UNAUTHENTICATED', extensions: unknown, tokens: SyncCallerResolver, anonymous: AnonymousMode,
+): OperationCallerResolution;
+export function resolveOperationCaller(
+  socketCaller: Caller | 'UNAUTHENTICATED', extensions: unknown, tokens: CallerResolver, anonymous: AnonymousMode,
+): MaybePromise<OperationCallerResolution>;
 export function resolveOperationCaller(
   socketCaller: Caller | 'UNAUTHENTICATED',
   extensions: unknown,
   tokens: CallerResolver,
   anonymous: AnonymousMode,
-): CallerResolution & { fromOperation?: boolean } {
+): MaybePromise<OperationCallerResolution> {
   let authorization: string | null;
   try {
     authorization = authorizationFromOperationExtensions(extensions);
   } catch (error) {
     return { ok: false, code: 'UNAUTHENTICATED', reason: 'MALFORMED_AUTHORIZATION', message: (error as Error).message };
   }
-  if (authorization !== null && authorization.trim() !== '') return { ...resolveCaller(authorization, tokens, anonymous), fromOperation: true };
+  if (authorization !== null && authorization.trim() !== '') {
+    return thenMaybe(resolveCaller(authorization, tokens, anonymous), (resolution) => ({ ...resolution, fromOperation: true }));
+  }
   if (socketCaller !== 'UNAUTHENTICATED') return { ok: true, caller: socketCaller };
   return {
     ok: false,

@@ -1,5 +1,5 @@
-/** SQL for API tokens. Rows hold the token's SHA-256, never the token. */
-import type { Db } from '../db/connection.js';
+/** The api_tokens store. Rows hold the token's SHA-256, never the token. */
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { Role } from './roles.js';
 
 export interface ApiTokenRecord {
@@ -11,9 +11,15 @@ export interface ApiTokenRecord {
   revokedAt: number | null;
 }
 
+/** A row with its hash: for the service's in-memory index only, never for `list` or the audit log. */
+export interface StoredToken {
+  record: ApiTokenRecord;
+  tokenHash: string;
+}
+
 interface TokenRow {
   name: string;
-  role: Role;
+  role: string;
   token_hash: string;
   created_at: number;
   created_by: string;
@@ -21,81 +27,98 @@ interface TokenRow {
   revoked_at: number | null;
 }
 
-export interface ActiveToken {
-  name: string;
-  role: Role;
-  lastUsedAt: number | null;
-}
-
 const toRecord = (row: TokenRow): ApiTokenRecord => ({
   name: row.name,
-  role: row.role,
+  role: row.role as Role,
   createdAt: row.created_at,
   createdBy: row.created_by,
   lastUsedAt: row.last_used_at,
   revokedAt: row.revoked_at,
 });
 
+const toStored = (row: TokenRow): StoredToken => ({ record: toRecord(row), tokenHash: row.token_hash });
+
+/** A primary-key or unique violation, on either dialect (two creates of one name racing on PostgreSQL). */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = String((error as { code?: unknown }).code);
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
 export class ApiTokenRepository {
-  private readonly selectAll;
-  private readonly selectOne;
-  private readonly selectActiveByHash;
-  private readonly countAll;
-  private readonly insertRow;
-  private readonly deleteRow;
-  private readonly revokeRow;
-  private readonly touchRow;
+  constructor(private readonly uow: UnitOfWork) {}
 
-  constructor(private readonly db: Db) {
-    this.selectAll = db.prepare<[], TokenRow>('SELECT * FROM api_tokens ORDER BY name');
-    this.selectOne = db.prepare<[string], TokenRow>('SELECT * FROM api_tokens WHERE name = ?');
-    this.selectActiveByHash = db.prepare<[string], Pick<TokenRow, 'name' | 'role' | 'last_used_at'>>(
-      'SELECT name, role, last_used_at FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL',
-    );
-    this.countAll = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_tokens');
-    this.insertRow = db.prepare(
-      `INSERT INTO api_tokens (name, role, token_hash, created_at, created_by, last_used_at, revoked_at)
-       VALUES (@name, @role, @tokenHash, @createdAt, @createdBy, NULL, NULL)`,
-    );
-    this.deleteRow = db.prepare('DELETE FROM api_tokens WHERE name = ?');
-    this.revokeRow = db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL');
-    this.touchRow = db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?');
+  async all(): Promise<ApiTokenRecord[]> {
+    return (await this.allStored()).map((s) => s.record);
   }
 
-
-  all(): ApiTokenRecord[] {
-    return this.selectAll.all().map(toRecord);
+  /** Every row with its hash, by name. */
+  async allStored(): Promise<StoredToken[]> {
+    const rows = await this.uow.db.selectFrom('api_tokens').selectAll().orderBy('name').execute();
+    return rows.map(toStored);
   }
 
-  get(name: string): ApiTokenRecord | null {
-    const row = this.selectOne.get(name);
-    return row ? toRecord(row) : null;
+  async get(name: string): Promise<ApiTokenRecord | null> {
+    return (await this.getStored(name))?.record ?? null;
   }
 
-  findActiveByHash(tokenHash: string): ActiveToken | null {
-    const row = this.selectActiveByHash.get(tokenHash);
-    return row ? { name: row.name, role: row.role, lastUsedAt: row.last_used_at } : null;
+  async getStored(name: string): Promise<StoredToken | null> {
+    const row = await this.uow.db.selectFrom('api_tokens').selectAll().where('name', '=', name).executeTakeFirst();
+    return row ? toStored(row) : null;
+  }
+
+  /** The row holding `tokenHash`, in any state (revoked included). */
+  async findByHash(tokenHash: string): Promise<StoredToken | null> {
+    const row = await this.uow.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+    return row ? toStored(row) : null;
   }
 
   /** Rows in any state, revoked included. */
-  count(): number {
-    return this.countAll.get()?.n ?? 0;
+  async count(): Promise<number> {
+    const row = await this.uow.db
+      .selectFrom('api_tokens')
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
   }
 
-  insert(row: { name: string; role: Role; tokenHash: string; createdAt: number; createdBy: string }): void {
-    this.insertRow.run(row);
+  async insert(row: { name: string; role: Role; tokenHash: string; createdAt: number; createdBy: string }): Promise<void> {
+    await this.uow.db
+      .insertInto('api_tokens')
+      .values({
+        name: row.name,
+        role: row.role,
+        token_hash: row.tokenHash,
+        created_at: row.createdAt,
+        created_by: row.createdBy,
+        last_used_at: null,
+        revoked_at: null,
+      })
+      .execute();
   }
 
-  delete(name: string): void {
-    this.deleteRow.run(name);
+  async delete(name: string): Promise<void> {
+    await this.uow.db.deleteFrom('api_tokens').where('name', '=', name).execute();
   }
 
   /** Returns whether an active token was revoked. */
-  revoke(name: string, at: number): boolean {
-    return this.revokeRow.run(at, name).changes > 0;
+  async revoke(name: string, at: number): Promise<boolean> {
+    const result = await this.uow.db
+      .updateTable('api_tokens')
+      .set({ revoked_at: at })
+      .where('name', '=', name)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
   }
 
-  touch(name: string, at: number): void {
-    this.touchRow.run(at, name);
+  /** Records a use of the token `tokenHash` (named `name`: a reused name's new row is left alone). */
+  async touch(name: string, tokenHash: string, at: number): Promise<void> {
+    await this.uow.db
+      .updateTable('api_tokens')
+      .set({ last_used_at: at })
+      .where('name', '=', name)
+      .where('token_hash', '=', tokenHash)
+      .execute();
   }
 }

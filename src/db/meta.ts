@@ -1,20 +1,19 @@
 /** Small key/value facts about the database itself (for example: default flags imported). */
-import type { Db } from './connection.js';
+import type { UnitOfWork } from './unit-of-work.js';
 
 export class MetaRepository {
-  private readonly select;
-  private readonly upsert;
+  constructor(private readonly uow: UnitOfWork) {}
 
-  constructor(db: Db) {
-    this.select = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
-    this.upsert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+  async get(key: string): Promise<string | null> {
+    const row = await this.uow.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value ?? null;
   }
 
-  get(key: string): string | null {
-    return this.select.get(key)?.value ?? null;
-  }
-
-  set(key: string, value: string): void {
-    this.upsert.run(key, value);
+  async set(key: string, value: string): Promise<void> {
+    await this.uow.db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
   }
 }

@@ -101,6 +101,16 @@ function missing(what: string): never {
   throw new UserError('INVALID_CONFIG_FILE', `${what} is required`);
 }
 
+/** The flag names (keys) of a flags file's text; none when it is not a JSON object (parsing says why). */
+export function flagNamesInFile(text: string): string[] {
+  try {
+    const raw: unknown = JSON.parse(text);
+    return isObject(raw) ? Object.keys(raw).map((key) => key.trim()) : []; // as validateName trims
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Parses the file's text into flag definitions stamped with `now`; throws UserErrors.
  * `existing` lets a re-applied file keep the start of a running schedule that has no start_at.

@@ -1,12 +1,13 @@
-/** SQL for feature flags: one row per flag plus its whitelist rows, always written together. */
-import type { Db } from '../db/connection.js';
+/** The feature flag store: one row per flag plus its whitelist rows, always written together. */
+import type { Dialect } from '../db/database.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { FlagDefinition, RolloutStrategy, WhitelistEntry } from './engine.js';
 
 interface FlagRow {
   name: string;
   description: string;
-  enabled: 0 | 1;
-  strategy: RolloutStrategy;
+  enabled: number;
+  strategy: string;
   percentage: number;
   stickiness: string;
   gradual_start_percentage: number | null;
@@ -23,92 +24,176 @@ interface WhitelistRow {
   value: string;
 }
 
-export class FlagRepository {
-  private readonly selectAll;
-  private readonly selectOne;
-  private readonly selectWhitelistAll;
-  private readonly selectWhitelist;
-  private readonly upsertRow;
-  private readonly deleteWhitelist;
-  private readonly insertWhitelist;
-  private readonly deleteRow;
+/** A flag saved as new (no stored row) found one already there: another unit created it first. */
+export class FlagRowExistsError extends Error {
+  override name = 'FlagRowExistsError';
 
-  constructor(private readonly db: Db) {
-    this.selectAll = db.prepare<[], FlagRow>('SELECT * FROM feature_flags ORDER BY name');
-    this.selectOne = db.prepare<[string], FlagRow>('SELECT * FROM feature_flags WHERE name = ?');
-    this.selectWhitelistAll = db.prepare<[], WhitelistRow>('SELECT flag, attribute, value FROM flag_whitelist ORDER BY flag, position');
-    this.selectWhitelist = db.prepare<[string], WhitelistRow>(
-      'SELECT flag, attribute, value FROM flag_whitelist WHERE flag = ? ORDER BY position',
-    );
-    this.upsertRow = db.prepare(`
-      INSERT INTO feature_flags (name, description, enabled, strategy, percentage, stickiness,
-        gradual_start_percentage, gradual_target_percentage, gradual_start_at, gradual_duration_seconds,
-        created_at, updated_at)
-      VALUES (@name, @description, @enabled, @strategy, @percentage, @stickiness,
-        @gradualStart, @gradualTarget, @gradualStartAt, @gradualDuration, @createdAt, @updatedAt)
-      ON CONFLICT (name) DO UPDATE SET
-        description = excluded.description, enabled = excluded.enabled, strategy = excluded.strategy,
-        percentage = excluded.percentage, stickiness = excluded.stickiness,
-        gradual_start_percentage = excluded.gradual_start_percentage,
-        gradual_target_percentage = excluded.gradual_target_percentage,
-        gradual_start_at = excluded.gradual_start_at,
-        gradual_duration_seconds = excluded.gradual_duration_seconds,
-        updated_at = excluded.updated_at`);
-    this.deleteWhitelist = db.prepare('DELETE FROM flag_whitelist WHERE flag = ?');
-    this.insertWhitelist = db.prepare(
-      'INSERT INTO flag_whitelist (flag, attribute, value, position) VALUES (?, ?, ?, ?)',
-    );
-    this.deleteRow = db.prepare('DELETE FROM feature_flags WHERE name = ?');
+  constructor(readonly flag: string, options?: { cause: unknown }) {
+    super(`feature flag row "${flag}" already exists`, options);
   }
+}
 
-  all(): FlagDefinition[] {
-    const lists = new Map<string, WhitelistRow[]>();
-    for (const row of this.selectWhitelistAll.all()) {
-      const list = lists.get(row.flag) ?? [];
-      list.push(row);
-      lists.set(row.flag, list);
+/** A primary-key or unique violation, as better-sqlite3 and pg report it. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+/** Whitelist rows per INSERT statement (four parameters each). */
+const WHITELIST_BATCH = 500;
+/** Names per `IN (...)` list. */
+const NAMES_BATCH = 500;
+
+/**
+ * Flags from `withWhitelist` rows, which come ordered by flag name and whitelist position: a
+ * flag's rows are adjacent.
+ */
+function assemble(rows: ReadonlyArray<FlagRow & { wl_attribute: string | null; wl_value: string | null }>): FlagDefinition[] {
+  const flags: FlagDefinition[] = [];
+  let i = 0;
+  while (i < rows.length) {
+    const row = rows[i]!;
+    const whitelistRows: WhitelistRow[] = [];
+    for (; i < rows.length && rows[i]!.name === row.name; i++) {
+      const { wl_attribute: attribute, wl_value: value } = rows[i]!;
+      if (attribute !== null && value !== null) whitelistRows.push({ flag: row.name, attribute, value });
     }
-    return this.selectAll.all().map((row) => toDefinition(row, lists.get(row.name) ?? []));
+    flags.push(toDefinition(row, whitelistRows));
+  }
+  return flags;
+}
+
+function flagRow(def: FlagDefinition) {
+  return {
+    name: def.name,
+    description: def.description,
+    enabled: def.enabled ? 1 : 0,
+    strategy: def.strategy,
+    percentage: def.percentage,
+    stickiness: def.stickiness,
+    gradual_start_percentage: def.gradual?.startPercentage ?? null,
+    gradual_target_percentage: def.gradual?.targetPercentage ?? null,
+    gradual_start_at: def.gradual?.startAt ?? null,
+    gradual_duration_seconds: def.gradual?.durationSeconds ?? null,
+    created_at: def.createdAt,
+    updated_at: def.updatedAt,
+  };
+}
+
+export interface FlagRepositoryOptions {
+  /**
+   * The database's dialect. On PostgreSQL, units run side by side: `get(name, { lock: true })`
+   * then locks the flag's row (FOR UPDATE) until the unit ends, so two changes of one flag read
+   * and write one after the other, as they do on SQLite (where there is nothing to lock).
+   */
+  dialect?: Dialect;
+}
+
+export class FlagRepository {
+  private readonly rowLocks: boolean;
+
+  constructor(
+    private readonly uow: UnitOfWork,
+    options: FlagRepositoryOptions = {},
+  ) {
+    this.rowLocks = options.dialect === 'postgres';
   }
 
-  get(name: string): FlagDefinition | null {
-    const row = this.selectOne.get(name);
-    return row ? toDefinition(row, this.selectWhitelist.all(name)) : null;
+  async all(): Promise<FlagDefinition[]> {
+    return assemble(await this.withWhitelist().orderBy('feature_flags.name').orderBy('flag_whitelist.position').execute());
+  }
+
+  /** `lock`: the unit is about to write the flag; see FlagRepositoryOptions. */
+  async get(name: string, { lock = false }: { lock?: boolean } = {}): Promise<FlagDefinition | null> {
+    if (lock && this.rowLocks && this.uow.active) {
+      // The lock first, in a statement of its own: a locking read that waited for another unit
+      // sees that unit's flag row, but a join in it would still show the whitelist as it was.
+      // The read below starts after the lock is held, so it sees the flag whole.
+      const locked = await this.uow.db.selectFrom('feature_flags').select('name').where('name', '=', name).forUpdate().executeTakeFirst();
+      if (!locked) return null;
+    }
+    const rows = await this.withWhitelist().where('feature_flags.name', '=', name).orderBy('flag_whitelist.position').execute();
+    return assemble(rows)[0] ?? null;
   }
 
   /**
-   * Writes the flag and replaces its whitelist; callers run it inside their transaction.
-   * `stored`, when given, is the flag as this transaction read it: when its whitelist is the
-   * same as `def`'s, the whitelist rows are left as they are (a percentage change rewrote them
-   * all, a delete and an insert per value, for nothing).
+   * Flags with their whitelist values, one row per value (or one row with null values): one
+   * statement, so a change committed meanwhile is seen whole or not at all, as the two
+   * statements of a read outside a unit on PostgreSQL would not guarantee.
    */
-  save(def: FlagDefinition, stored: FlagDefinition | null = null): void {
-    this.upsertRow.run({
-      name: def.name,
-      description: def.description,
-      enabled: def.enabled ? 1 : 0,
-      strategy: def.strategy,
-      percentage: def.percentage,
-      stickiness: def.stickiness,
-      gradualStart: def.gradual?.startPercentage ?? null,
-      gradualTarget: def.gradual?.targetPercentage ?? null,
-      gradualStartAt: def.gradual?.startAt ?? null,
-      gradualDuration: def.gradual?.durationSeconds ?? null,
-      createdAt: def.createdAt,
-      updatedAt: def.updatedAt,
-    });
+  private withWhitelist() {
+    return this.uow.db
+      .selectFrom('feature_flags')
+      .leftJoin('flag_whitelist', 'flag_whitelist.flag', 'feature_flags.name')
+      .selectAll('feature_flags')
+      .select(['flag_whitelist.attribute as wl_attribute', 'flag_whitelist.value as wl_value']);
+  }
+
+  /** The stored flags among `names` (any order; names without a flag are left out). */
+  async getMany(names: readonly string[]): Promise<FlagDefinition[]> {
+    const found: FlagDefinition[] = [];
+    for (let i = 0; i < names.length; i += NAMES_BATCH) {
+      const batch = names.slice(i, i + NAMES_BATCH);
+      const rows = await this.withWhitelist()
+        .where('feature_flags.name', 'in', batch)
+        .orderBy('feature_flags.name')
+        .orderBy('flag_whitelist.position')
+        .execute();
+      found.push(...assemble(rows));
+    }
+    return found;
+  }
+
+  /**
+   * Writes the flag and replaces its whitelist; callers run it inside their unit of work.
+   * `stored`, when given, is the flag as this unit read it: when its whitelist is the same as
+   * `def`'s, the whitelist rows are left as they are (a percentage change rewrote them all, a
+   * delete and an insert per value, for nothing).
+   */
+  async save(def: FlagDefinition, stored: FlagDefinition | null = null): Promise<void> {
+    const db = this.uow.db;
+    const values = flagRow(def);
+    const { name: _name, created_at: _createdAt, ...update } = values;
+    await db
+      .insertInto('feature_flags')
+      .values(values)
+      .onConflict((oc) => oc.column('name').doUpdateSet(update))
+      .execute();
     if (stored && stored.name === def.name && sameWhitelist(stored.whitelist, def.whitelist)) return;
-    this.deleteWhitelist.run(def.name);
-    let position = 0;
+    await db.deleteFrom('flag_whitelist').where('flag', '=', def.name).execute();
+    await this.insertWhitelist(def);
+  }
+
+  /**
+   * Writes a flag this unit read as missing. If another unit created it since (PostgreSQL runs
+   * units side by side), the insert fails with FlagRowExistsError instead of overwriting it.
+   */
+  async insert(def: FlagDefinition): Promise<void> {
+    try {
+      await this.uow.db.insertInto('feature_flags').values(flagRow(def)).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new FlagRowExistsError(def.name, { cause: error });
+      throw error;
+    }
+    await this.insertWhitelist(def);
+  }
+
+  private async insertWhitelist(def: FlagDefinition): Promise<void> {
+    const rows: Array<{ flag: string; attribute: string; value: string; position: number }> = [];
     for (const entry of def.whitelist) {
-      for (const value of entry.values) this.insertWhitelist.run(def.name, entry.attribute, value, position++);
+      for (const value of entry.values) rows.push({ flag: def.name, attribute: entry.attribute, value, position: rows.length });
+    }
+    // In batches: a statement's bound parameters are limited (SQLite 32766, PostgreSQL 65535).
+    for (let i = 0; i < rows.length; i += WHITELIST_BATCH) {
+      await this.uow.db.insertInto('flag_whitelist').values(rows.slice(i, i + WHITELIST_BATCH)).execute();
     }
   }
 
-  delete(name: string): boolean {
-    return this.deleteRow.run(name).changes > 0;
+  async delete(name: string): Promise<boolean> {
+    const result = await this.uow.db.deleteFrom('feature_flags').where('name', '=', name).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
-
 }
 
 function sameWhitelist(a: readonly WhitelistEntry[], b: readonly WhitelistEntry[]): boolean {
@@ -143,7 +228,7 @@ function toDefinition(row: FlagRow, whitelistRows: readonly WhitelistRow[]): Fla
     name: row.name,
     description: row.description,
     enabled: row.enabled === 1,
-    strategy: row.strategy,
+    strategy: row.strategy as RolloutStrategy,
     percentage: row.percentage,
     stickiness: row.stickiness,
     whitelist,

@@ -1,6 +1,6 @@
 /**
  * Feature flags: the service owns the compiled in-memory copy of every flag (evaluations never
- * touch SQLite), writes changes and their audit entries in one transaction, and publishes a
+ * touch the database), writes changes and their audit entries in one unit of work, and publishes a
  * `featureFlagChanged` event after the commit.
  *
  * Rules worth knowing:
@@ -16,9 +16,10 @@
 import { readFileSync } from 'node:fs';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Db } from '../db/connection.js';
+import type { Dialect } from '../db/database.js';
 import { MetaRepository } from '../db/meta.js';
-import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
+import type { ClusterEvents } from '../cluster/event-log.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../logger.js';
@@ -39,9 +40,9 @@ import {
   slotEnabled,
 } from './engine.js';
 import type { FlagChangeEvent } from './events.js';
-import { parseFlagsFile } from './file.js';
+import { flagNamesInFile, parseFlagsFile } from './file.js';
 import { FlagEvaluationCounts } from './evaluation-counts.js';
-import { FlagRepository } from './repository.js';
+import { FlagRepository, FlagRowExistsError } from './repository.js';
 import {
   normalizeAttribute,
   validateDescription,
@@ -68,7 +69,9 @@ export interface GradualInput {
 }
 
 interface FlagServiceDeps {
-  db: Db;
+  uow: UnitOfWork;
+  /** The database's dialect: on PostgreSQL a change locks the flag's row as it reads it (see FlagRepository). */
+  dialect?: Dialect;
   audit: AuditRepository;
   bus: EventBus;
   clock: Clock;
@@ -77,7 +80,12 @@ interface FlagServiceDeps {
   random?: () => number;
   /** Prometheus metrics on: count evaluations (`evaluationCounts`). */
   metrics?: boolean;
+  /** The cluster's event log: every committed change goes to the other nodes, theirs come here. */
+  events?: ClusterEvents;
 }
+
+/** The cluster event topic of flag changes; its payload is the FlagChangeEvent. */
+export const FLAG_EVENT_TOPIC = 'flag';
 
 const SEEDED_KEY = 'flags_seeded_at';
 /** setTimeout's ceiling; longer waits are re-armed when they fire. */
@@ -89,9 +97,10 @@ export class FlagService {
   private readonly uow: UnitOfWork;
   private compiled = new Map<string, CompiledFlag>();
   /**
-   * Write order of changes (SQLite runs one writer), and the latest one applied to memory per
-   * flag: an after-commit callback may itself change a flag before an earlier change's memory
-   * update has run; that older update must not overwrite the newer one in memory.
+   * Write order of changes (taken while the unit holds the flag's row, so per flag it is commit
+   * order), and the latest one applied to memory per flag: an after-commit callback may itself
+   * change a flag before an earlier change's memory update has run; that older update must not
+   * overwrite the newer one in memory.
    */
   private writeSeq = 0;
   private readonly appliedSeq = new Map<string, number>();
@@ -100,38 +109,49 @@ export class FlagService {
   private gradualTimer: TimerHandle | null = null;
   /** Effective percentage last published per GRADUAL flag, to publish each step once. */
   private publishedGradual = new Map<string, number | null>();
+  /** Per flag, the cluster revision of the definition in memory (PostgreSQL). */
+  private readonly appliedRevision = new Map<string, number>();
   private readonly domainListeners = new Set<(event: FlagChangeEvent) => void>();
   /** Evaluations by flag, outcome and reason; null with metrics off. */
   readonly evaluationCounts: FlagEvaluationCounts | null;
 
   constructor(private readonly deps: FlagServiceDeps) {
-    this.repo = new FlagRepository(deps.db);
-    this.meta = new MetaRepository(deps.db);
-    this.uow = unitOfWorkFor(deps.db);
+    this.uow = deps.uow;
+    this.repo = new FlagRepository(deps.uow, { dialect: deps.dialect });
+    this.meta = new MetaRepository(deps.uow);
     this.evaluationCounts = deps.metrics === true ? new FlagEvaluationCounts() : null;
+    deps.events?.on(FLAG_EVENT_TOPIC, (payload, event) => this.applyRemote(payload as FlagChangeEvent, event.id));
   }
 
   /** Loads flags into memory, importing the flags file on the very first start. */
-  start(): { imported: number } {
+  async start(): Promise<{ imported: number }> {
     let imported = 0;
-    if (this.meta.get(SEEDED_KEY) === null) {
+    if ((await this.meta.get(SEEDED_KEY)) === null) {
       const now = this.deps.clock.now();
-      const defs = this.readFile();
-      this.uow.run(() => {
+      const defs = await this.readFile();
+      // Re-checked inside the unit: another node on the same database may be importing too;
+      // a flag it created meanwhile fails our insert, and the retry then finds the import done.
+      const done = await retryIfCreatedMeanwhile(() => this.uow.run(async () => {
+        let count = 0;
+        if ((await this.meta.get(SEEDED_KEY)) !== null) return null;
         for (const def of defs) {
-          if (this.repo.get(def.name)) continue;
-          this.repo.save(def);
-          this.deps.audit.record({
+          if (await this.repo.get(def.name)) continue;
+          await this.repo.insert(def);
+          await this.deps.audit.record({
             at: now, actor: 'system', action: 'importFeatureFlags', targetType: 'FEATURE_FLAG',
             target: def.name, before: null, after: def,
           });
-          imported++;
+          count++;
         }
-        this.meta.set(SEEDED_KEY, new Date(now).toISOString());
-      });
-      this.deps.logger.info('imported default feature flags', { file: this.deps.flagsFile, imported });
+        await this.meta.set(SEEDED_KEY, new Date(now).toISOString());
+        return count;
+      }));
+      if (done !== null) {
+        imported = done;
+        this.deps.logger.info('imported default feature flags', { file: this.deps.flagsFile, imported });
+      }
     }
-    for (const def of this.repo.all()) this.compiled.set(def.name, this.compile(def));
+    for (const def of await this.repo.all()) this.compiled.set(def.name, this.compile(def));
     for (const c of this.compiled.values()) this.publishedGradual.set(c.definition.name, this.gradualPercentage(c.definition));
     this.scheduleGradual();
     return { imported };
@@ -233,7 +253,7 @@ export class FlagService {
 
   // ---- mutations ----
 
-  create(actor: string, input: CreateFlagInput): FlagDefinition {
+  async create(actor: string, input: CreateFlagInput): Promise<FlagDefinition> {
     const name = validateName(input.name, 'name', 'Flag name');
     const description = validateDescription(input.description ?? '');
     const percentage = validatePercentage(input.percentage ?? 0);
@@ -242,50 +262,50 @@ export class FlagService {
     if (strategy === 'GRADUAL') {
       throw new UserError('INVALID_STRATEGY', 'Create the flag first, then start a schedule with configureGradualRollout', 'strategy');
     }
-    return this.change(actor, 'createFeatureFlag', name, (current, now) => {
+    return (await this.change(actor, 'createFeatureFlag', name, (current, now) => {
       if (current) throw new UserError('FLAG_ALREADY_EXISTS', `Feature flag ${quoteValue(name)} already exists`, 'name');
       return {
         name, description, enabled: input.enabled ?? false, strategy, percentage, stickiness,
         whitelist: [], gradual: null, createdAt: now, updatedAt: now,
       };
-    })!;
+    }))!;
   }
 
   /** Enables a flag, optionally switching its strategy; creates the flag when missing (seed workflow). */
-  enable(actor: string, rawName: string, strategy?: RolloutStrategy | null): FlagDefinition {
+  async enable(actor: string, rawName: string, strategy?: RolloutStrategy | null): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
-    return this.change(actor, 'enableFeatureFlag', name, (current, now) => {
+    return (await this.change(actor, 'enableFeatureFlag', name, (current, now) => {
       const next = current ?? this.blank(name, now);
       const chosen = strategy ?? (current ? current.strategy : 'ALL_ON');
       if (chosen === 'GRADUAL' && !next.gradual) {
         throw new UserError('INVALID_STRATEGY', `Flag ${quoteValue(name)} has no gradual schedule: use configureGradualRollout`, 'strategy');
       }
       return { ...next, enabled: true, strategy: chosen };
-    })!;
+    }))!;
   }
 
   /** Rolls a flag out to a share of contexts: strategy PERCENTAGE, enabled; creates it when missing. */
-  setPercentage(actor: string, rawName: string, rawPercentage: number): FlagDefinition {
+  async setPercentage(actor: string, rawName: string, rawPercentage: number): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
     const percentage = validatePercentage(rawPercentage);
-    return this.change(actor, 'setFlagPercentage', name, (current, now) => ({
+    return (await this.change(actor, 'setFlagPercentage', name, (current, now) => ({
       ...(current ?? this.blank(name, now)),
       enabled: true,
       strategy: 'PERCENTAGE',
       percentage,
-    }))!;
+    })))!;
   }
 
-  disable(actor: string, rawName: string): FlagDefinition {
+  async disable(actor: string, rawName: string): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
-    return this.change(actor, 'disableFeatureFlag', name, (current) => ({ ...this.existing(name, current), enabled: false }))!;
+    return (await this.change(actor, 'disableFeatureFlag', name, (current) => ({ ...this.existing(name, current), enabled: false })))!;
   }
 
-  addToWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): FlagDefinition {
+  async addToWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
     const attribute = normalizeAttribute(rawAttribute);
     const value = validateWhitelistValue(rawValue);
-    return this.change(actor, 'addToWhitelist', name, (current) => {
+    return (await this.change(actor, 'addToWhitelist', name, (current) => {
       const flag = this.existing(name, current);
       const whitelist = flag.whitelist.map((e) => ({ attribute: e.attribute, values: [...e.values] }));
       const entry = whitelist.find((e) => e.attribute === attribute);
@@ -295,38 +315,38 @@ export class FlagService {
         whitelist.push({ attribute, values: [value] });
       }
       return { ...flag, whitelist };
-    })!;
+    }))!;
   }
 
-  removeFromWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): FlagDefinition {
+  async removeFromWhitelist(actor: string, rawName: string, rawAttribute: string, rawValue: string): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
     const attribute = normalizeAttribute(rawAttribute);
-    return this.change(actor, 'removeFromWhitelist', name, (current) => {
+    return (await this.change(actor, 'removeFromWhitelist', name, (current) => {
       const flag = this.existing(name, current);
       const whitelist = flag.whitelist
         .map((e) => (e.attribute === attribute ? { attribute, values: e.values.filter((v) => v !== rawValue) } : e))
         .filter((e) => e.values.length > 0);
       return { ...flag, whitelist };
-    })!;
+    }))!;
   }
 
   /** Starts (or replaces) a time-based rollout: strategy GRADUAL, enabled. */
-  configureGradual(actor: string, rawName: string, input: GradualInput): FlagDefinition {
+  async configureGradual(actor: string, rawName: string, input: GradualInput): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
     const startPercentage = validatePercentage(input.startPercentage, 'startPercentage');
     const targetPercentage = validatePercentage(input.targetPercentage, 'targetPercentage');
     const durationSeconds = validateDuration(input.durationSeconds);
-    return this.change(actor, 'configureGradualRollout', name, (current, now) => {
+    return (await this.change(actor, 'configureGradualRollout', name, (current, now) => {
       const flag = this.existing(name, current);
       const gradual: GradualSchedule = { startPercentage, targetPercentage, startAt: input.startAt ?? now, durationSeconds };
       return { ...flag, enabled: true, strategy: 'GRADUAL', gradual };
-    })!;
+    }))!;
   }
 
-  delete(actor: string, rawName: string): FlagDefinition {
+  async delete(actor: string, rawName: string): Promise<FlagDefinition> {
     const name = validateName(rawName, 'name', 'Flag name');
     let deleted: FlagDefinition | null = null;
-    this.change(actor, 'deleteFeatureFlag', name, (current) => {
+    await this.change(actor, 'deleteFeatureFlag', name, (current) => {
       deleted = this.existing(name, current);
       return null;
     });
@@ -334,17 +354,18 @@ export class FlagService {
   }
 
   /** Applies the flags file again (see the rule at the top of this file); returns the flags it changed. */
-  reload(actor: string): FlagDefinition[] {
+  async reload(actor: string): Promise<FlagDefinition[]> {
     const now = this.deps.clock.now();
-    const defs = this.readFile();
-    const events: FlagChangeEvent[] = [];
-    this.uow.run(() => {
+    const defs = await this.readFile();
+    const events = await retryIfCreatedMeanwhile(() => this.uow.run(async () => {
+      const events: FlagChangeEvent[] = [];
       for (const def of defs) {
-        const current = this.repo.get(def.name);
+        const current = await this.repo.get(def.name, { lock: true });
         const next: FlagDefinition = current ? { ...def, createdAt: current.createdAt } : def;
         if (current && sameFlag(current, next)) continue;
-        this.repo.save(next, current);
-        this.deps.audit.record({
+        if (current) await this.repo.save(next, current);
+        else await this.repo.insert(next);
+        await this.deps.audit.record({
           at: now, actor, action: 'reloadFeatureFlags', targetType: 'FEATURE_FLAG', target: def.name,
           before: current, after: next,
         });
@@ -352,25 +373,30 @@ export class FlagService {
       }
       if (events.length > 0) {
         const seqs = events.map(() => ++this.writeSeq);
+        const appended = events.map((event) => this.deps.events?.append(FLAG_EVENT_TOPIC, event));
         this.uow.afterCommit(() => {
-          events.forEach((event, i) => this.applyCommitted(event, seqs[i]!));
+          events.forEach((event, i) => this.applyCommitted(event, seqs[i]!, appended[i]?.id ?? 0));
           this.scheduleGradual();
         });
       }
-    });
+      return events;
+    }));
     return events.map((e) => e.flag!);
   }
 
   // ---- internals ----
 
-  private readFile(): FlagDefinition[] {
+  private async readFile(): Promise<FlagDefinition[]> {
     let text: string;
     try {
       text = readFileSync(this.deps.flagsFile, 'utf8');
     } catch (error) {
       throw new UserError('INVALID_CONFIG_FILE', `Cannot read the flags file ${this.deps.flagsFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    return parseFlagsFile(text, this.deps.clock.now(), (name) => this.repo.get(name));
+    // The stored flags the file names, read first: parsing asks them synchronously.
+    const stored = await this.repo.getMany(flagNamesInFile(text));
+    const byName = new Map(stored.map((def) => [def.name, def]));
+    return parseFlagsFile(text, this.deps.clock.now(), (name) => byName.get(name) ?? null);
   }
 
   private blank(name: string, now: number): FlagDefinition {
@@ -390,49 +416,67 @@ export class FlagService {
    * delete), writes it with its audit entry in the caller's unit of work (or its own), and
    * updates memory and publishes after the outermost commit. Inside a caller's unit of work the
    * returned flag is the written one; `get` and evaluations see it once the unit commits.
+   * On PostgreSQL units run side by side: the read locks the flag's row (see FlagRepository),
+   * and a flag read as missing that another unit creates before this one writes it is decided
+   * again on the flag that unit created: `create` then fails with FLAG_ALREADY_EXISTS, as it
+   * would have had the two run one after the other.
    */
-  private change(
+  private async change(
     actor: string,
     action: string,
     name: string,
     apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
-  ): FlagDefinition | null {
+  ): Promise<FlagDefinition | null> {
     const now = this.deps.clock.now();
-    const event = this.uow.run((): FlagChangeEvent | null => {
-      const current = this.repo.get(name);
+    const event = await retryIfCreatedMeanwhile(() => this.uow.run(async (): Promise<FlagChangeEvent | null> => {
+      const current = await this.repo.get(name, { lock: true });
       const proposed = apply(current, now);
       if (proposed === null) {
         if (!current) return null;
-        this.repo.delete(name);
-        this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: null });
+        await this.repo.delete(name);
+        await this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: null });
         return this.committed({ name, kind: 'DELETED', action, actor, at: now, flag: null, previous: current });
       }
       if (current && sameFlag(current, proposed)) return null;
       const next = { ...proposed, updatedAt: now };
-      this.repo.save(next, current);
-      this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
+      if (current) await this.repo.save(next, current);
+      else await this.repo.insert(next);
+      await this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
       return this.committed({ name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current });
-    });
-    return event ? event.flag : this.repo.get(name);
+    }));
+    return event ? event.flag : await this.repo.get(name);
   }
 
   /** Queues the event's memory update and publish for after the outermost commit. */
   private committed(event: FlagChangeEvent): FlagChangeEvent {
     const seq = ++this.writeSeq;
+    const appended = this.deps.events?.append(FLAG_EVENT_TOPIC, event);
     this.uow.afterCommit(() => {
-      this.applyCommitted(event, seq);
+      this.applyCommitted(event, seq, appended?.id ?? 0);
       this.scheduleGradual();
     });
     return event;
   }
 
-  private applyCommitted(event: FlagChangeEvent, seq: number): void {
+  /**
+   * A change committed on another node (from the cluster's event log, in commit order). Memory
+   * takes it unless this node already holds a later revision of the flag (its own change,
+   * committed after this one, applied at its commit); subscribers are told either way.
+   */
+  private applyRemote(event: FlagChangeEvent, revision: number): void {
+    this.applyCommitted(event, ++this.writeSeq, revision);
+    this.scheduleGradual();
+  }
+
+  private applyCommitted(event: FlagChangeEvent, seq: number, revision = 0): void {
     // A later write to this flag is already in memory: this event is still told, memory stays.
-    if ((this.appliedSeq.get(event.name) ?? 0) > seq) {
+    // `seq` orders this node's commits; `revision` (the cluster log's id) orders every node's.
+    if ((this.appliedSeq.get(event.name) ?? 0) > seq || (revision > 0 && (this.appliedRevision.get(event.name) ?? 0) > revision)) {
       this.publish(event);
       return;
     }
     this.appliedSeq.set(event.name, seq);
+    if (revision > 0) this.appliedRevision.set(event.name, revision);
     if (event.flag) {
       const compiled = this.compile(event.flag);
       this.compiled.set(event.name, compiled);
@@ -489,6 +533,20 @@ export class FlagService {
       this.publish({ name: def.name, kind: 'PERCENTAGE_ADVANCED', action: 'gradualRollout', actor: null, at: now, flag: def, previous: def });
     }
     this.scheduleGradual();
+  }
+}
+
+/**
+ * Runs `unit` (a whole `uow.run`) once more when it failed because a flag it read as missing was
+ * created by another unit before it wrote it: the second run reads that flag. Once: a flag
+ * created, deleted and created again between two reads is a race too many to chase.
+ */
+async function retryIfCreatedMeanwhile<T>(unit: () => Promise<T>): Promise<T> {
+  try {
+    return await unit();
+  } catch (error) {
+    if (!(error instanceof FlagRowExistsError)) throw error;
+    return unit();
   }
 }
 

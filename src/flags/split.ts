@@ -28,8 +28,8 @@ export function splitShareOf(flag: FlagDefinition, flags: Pick<FlagService, 'eff
 
 export function rolloutFlagsOf(flags: Pick<FlagService, 'setPercentage' | 'onCommittedChange' | 'effectivePercentage'>): RolloutFlags {
   return {
-    setPercentage: (name, percentage, actor) => {
-      flags.setPercentage(actor, name, percentage);
+    setPercentage: async (name, percentage, actor) => {
+      await flags.setPercentage(actor, name, percentage);
     },
     onPercentageChange: (listener) => flags.onCommittedChange((event) => {
       listener(event.name, event.flag ? splitShareOf(event.flag, flags) : null, event.actor);

@@ -53,10 +53,10 @@ builder.queryField('auditLog', (t) =>
       after: t.arg.string(),
       target: t.arg.string(),
     },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       const first = validateFirst(args.first ?? 50);
       const afterId = args.after ? Number(decodeCursor(CURSOR_KIND, args.after)) : undefined;
-      return ctx.services.audit.page(ctx.caller.role, first, afterId, args.target);
+      return await ctx.services.audit.page(ctx.caller.role, first, afterId, args.target);
     },
   }),
 );

@@ -32,7 +32,7 @@ const ModuleCanaryRef = builder.objectRef<{ module: string; version: string; fla
     flag: t.exposeString('flag', { description: 'The split flag: on for a call\'s context means the canary serves it.' }),
     percentage: t.float({
       description: 'The share of calls routed to the canary (the rollout\'s current step, or where the flag was moved by hand).',
-      resolve: (c, _a, ctx) => ctx.services.rollouts.inProgress(c.module)?.percentage ?? 0,
+      resolve: async (c, _a, ctx) => (await ctx.services.rollouts.inProgress(c.module))?.percentage ?? 0,
     }),
     breaker: t.field({
       type: CircuitBreakerRef,

@@ -136,7 +136,7 @@ export function defineRolloutSchema(access: RolloutSchemaAccess): void {
       events: t.field({
         type: [RolloutEventRef],
         description: 'Everything that happened, oldest first.',
-        resolve: (r, _a, ctx) => service(ctx).events(r.id).map((e) => ({ ...e, module: r.module, rollout: r })),
+        resolve: async (r, _a, ctx) => (await service(ctx).events(r.id)).map((e) => ({ ...e, module: r.module, rollout: r })),
       }),
     }),
   });
@@ -267,8 +267,9 @@ export function defineRolloutSchema(access: RolloutSchemaAccess): void {
       subscribe: (_r, args, ctx) => {
         if (args.module === '') throw new GraphQLError('module must not be empty', { extensions: { code: 'INVALID_ARGUMENT' } });
         const module = args.module ?? null;
-        // Replay and attach run in one synchronous turn: events are published right after their
-        // commit, so none can fall between what was read and what is heard, nor be heard twice.
+        // Replay and attach run in one synchronous turn: the service's memory takes each event in
+        // the same turn as it publishes it, so none can fall between what was read and what is
+        // heard, nor be heard twice.
         return feed<RolloutProgressEvent>((push) => {
           for (const event of service(ctx).replay(module).slice(-MAX_REPLAY)) push(event);
           return access.onProgress(ctx, (event) => {

@@ -9,6 +9,7 @@ import './testing.js';
 import './tokens.js';
 import './audit.js';
 import './status.js';
+import './cluster.js';
 import { defineRolloutSchema } from './rollouts.js';
 
 defineRolloutSchema({

@@ -95,7 +95,7 @@ builder.objectField(ModuleRef, 'testRuns', (t) =>
     type: [TestRunRef],
     description: 'The newest test runs of this module.',
     args: { first: t.arg.int({ defaultValue: 10 }) },
-    resolve: (m, args, ctx) => ctx.services.testing.page(m.name, validateFirst(args.first ?? 10, 200)).runs,
+    resolve: async (m, args, ctx) => (await ctx.services.testing.page(m.name, validateFirst(args.first ?? 10, 200))).runs,
   }),
 );
 
@@ -141,9 +141,9 @@ builder.subscriptionField('testProgress', (t) =>
     type: TestProgressEventRef,
     description: 'RUN_STARTED, TEST_STARTED, TEST_FINISHED ..., RUN_FINISHED, then completes. A late subscriber first receives what already happened.',
     args: { runId: t.arg.id({ required: true }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       try {
-        return ctx.services.testing.progress(String(args.runId));
+        return await ctx.services.testing.progress(String(args.runId));
       } catch (error) {
         if (isUserError(error)) {
           const [first] = userErrorsOf(error);

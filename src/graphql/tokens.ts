@@ -52,9 +52,9 @@ builder.queryField('apiTokens', (t) =>
   t.field({
     type: [ApiTokenRef],
     description: 'Every token, revoked ones included (admins only).',
-    resolve: (_r, _a, ctx) => {
+    resolve: async (_r, _a, ctx) => {
       requireRoleOrThrow(ctx, 'ADMIN');
-      return ctx.services.tokens.list();
+      return await ctx.services.tokens.list();
     },
   }),
 );
@@ -63,12 +63,12 @@ builder.mutationFields((t) => ({
   createApiToken: t.field({
     type: CreateApiTokenPayload,
     args: { name: t.arg.string({ required: true }), role: t.arg({ type: RoleEnum, required: true }) },
-    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', () => ctx.services.tokens.create(ctx.actor, args.name, args.role)),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', async () => await ctx.services.tokens.create(ctx.actor, args.name, args.role)),
   }),
   revokeApiToken: t.field({
     type: RevokeApiTokenPayload,
     description: 'Revokes at once: the next request with the token is refused.',
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', () => ctx.services.tokens.revoke(ctx.actor, args.name)),
+    resolve: (_r, args, ctx) => runMutation(ctx, 'ADMIN', async () => await ctx.services.tokens.revoke(ctx.actor, args.name)),
   }),
 }));

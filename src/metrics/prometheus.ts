@@ -241,19 +241,25 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
     },
   });
   /** Each module's current (or last) rollout. */
-  const currentRollouts = (): Rollout[] => {
+  const currentRollouts = async (): Promise<Rollout[]> => {
     const rollouts = sources.rollouts;
     if (!rollouts) return [];
-    return sources.modules.list().flatMap((m) => rollouts.current(m.name) ?? []);
+    const found: Rollout[] = [];
+    for (const m of sources.modules.list()) {
+      const rollout = await rollouts.current(m.name);
+      if (rollout) found.push(rollout);
+    }
+    return found;
   };
   new Gauge({
     name: 'helios_rollout_percentage',
     help: "The share of calls routed to the canary by the module's current or last rollout.",
     labelNames: ['module', 'flag', 'to_version'],
     registers,
-    collect() {
+    async collect() {
+      const current = await currentRollouts();
       this.reset();
-      for (const r of currentRollouts()) this.set({ module: r.module, flag: r.flag, to_version: r.toVersion }, r.percentage);
+      for (const r of current) this.set({ module: r.module, flag: r.flag, to_version: r.toVersion }, r.percentage);
     },
   });
   new Gauge({
@@ -261,9 +267,10 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
     help: "Rollout status of the module's current or last rollout: 1 for its status, 0 for the others.",
     labelNames: ['module', 'status'],
     registers,
-    collect() {
+    async collect() {
+      const current = await currentRollouts();
       this.reset();
-      for (const r of currentRollouts()) {
+      for (const r of current) {
         for (const status of ROLLOUT_STATUSES) this.set({ module: r.module, status: status.toLowerCase() }, status === r.status ? 1 : 0);
       }
     },
@@ -273,9 +280,10 @@ export function createHeliosMetrics(sources: MetricsSources): HeliosMetrics {
     help: 'Recorded test runs by status.',
     labelNames: ['status'],
     registers,
-    collect() {
+    async collect() {
+      const counts = await sources.testing.countByStatus();
       this.reset();
-      for (const [status, n] of Object.entries(sources.testing.countByStatus())) this.set({ status: status.toLowerCase() }, n);
+      for (const [status, n] of Object.entries(counts)) this.set({ status: status.toLowerCase() }, n);
     },
   });
   new Gauge({

@@ -105,7 +105,9 @@ export class Invocation {
     const live = this.deps.live.get(name)!;
     const version = live.active;
     if (!version || record.state !== 'ACTIVE') {
-      throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}, not ACTIVE`, 'name');
+      // ACTIVE without a version: it just stopped, and its FAILED state is being written.
+      const why = record.state === 'ACTIVE' ? 'has no serving version (it stopped)' : `is ${record.state}, not ACTIVE`;
+      throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} ${why}`, 'name');
     }
     const canary = live.canary;
     if (canary !== null && canary.split.isOn(context ?? NO_CONTEXT)) {

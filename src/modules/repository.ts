@@ -1,5 +1,5 @@
 /** SQL for modules: the registration, the desired and current state, and the dependency list. */
-import type { Db } from '../db/connection.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from './contract.js';
 import type { ModuleIsolation } from './runtime/index.js';
 import type { DesiredModuleState, ModuleState } from './states.js';
@@ -28,12 +28,12 @@ interface ModuleRow {
   name: string;
   module_path: string;
   version: string;
-  hot_reloadable: 0 | 1;
-  isolation: ModuleIsolation;
-  module_type: ModuleType | null;
+  hot_reloadable: number;
+  isolation: string;
+  module_type: string | null;
   config_json: string;
-  desired_state: DesiredModuleState;
-  state: ModuleState;
+  desired_state: string;
+  state: string;
   last_error: string | null;
   loaded_at: number | null;
   previous_version: string | null;
@@ -42,75 +42,107 @@ interface ModuleRow {
   updated_at: number;
 }
 
-export class ModuleRepository {
-  private readonly selectAll;
-  private readonly selectDeps;
-  private readonly upsert;
-  private readonly deleteDeps;
-  private readonly deleteModule;
-  private readonly insertDep;
+/** A module row that already exists (another node registered the same name first). */
+export class ModuleRowExistsError extends Error {
+  override name = 'ModuleRowExistsError';
+  constructor(readonly moduleName: string, options?: { cause?: unknown }) {
+    super(`module row "${moduleName}" already exists`, options);
+  }
+}
 
-  constructor(private readonly db: Db) {
-    this.selectAll = db.prepare<[], ModuleRow>('SELECT * FROM modules ORDER BY name');
-    this.selectDeps = db.prepare<[], { module: string; dependency: string }>(
-      'SELECT module, dependency FROM module_dependencies ORDER BY module, position',
-    );
-    this.upsert = db.prepare(`
-      INSERT INTO modules (name, module_path, version, hot_reloadable, isolation, module_type, config_json,
-        desired_state, state, last_error, loaded_at, previous_version, previous_module_path, created_at, updated_at)
-      VALUES (@name, @modulePath, @version, @hotReloadable, @isolation, @moduleType, @config,
-        @desiredState, @state, @lastError, @loadedAt, @previousVersion, @previousModulePath, @createdAt, @updatedAt)
-      ON CONFLICT (name) DO UPDATE SET
-        module_path = excluded.module_path, version = excluded.version,
-        hot_reloadable = excluded.hot_reloadable, isolation = excluded.isolation,
-        module_type = excluded.module_type, config_json = excluded.config_json,
-        desired_state = excluded.desired_state, state = excluded.state, last_error = excluded.last_error,
-        loaded_at = excluded.loaded_at, previous_version = excluded.previous_version,
-        previous_module_path = excluded.previous_module_path, updated_at = excluded.updated_at`);
-    this.deleteDeps = db.prepare('DELETE FROM module_dependencies WHERE module = ?');
-    this.deleteModule = db.prepare('DELETE FROM modules WHERE name = ?');
-    this.insertDep = db.prepare('INSERT INTO module_dependencies (module, dependency, position) VALUES (?, ?, ?)');
+/** A unique or primary-key violation, on SQLite or PostgreSQL. */
+function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+const toRecord = (row: ModuleRow, dependencies: string[]): ModuleRecord => ({
+  name: row.name,
+  modulePath: row.module_path,
+  version: row.version,
+  dependencies,
+  hotReloadable: row.hot_reloadable === 1,
+  isolation: row.isolation as ModuleIsolation,
+  moduleType: row.module_type as ModuleType | null,
+  config: JSON.parse(row.config_json) as Record<string, unknown>,
+  desiredState: row.desired_state as DesiredModuleState,
+  state: row.state as ModuleState,
+  lastError: row.last_error,
+  loadedAt: row.loaded_at,
+  previousVersion: row.previous_version,
+  previousModulePath: row.previous_module_path,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+const toRow = (record: ModuleRecord): ModuleRow => ({
+  name: record.name,
+  module_path: record.modulePath,
+  version: record.version,
+  hot_reloadable: record.hotReloadable ? 1 : 0,
+  isolation: record.isolation,
+  module_type: record.moduleType,
+  config_json: JSON.stringify(record.config),
+  desired_state: record.desiredState,
+  state: record.state,
+  last_error: record.lastError,
+  loaded_at: record.loadedAt,
+  previous_version: record.previousVersion,
+  previous_module_path: record.previousModulePath,
+  created_at: record.createdAt,
+  updated_at: record.updatedAt,
+});
+
+export class ModuleRepository {
+  constructor(private readonly uow: UnitOfWork) {}
+
+  /** Every registration, sorted by name, with its dependencies in declared order. */
+  async all(): Promise<ModuleRecord[]> {
+    const depRows = await this.uow.db
+      .selectFrom('module_dependencies')
+      .select(['module', 'dependency'])
+      .orderBy('module')
+      .orderBy('position')
+      .execute();
+    const deps = new Map<string, string[]>();
+    for (const row of depRows) deps.set(row.module, [...(deps.get(row.module) ?? []), row.dependency]);
+    const rows = await this.uow.db.selectFrom('modules').selectAll().orderBy('name').execute();
+    return rows.map((row) => toRecord(row, deps.get(row.name) ?? []));
   }
 
-  all(): ModuleRecord[] {
-    const deps = new Map<string, string[]>();
-    for (const row of this.selectDeps.all()) deps.set(row.module, [...(deps.get(row.module) ?? []), row.dependency]);
-    return this.selectAll.all().map((row) => ({
-      name: row.name,
-      modulePath: row.module_path,
-      version: row.version,
-      dependencies: deps.get(row.name) ?? [],
-      hotReloadable: row.hot_reloadable === 1,
-      isolation: row.isolation,
-      moduleType: row.module_type,
-      config: JSON.parse(row.config_json) as Record<string, unknown>,
-      desiredState: row.desired_state,
-      state: row.state,
-      lastError: row.last_error,
-      loadedAt: row.loaded_at,
-      previousVersion: row.previous_version,
-      previousModulePath: row.previous_module_path,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    }));
+  /** A new registration and its dependency rows; ModuleRowExistsError when the name is taken. */
+  async insert(record: ModuleRecord): Promise<void> {
+    try {
+      await this.uow.db.insertInto('modules').values(toRow(record)).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ModuleRowExistsError(record.name, { cause: error });
+      throw error;
+    }
+    await this.replaceDependencies(record);
   }
 
   /** Writes the module row; `withDependencies` also replaces its dependency rows. */
-  save(record: ModuleRecord, withDependencies = false): void {
-    this.upsert.run({
-      ...record,
-      hotReloadable: record.hotReloadable ? 1 : 0,
-      config: JSON.stringify(record.config),
-    });
-    if (withDependencies) {
-      this.deleteDeps.run(record.name);
-      record.dependencies.forEach((dep, i) => this.insertDep.run(record.name, dep, i));
-    }
+  async save(record: ModuleRecord, withDependencies = false): Promise<void> {
+    const { name: _name, created_at: _createdAt, ...changes } = toRow(record);
+    await this.uow.db
+      .insertInto('modules')
+      .values(toRow(record))
+      .onConflict((oc) => oc.column('name').doUpdateSet(changes))
+      .execute();
+    if (withDependencies) await this.replaceDependencies(record);
   }
 
   /** Removes the module row (its dependency rows go with it: ON DELETE CASCADE). */
-  delete(name: string): void {
-    this.deleteModule.run(name);
+  async delete(name: string): Promise<void> {
+    await this.uow.db.deleteFrom('modules').where('name', '=', name).execute();
   }
 
+  private async replaceDependencies(record: ModuleRecord): Promise<void> {
+    await this.uow.db.deleteFrom('module_dependencies').where('module', '=', record.name).execute();
+    if (record.dependencies.length === 0) return;
+    await this.uow.db
+      .insertInto('module_dependencies')
+      .values(record.dependencies.map((dependency, position) => ({ module: record.name, dependency, position })))
+      .execute();
+  }
 }

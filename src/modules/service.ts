@@ -23,6 +23,9 @@
  *   `moduleStateChanged` is published after it commits. Lifecycle operations are asynchronous
  *   (they load code), so one called inside a caller's unit of work cannot join its transaction:
  *   it starts after that unit commits, and never if it rolls back (its promise then rejects).
+ *   A module's state writes are queued per module and applied in the order they were asked
+ *   for, including the ones a worker's crash and the supervisor start, which nobody awaits
+ *   (their failures are logged). Invocation and routing read memory only, never the database.
  * - `invokeModule` runs through the module's own circuit breaker (`module:<name>`), with a call
  *   timeout (invocation.ts).
  * - A rollout (src/rollouts/) stages a canary beside the active version: tests first (with
@@ -36,8 +39,7 @@ import type { AuditRepository } from '../audit/repository.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
 import type { BreakerService } from '../breakers/service.js';
 import type { Clock } from '../clock.js';
-import type { Db } from '../db/connection.js';
-import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import { quoteValue, UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { EvaluationContext } from '../flags/engine.js';
@@ -52,7 +54,7 @@ import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topolog
 import { createHost } from './host.js';
 import { breakerNameOf, canaryBreakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
-import { ModuleRepository, type ModuleRecord } from './repository.js';
+import { ModuleRepository, ModuleRowExistsError, type ModuleRecord } from './repository.js';
 import { MODULE_STATES, type ModuleState } from './states.js';
 import { DEFAULT_MAX_RESTARTS, Supervisor } from './supervisor.js';
 import {
@@ -89,8 +91,8 @@ export interface ModuleHandle {
 }
 export type ReloadHook = (handle: ModuleHandle) => void | Promise<void>;
 
-/** Throws ROLLOUT_IN_PROGRESS while a rollout owns the module (the rollout service's `assertNoRolloutInProgress`). */
-export type RolloutGuard = (module: string, operation: string) => void;
+/** Throws (or rejects with) ROLLOUT_IN_PROGRESS while a rollout owns the module (the rollout service's `assertNoRolloutInProgress`). */
+export type RolloutGuard = (module: string, operation: string) => void | Promise<void>;
 
 /** Who force-opens a canary's breaker when its version crashes. */
 const ROLLOUT_ACTOR_FOR_CRASH = 'rollout';
@@ -99,7 +101,7 @@ const ROLLOUT_ACTOR_FOR_CRASH = 'rollout';
 export type SwapTestGate = (actor: string, moduleName: string, version: { modulePath: string; absolutePath: string; version: string }, moduleType: ModuleType) => Promise<{ passed: boolean; runId: string; summary: string }>;
 
 interface ModuleServiceDeps {
-  db: Db;
+  uow: UnitOfWork;
   audit: AuditRepository;
   bus: EventBus;
   clock: Clock;
@@ -126,6 +128,8 @@ export class ModuleService {
   private readonly live = new Map<string, Live>();
   private readonly hooks = new Map<string, Set<ReloadHook>>();
   private lifecycleChain: Promise<unknown> = Promise.resolve();
+  /** Per module, the last state write queued (see `transition`): they apply one after the other. */
+  private readonly writes = new Map<string, Promise<void>>();
   private stopping = false;
   private testGate: SwapTestGate | null = null;
   private readonly supervisor: Supervisor;
@@ -138,8 +142,8 @@ export class ModuleService {
   readonly counters: ModuleCounters | null;
 
   constructor(private readonly deps: ModuleServiceDeps) {
-    this.repo = new ModuleRepository(deps.db);
-    this.uow = unitOfWorkFor(deps.db);
+    this.uow = deps.uow;
+    this.repo = new ModuleRepository(deps.uow);
     this.counters = deps.metrics === true ? new ModuleCounters() : null;
     this.invocation = new Invocation({ breakers: deps.breakers, records: this.records, live: this.live, counters: this.counters });
     this.host = createHost({ flags: deps.flags, breakers: deps.breakers, logger: deps.logger, invoke: (name, method, arg) => this.invoke(name, method, arg) });
@@ -150,7 +154,10 @@ export class ModuleService {
       stopping: () => this.stopping,
       giveUp: (record, cause) => {
         const message = storedErrorMessage(cause);
-        this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true });
+        // From a restart timer: nobody awaits it, so a failed write is logged.
+        this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true }).catch((error: unknown) => {
+          this.deps.logger.error('could not record a module giving up', { module: record.name, ...errorFields(error) });
+        });
       },
       restart: (record) => this.serialized(async () => {
         // An operator may have loaded or unloaded it meanwhile.
@@ -163,12 +170,12 @@ export class ModuleService {
 
   /** Loads registrations and brings every module whose desired state is ACTIVE or LOADED back. */
   async start(): Promise<{ recovered: number; failed: number }> {
-    for (const record of this.repo.all()) {
+    for (const record of await this.repo.all()) {
       // Rows written before errors were sanitized on write get the same treatment once, here.
       const lastError = record.lastError === null ? null : storedErrorMessage(record.lastError);
       this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
       this.live.set(record.name, { active: null, gate: null, canary: null });
-      this.deps.breakers.getOrCreate(breakerNameOf(record.name));
+      await this.deps.breakers.getOrCreate(breakerNameOf(record.name));
     }
     let recovered = 0;
     let failed = 0;
@@ -196,6 +203,8 @@ export class ModuleService {
     }
     this.canaryBreakers.clear();
     await Promise.all(versions.map((v) => v.dispose().catch(() => v.terminate())));
+    // State writes still queued (a crash just before the stop) land before the database closes.
+    await Promise.all([...this.writes.values()]);
   }
 
   /** Refuses swap, rollback and unload of a module a rollout owns; set by the composition root. */
@@ -291,16 +300,22 @@ export class ModuleService {
         desiredState: 'UNLOADED', state: 'UNLOADED', lastError: null, loadedAt: null,
         previousVersion: null, previousModulePath: null, createdAt: now, updatedAt: now,
       };
-      this.uow.run(() => {
-        this.repo.save(record, true);
-        this.deps.audit.record({ at: now, actor, action: 'registerModule', targetType: 'MODULE', target: name, before: null, after: auditView(record) });
-        this.deps.breakers.getOrCreate(breakerNameOf(name));
-        this.uow.afterCommit(() => {
-          this.records.set(name, record);
-          this.live.set(name, { active: null, gate: null, canary: null });
-          this.publish(record, 'UNLOADED', 'registerModule', actor, null);
+      try {
+        await this.uow.run(async () => {
+          await this.repo.insert(record);
+          await this.deps.audit.record({ at: now, actor, action: 'registerModule', targetType: 'MODULE', target: name, before: null, after: auditView(record) });
+          await this.deps.breakers.getOrCreate(breakerNameOf(name));
+          this.uow.afterCommit(() => {
+            this.records.set(name, record);
+            this.live.set(name, { active: null, gate: null, canary: null });
+            this.publish(record, 'UNLOADED', 'registerModule', actor, null);
+          });
         });
-      });
+      } catch (error) {
+        // Another node sharing the database registered it first.
+        if (error instanceof ModuleRowExistsError) throw new UserError('MODULE_ALREADY_EXISTS', `Module ${quoteValue(name)} is already registered`, 'name');
+        throw error;
+      }
       return record;
     });
   }
@@ -325,11 +340,11 @@ export class ModuleService {
       const live = this.live.get(name)!;
       if (live.active && record.state === 'ACTIVE' && !options.forceReload) return record;
       if (live.active && record.state === 'LOADED' && !options.forceReload) {
-        if (activate) this.transition(record, 'ACTIVE', 'loadModule', actor, null, { desiredState: 'ACTIVE' });
+        if (activate) await this.transition(record, 'ACTIVE', 'loadModule', actor, null, { desiredState: 'ACTIVE' });
         return record;
       }
       if (live.active && options.forceReload) {
-        this.assertNoRollout(name, 'reload');
+        await this.assertNoRollout(name, 'reload');
         const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
         await this.replaceVersion(record, { modulePath: record.modulePath, absolutePath, version: record.version }, 'loadModule', actor, { keepPrevious: true });
         return record;
@@ -344,7 +359,7 @@ export class ModuleService {
   unload(actor: string, name: string, cascade = false): Promise<{ record: ModuleRecord; unloaded: string[] }> {
     return this.serialized(async () => {
       const record = this.existing(name);
-      this.assertNoRollout(name, 'unload');
+      await this.assertNoRollout(name, 'unload');
       const loadedDependents = loadedDependentsDeep(this.records, name);
       if (loadedDependents.length > 0 && !cascade) {
         throw new UserError(
@@ -353,7 +368,7 @@ export class ModuleService {
           'cascade',
         );
       }
-      if (cascade) for (const dependent of loadedDependents) this.assertNoRollout(dependent, 'unload');
+      if (cascade) for (const dependent of loadedDependents) await this.assertNoRollout(dependent, 'unload');
       const unloaded: string[] = [];
       // Deepest dependents first.
       for (const dependent of [...topologicalOrder(this.records, loadedDependents)].reverse()) {
@@ -377,9 +392,9 @@ export class ModuleService {
       if (dependents.length > 0) {
         throw new UserError('MODULE_HAS_DEPENDENTS', `Module "${name}" is a dependency of ${dependents.join(', ')}; unregister them first`, 'name');
       }
-      this.uow.run(() => {
-        this.repo.delete(name);
-        this.deps.audit.record({ at: this.deps.clock.now(), actor, action: 'unregisterModule', targetType: 'MODULE', target: name, before: auditView(record), after: null });
+      await this.uow.run(async () => {
+        await this.repo.delete(name);
+        await this.deps.audit.record({ at: this.deps.clock.now(), actor, action: 'unregisterModule', targetType: 'MODULE', target: name, before: auditView(record), after: null });
         this.uow.afterCommit(() => {
           this.records.delete(name);
           this.live.delete(name);
@@ -394,7 +409,7 @@ export class ModuleService {
   swap(actor: string, name: string, input: { newVersionPath: string; newVersion?: string | null; testWith?: ModuleType | null }): Promise<{ record: ModuleRecord; testRunId: string | null }> {
     return this.serialized(async () => {
       const record = this.existing(name);
-      this.assertNoRollout(name, 'swap');
+      await this.assertNoRollout(name, 'swap');
       if (record.state !== 'ACTIVE') {
         throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be swapped (load it first)`, 'name');
       }
@@ -409,7 +424,7 @@ export class ModuleService {
         testRunId = outcome.runId;
         if (!outcome.passed) {
           const message = storedErrorMessage(`Swap of ${quoteValue(name)} to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`);
-          this.noteFailure(record, 'swapModule', actor, message);
+          await this.noteFailure(record, 'swapModule', actor, message);
           throw new SwapRefused('TESTS_FAILED', message, testRunId);
         }
       }
@@ -422,7 +437,7 @@ export class ModuleService {
   rollback(actor: string, name: string): Promise<ModuleRecord> {
     return this.serialized(async () => {
       const record = this.existing(name);
-      this.assertNoRollout(name, 'roll back');
+      await this.assertNoRollout(name, 'roll back');
       if (!record.previousVersion || !record.previousModulePath) {
         throw new UserError('NO_PREVIOUS_VERSION', `Module ${quoteValue(name)} has no previous version to roll back to`, 'name');
       }
@@ -527,7 +542,13 @@ export class ModuleService {
         await canaryVersion.dispose().catch(() => canaryVersion.terminate());
         throw new UserError('MODULE_LOAD_FAILED', describeError(error), 'newVersionPath');
       }
-      const breaker = this.canaryBreaker(record.name, plan.toVersion, options.actor);
+      const breaker = await this.canaryBreaker(record.name, plan.toVersion, options.actor);
+      if (live.active !== stable) {
+        // The stable version died while the breaker was written.
+        await canaryVersion.dispose().catch(() => canaryVersion.terminate());
+        await this.retireCanaryBreaker(breaker.name);
+        throw new UserError('MODULE_LOAD_FAILED', `${plan.fromVersion} stopped serving while the canary was staged`, 'newVersionPath');
+      }
       live.canary = { version: canaryVersion, modulePath: plan.modulePath, flag: options.flag, split: this.deps.flags.decider(options.flag), stats: options.stats, breaker };
       this.canaryBreakers.set(breaker.name, record.name);
       canaryVersion.onExit((exit) => {
@@ -535,13 +556,18 @@ export class ModuleService {
         // Stop routing at once; the forced-open breaker tells the rollout, which aborts.
         live.canary = null;
         this.deps.logger.error('canary version stopped unexpectedly', { module: record.name, version: canaryVersion.version, reason: exit.reason });
-        try {
-          this.deps.breakers.open(ROLLOUT_ACTOR_FOR_CRASH, breaker.name);
-        } finally {
-          this.canaryBreakers.delete(breaker.name);
+        // From a worker's exit event: nobody awaits this, so failures are logged.
+        void (async () => {
+          try {
+            await this.deps.breakers.open(ROLLOUT_ACTOR_FOR_CRASH, breaker.name);
+          } catch (error) {
+            this.deps.logger.error('could not force open a crashed canary\'s breaker', { breaker: breaker.name, ...errorFields(error) });
+          } finally {
+            this.canaryBreakers.delete(breaker.name);
+          }
           // The open has told the rollout (which aborts); then the breaker of a dead version goes.
-          queueMicrotask(() => this.retireCanaryBreaker(breaker.name));
-        }
+          await this.retireCanaryBreaker(breaker.name);
+        })();
       });
       this.deps.logger.info('canary staged', { module: record.name, stable: stable.version, canary: plan.toVersion, flag: options.flag });
       return { testRunId };
@@ -549,20 +575,20 @@ export class ModuleService {
   }
 
   /** A canary's breaker outlives nothing it guarded: removed (audited) once its version is promoted or gone. */
-  private retireCanaryBreaker(breakerName: string): void {
+  private async retireCanaryBreaker(breakerName: string): Promise<void> {
     try {
-      this.deps.breakers.retire(ROLLOUT_ACTOR_FOR_CRASH, breakerName);
+      await this.deps.breakers.retire(ROLLOUT_ACTOR_FOR_CRASH, breakerName);
     } catch (error) {
       this.deps.logger.error('could not remove a canary breaker', { breaker: breakerName, ...errorFields(error) });
     }
   }
 
   /** The canary's own breaker, with the stable breaker's config; a fresh canary starts CLOSED. */
-  private canaryBreaker(name: string, version: string, actor: string): CircuitBreaker {
-    const stableBreaker = this.deps.breakers.getOrCreate(breakerNameOf(name));
+  private async canaryBreaker(name: string, version: string, actor: string): Promise<CircuitBreaker> {
+    const stableBreaker = await this.deps.breakers.getOrCreate(breakerNameOf(name));
     const breakerName = canaryBreakerNameOf(name, version);
-    const breaker = this.deps.breakers.getOrCreate(breakerName, stableBreaker.config);
-    if (breaker.state !== 'CLOSED' && breaker.state !== 'DISABLED') this.deps.breakers.reset(actor, breakerName);
+    const breaker = await this.deps.breakers.getOrCreate(breakerName, stableBreaker.config);
+    if (breaker.state !== 'CLOSED' && breaker.state !== 'DISABLED') await this.deps.breakers.reset(actor, breakerName);
     return breaker;
   }
 
@@ -570,20 +596,22 @@ export class ModuleService {
    * Stops routing to the canary at once (before the first await), then drains its calls in
    * flight and unloads it. Not serialised with the lifecycle: it never waits behind a load.
    */
-  private dropCanary(name: string): Promise<void> {
+  private async dropCanary(name: string): Promise<void> {
+    // Everything up to the first await runs in the caller's turn: routing stops there.
     const live = this.live.get(name);
     const canary = live?.canary ?? null;
-    if (!live || !canary) return Promise.resolve();
+    if (!live || !canary) return;
     live.canary = null;
     this.canaryBreakers.delete(canary.breaker.name);
     const version = canary.version;
-    return version.drain(this.deps.drainTimeoutMs ?? 5000)
-      .then(() => version.dispose())
-      .catch(() => version.terminate())
-      .then(() => {
-        this.retireCanaryBreaker(canary.breaker.name);
-        this.deps.logger.info('canary unloaded', { module: name, version: version.version });
-      });
+    try {
+      await version.drain(this.deps.drainTimeoutMs ?? 5000);
+      await version.dispose();
+    } catch {
+      await version.terminate();
+    }
+    await this.retireCanaryBreaker(canary.breaker.name);
+    this.deps.logger.info('canary unloaded', { module: name, version: version.version });
   }
 
   /**
@@ -604,8 +632,10 @@ export class ModuleService {
       const fromVersion = record.version;
       live.active = canary.version;
       live.canary = null;
+      // Watched from the switch on (the write below awaits); a crash after a failed write finds `live.active` put back and is ignored.
+      this.attach(record, canary.version);
       try {
-        this.transition(record, 'ACTIVE', 'promoteRollout', actor, null, {
+        await this.transition(record, 'ACTIVE', 'promoteRollout', actor, null, {
           modulePath: canary.modulePath, version: canary.version.version, loadedAt: this.deps.clock.now(), lastError: null,
           desiredState: 'ACTIVE', previousVersion: fromVersion, previousModulePath: fromPath, force: true,
         });
@@ -616,15 +646,14 @@ export class ModuleService {
       }
       this.canaryBreakers.delete(canary.breaker.name);
       // The promoted version now serves through the module's own breaker.
-      this.retireCanaryBreaker(canary.breaker.name);
-      this.attach(record, canary.version);
+      await this.retireCanaryBreaker(canary.breaker.name);
       void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
       this.runHooks(record, canary.version);
     });
   }
 
-  private assertNoRollout(name: string, operation: string): void {
-    this.rolloutGuard?.(name, operation);
+  private async assertNoRollout(name: string, operation: string): Promise<void> {
+    await this.rolloutGuard?.(name, operation);
     const canary = this.live.get(name)?.canary;
     if (canary) {
       throw new UserError('ROLLOUT_IN_PROGRESS', `Cannot ${operation} ${quoteValue(name)}: it serves a canary (${canary.version.version}) of a rollout; promote or abort it first`, 'name');
@@ -683,10 +712,10 @@ export class ModuleService {
     const missing = record.dependencies.filter((d) => this.records.get(d)?.state !== 'ACTIVE');
     if (missing.length > 0) {
       const message = storedErrorMessage(`Dependencies not active: ${missing.join(', ')}`);
-      this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED' });
+      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED' });
       return false;
     }
-    this.transition(record, 'LOADING', action, actor, null, { persist: false });
+    await this.transition(record, 'LOADING', action, actor, null, { persist: false });
     let version: LoadedModuleVersion | null = null;
     try {
       const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
@@ -696,13 +725,13 @@ export class ModuleService {
     } catch (error) {
       await version?.dispose().catch(() => undefined);
       const message = storedErrorMessage(describeError(error));
-      this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null });
+      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null });
       this.deps.logger.warn('module failed to load', { module: record.name, error: message });
       return false;
     }
     this.live.get(record.name)!.active = version;
     this.attach(record, version);
-    this.transition(record, activate ? 'ACTIVE' : 'LOADED', action, actor, null, {
+    await this.transition(record, activate ? 'ACTIVE' : 'LOADED', action, actor, null, {
       lastError: null, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: this.deps.clock.now(),
     });
     this.runHooks(record, version);
@@ -715,12 +744,12 @@ export class ModuleService {
     const version = live.active;
     await this.dropCanary(record.name);
     if (version) {
-      this.transition(record, 'UNLOADING', action, actor, null, { persist: false });
+      await this.transition(record, 'UNLOADING', action, actor, null, { persist: false });
       live.active = null;
       await version.drain(this.deps.drainTimeoutMs ?? 5000);
       await version.dispose().catch(() => version.terminate());
     }
-    this.transition(record, 'UNLOADED', action, actor, null, { desiredState: 'UNLOADED', lastError: null, loadedAt: null });
+    await this.transition(record, 'UNLOADED', action, actor, null, { desiredState: 'UNLOADED', lastError: null, loadedAt: null });
   }
 
   /** Loads `target` beside the serving version and switches to it (see the file comment). */
@@ -738,13 +767,13 @@ export class ModuleService {
       next = await this.loadVersion(record, target.absolutePath, target.version);
     } catch (error) {
       const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`);
-      this.noteFailure(record, action, actor, message);
+      await this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, 'newVersionPath');
     }
     const abandon = async (why: string): Promise<never> => {
       await next.dispose().catch(() => next.terminate());
       const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`);
-      this.noteFailure(record, action, actor, message);
+      await this.noteFailure(record, action, actor, message);
       throw new UserError('SWAP_FAILED', message, null);
     };
     const health = await next.healthCheck();
@@ -771,7 +800,7 @@ export class ModuleService {
     this.attach(record, next);
     const fromPath = record.modulePath;
     const fromVersion = record.version;
-    this.transition(record, 'ACTIVE', action, actor, null, {
+    await this.transition(record, 'ACTIVE', action, actor, null, {
       modulePath: target.modulePath,
       version: target.version,
       loadedAt: this.deps.clock.now(),
@@ -794,41 +823,73 @@ export class ModuleService {
       live.active = null;
       const message = storedErrorMessage(`${exit.reason}: ${exit.message}`);
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
-      this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null });
-      this.supervisor.scheduleRestart(record, message);
+      // From a worker's exit event: nobody awaits it, so a failed write is logged. The restart
+      // is scheduled once the record says FAILED (the restart checks it).
+      this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null }).then(
+        () => this.supervisor.scheduleRestart(record, message),
+        (error: unknown) => this.deps.logger.error('could not record a module crash', { module: record.name, ...errorFields(error) }),
+      );
     });
   }
 
-  private noteFailure(record: ModuleRecord, action: string, actor: string, message: string): void {
-    this.transition(record, record.state, action, actor, message, { lastError: message, force: true });
+  private noteFailure(record: ModuleRecord, action: string, actor: string, message: string): Promise<void> {
+    return this.transition(record, null, action, actor, message, { lastError: message, force: true });
   }
 
   /**
    * Applies a state change to the record, persists it with an audit entry (unless
-   * `persist: false`, for the passing LOADING/UNLOADING states) and publishes it.
+   * `persist: false`, for the passing LOADING/UNLOADING states) and publishes it, once its
+   * unit commits. A module's changes are queued and applied one after the other, in the order
+   * they were asked for (a crash reported by a worker while a lifecycle write is under way
+   * lands after it), each computed from the record as the previous one left it. `to: null`
+   * keeps the state the record then has. Rejects, changing nothing, when the write fails.
    */
   private transition(
     record: ModuleRecord,
-    to: ModuleState,
+    to: ModuleState | null,
     action: string,
     actor: string | null,
     error: string | null,
     changes: Partial<ModuleRecord> & { persist?: boolean; force?: boolean } = {},
-  ): void {
+  ): Promise<void> {
+    const apply = () => this.applyTransition(record, to, action, actor, error, changes);
+    const previous = this.writes.get(record.name) ?? Promise.resolve();
+    const run = previous.then(apply);
+    const tail = run.catch(() => undefined);
+    this.writes.set(record.name, tail);
+    void tail.then(() => {
+      if (this.writes.get(record.name) === tail) this.writes.delete(record.name);
+    });
+    return run;
+  }
+
+  private async applyTransition(
+    record: ModuleRecord,
+    toState: ModuleState | null,
+    action: string,
+    actor: string | null,
+    error: string | null,
+    changes: Partial<ModuleRecord> & { persist?: boolean; force?: boolean },
+  ): Promise<void> {
     const { persist = true, force = false, ...fields } = changes;
     const from = record.state;
+    const to = toState ?? from;
     const before = auditView(record);
     const now = this.deps.clock.now();
     const next: ModuleRecord = { ...record, ...fields, state: to, updatedAt: now };
-    this.uow.run(() => {
-      if (persist) {
-        this.repo.save(next);
-        this.deps.audit.record({ at: now, actor: actor ?? 'system', action, targetType: 'MODULE', target: record.name, before, after: auditView(next) });
-      }
-      this.uow.afterCommit(() => {
-        Object.assign(record, next);
-        if (from !== to || force || error) this.publish(record, from, action, actor, error);
-      });
+    const applyToMemory = () => {
+      Object.assign(record, next);
+      if (from !== to || force || error) this.publish(record, from, action, actor, error);
+    };
+    if (!persist) {
+      // Nothing to write: memory changes now (inside a caller's unit it still waits for the commit).
+      this.uow.afterCommit(applyToMemory);
+      return;
+    }
+    await this.uow.run(async () => {
+      await this.repo.save(next);
+      await this.deps.audit.record({ at: now, actor: actor ?? 'system', action, targetType: 'MODULE', target: record.name, before, after: auditView(next) });
+      this.uow.afterCommit(applyToMemory);
     });
   }
 

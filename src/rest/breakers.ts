@@ -29,7 +29,7 @@ export const breakerRoutes: RestRoute[] = [
     status: 200,
     response: ref('CircuitBreaker'),
     errors: [404],
-    handle: ({ params, caller, services }) => breakerView(services.breakers.reset(caller.name, params.breaker_name!)),
+    handle: async ({ params, caller, services }) => breakerView(await services.breakers.reset(caller.name, params.breaker_name!)),
   },
   {
     method: 'POST',
@@ -41,6 +41,6 @@ export const breakerRoutes: RestRoute[] = [
     status: 200,
     response: breakerList,
     errors: [],
-    handle: ({ caller, services }) => ({ breakers: services.breakers.resetAll(caller.name).map(breakerView) }),
+    handle: async ({ caller, services }) => ({ breakers: (await services.breakers.resetAll(caller.name)).map(breakerView) }),
   },
 ];

@@ -66,14 +66,14 @@ export const flagRoutes: RestRoute[] = [
     status: 200,
     response: flagResponse,
     errors: [400, 404],
-    handle: ({ body, caller, services }) => {
+    handle: async ({ body, caller, services }) => {
       const name = body.name as string;
       if (body.enabled === false) {
         if (body.strategy !== undefined) throw new UserError('INVALID_ARGUMENT', '"strategy" cannot be given with "enabled": false', 'strategy');
-        return flagView(services.flags.disable(caller.name, name), services);
+        return flagView(await services.flags.disable(caller.name, name), services);
       }
       const strategy = body.strategy === undefined ? null : enumValue(body.strategy, ROLLOUT_STRATEGIES, 'INVALID_STRATEGY', 'strategy');
-      return flagView(services.flags.enable(caller.name, name, strategy), services);
+      return flagView(await services.flags.enable(caller.name, name, strategy), services);
     },
   },
   {
@@ -91,7 +91,8 @@ export const flagRoutes: RestRoute[] = [
     status: 200,
     response: flagResponse,
     errors: [400],
-    handle: ({ body, caller, services }) => flagView(services.flags.setPercentage(caller.name, body.name as string, body.percentage as number), services),
+    handle: async ({ body, caller, services }) =>
+      flagView(await services.flags.setPercentage(caller.name, body.name as string, body.percentage as number), services),
   },
   {
     method: 'POST',
@@ -105,7 +106,7 @@ export const flagRoutes: RestRoute[] = [
     status: 200,
     response: flagResponse,
     errors: [400, 404],
-    handle: ({ query, body, caller, services }) => {
+    handle: async ({ query, body, caller, services }) => {
       const fromQuery = query.name as string | undefined;
       const fromBody = body.name as string | undefined;
       if (fromQuery !== undefined && fromBody !== undefined && fromQuery !== fromBody) {
@@ -113,7 +114,7 @@ export const flagRoutes: RestRoute[] = [
       }
       const name = fromQuery ?? fromBody;
       if (name === undefined) throw new UserError('INVALID_ARGUMENT', '"name" is required (?name=<flag>)', 'name');
-      return flagView(services.flags.disable(caller.name, name), services);
+      return flagView(await services.flags.disable(caller.name, name), services);
     },
   },
 ];

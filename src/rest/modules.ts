@@ -179,10 +179,10 @@ export const moduleRoutes: RestRoute[] = [
     status: 201,
     response: ref('TestRun'),
     errors: [400, 404],
-    handle: (req) => {
+    handle: async (req) => {
       const record = existingModule(req);
       const type = req.query.module_type === undefined ? (record.moduleType ?? 'GENERIC') : moduleTypeOf(req.query.module_type, 'module_type');
-      return testRunView(req.services.testing.testModule(req.caller.name, record.name, type));
+      return testRunView(await req.services.testing.testModule(req.caller.name, record.name, type));
     },
   },
   {
@@ -200,9 +200,9 @@ export const moduleRoutes: RestRoute[] = [
       required: ['module_name', 'test_runs'],
     },
     errors: [400, 404],
-    handle: (req) => {
+    handle: async (req) => {
       const record = existingModule(req);
-      const { runs } = req.services.testing.page(record.name, (req.query.limit as number | undefined) ?? 20);
+      const { runs } = await req.services.testing.page(record.name, (req.query.limit as number | undefined) ?? 20);
       return { module_name: record.name, test_runs: runs.map(testRunView) };
     },
   },

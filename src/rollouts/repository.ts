@@ -1,5 +1,5 @@
 /** SQL for rollouts: one row per rollout (its current step and deadlines), one per history event. */
-import type { Db } from '../db/connection.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import {
   ACTIVE_ROLLOUT_STATUSES,
   type Rollout,
@@ -42,112 +42,117 @@ interface RolloutRow {
 }
 
 interface EventRow {
-  type: RolloutEventType;
+  type: string;
   at: number;
   percentage: number;
   detail: string | null;
 }
 
-const ACTIVE_SQL = ACTIVE_ROLLOUT_STATUSES.map((s) => `'${s}'`).join(', ');
+/** The unique constraint a failed insert ran into, as better-sqlite3 and pg report it. */
+export type RolloutConflict = 'id' | 'seq' | 'module' | 'flag';
+
+/**
+ * Which of the rollouts table's unique constraints `error` is the violation of; null for any
+ * other error. SQLite names the columns ("UNIQUE constraint failed: rollouts.module"),
+ * PostgreSQL the constraint (`rollouts_active_module`, `rollouts_seq_key`, `rollouts_pkey`).
+ */
+export function rolloutConflictOf(error: unknown): RolloutConflict | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, constraint, message } = error as { code?: unknown; constraint?: unknown; message?: unknown };
+  if (code === '23505' && typeof constraint === 'string') {
+    if (constraint === 'rollouts_active_module') return 'module';
+    if (constraint === 'rollouts_active_flag') return 'flag';
+    if (constraint === 'rollouts_seq_key') return 'seq';
+    if (constraint === 'rollouts_pkey') return 'id';
+    return null;
+  }
+  if ((code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') && typeof message === 'string') {
+    const column = /constraint failed: rollouts\.(\w+)/.exec(message)?.[1];
+    return column === 'module' || column === 'flag' || column === 'seq' || column === 'id' ? column : null;
+  }
+  return null;
+}
 
 export class RolloutRepository {
-  private readonly insertRollout;
-  private readonly updateRollout;
-  private readonly insertEvent;
-  private readonly selectById;
-  private readonly selectLatest;
-  private readonly selectActiveByModule;
-  private readonly selectActiveByFlag;
-  private readonly selectActive;
-  private readonly selectPage;
-  private readonly selectPageByModule;
-  private readonly selectEvents;
-  private readonly selectMaxSeq;
+  constructor(private readonly uow: UnitOfWork) {}
 
-  constructor(db: Db) {
-    const columns = `id, seq, module, from_version, to_version, to_module_path, flag, status, steps_json, step_index, percentage,
-      step_interval_seconds, gates_json, auto_promote, test_with, test_run_id, step_started_at, next_step_at, paused_at, remaining_ms,
-      resume_status, awaiting_promotion, actor, started_at, updated_at, finished_at, abort_reason, abort_json`;
-    this.insertRollout = db.prepare(`INSERT INTO rollouts (${columns}) VALUES (@id, @seq, @module, @from_version, @to_version,
-      @to_module_path, @flag, @status, @steps_json, @step_index, @percentage, @step_interval_seconds, @gates_json, @auto_promote,
-      @test_with, @test_run_id, @step_started_at, @next_step_at, @paused_at, @remaining_ms, @resume_status, @awaiting_promotion,
-      @actor, @started_at, @updated_at, @finished_at, @abort_reason, @abort_json)`);
-    this.updateRollout = db.prepare(`UPDATE rollouts SET status = @status, step_index = @step_index, percentage = @percentage,
-      test_run_id = @test_run_id, step_started_at = @step_started_at, next_step_at = @next_step_at, paused_at = @paused_at,
-      remaining_ms = @remaining_ms, resume_status = @resume_status, awaiting_promotion = @awaiting_promotion,
-      updated_at = @updated_at, finished_at = @finished_at, abort_reason = @abort_reason, abort_json = @abort_json
-      WHERE id = @id`);
-    this.insertEvent = db.prepare('INSERT INTO rollout_events (rollout_id, type, at, percentage, detail) VALUES (?, ?, ?, ?, ?)');
-    this.selectById = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE id = ?');
-    this.selectLatest = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE module = ? ORDER BY seq DESC LIMIT 1');
-    this.selectActiveByModule = db.prepare<[string], RolloutRow>(`SELECT * FROM rollouts WHERE module = ? AND status IN (${ACTIVE_SQL})`);
-    this.selectActiveByFlag = db.prepare<[string], RolloutRow>(`SELECT * FROM rollouts WHERE flag = ? AND status IN (${ACTIVE_SQL})`);
-    this.selectActive = db.prepare<[], RolloutRow>(`SELECT * FROM rollouts WHERE status IN (${ACTIVE_SQL}) ORDER BY seq`);
-    this.selectPage = db.prepare<[number, number], RolloutRow>('SELECT * FROM rollouts WHERE seq < ? ORDER BY seq DESC LIMIT ?');
-    this.selectPageByModule = db.prepare<[string, number, number], RolloutRow>(
-      'SELECT * FROM rollouts WHERE module = ? AND seq < ? ORDER BY seq DESC LIMIT ?',
-    );
-    this.selectEvents = db.prepare<[string], EventRow>('SELECT type, at, percentage, detail FROM rollout_events WHERE rollout_id = ? ORDER BY id');
-    this.selectMaxSeq = db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM rollouts');
+  async nextSeq(): Promise<number> {
+    const row = await this.uow.db.selectFrom('rollouts').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst();
+    return (row?.seq ?? 0) + 1;
   }
 
-  nextSeq(): number {
-    return (this.selectMaxSeq.get()?.seq ?? 0) + 1;
-  }
-
-  insert(rollout: Rollout): void {
-    this.insertRollout.run(toRow(rollout));
+  async insert(rollout: Rollout): Promise<void> {
+    await this.uow.db.insertInto('rollouts').values(toRow(rollout)).execute();
   }
 
   /** Writes the mutable columns; the plan (steps, interval, gates, versions, flag) never changes. */
-  update(rollout: Rollout): void {
+  async update(rollout: Rollout): Promise<void> {
     const row = toRow(rollout);
-    this.updateRollout.run({
-      id: row.id, status: row.status, step_index: row.step_index, percentage: row.percentage, test_run_id: row.test_run_id,
-      step_started_at: row.step_started_at, next_step_at: row.next_step_at, paused_at: row.paused_at,
-      remaining_ms: row.remaining_ms, resume_status: row.resume_status, awaiting_promotion: row.awaiting_promotion,
-      updated_at: row.updated_at, finished_at: row.finished_at, abort_reason: row.abort_reason, abort_json: row.abort_json,
-    });
+    await this.uow.db
+      .updateTable('rollouts')
+      .set({
+        status: row.status, step_index: row.step_index, percentage: row.percentage, test_run_id: row.test_run_id,
+        step_started_at: row.step_started_at, next_step_at: row.next_step_at, paused_at: row.paused_at,
+        remaining_ms: row.remaining_ms, resume_status: row.resume_status, awaiting_promotion: row.awaiting_promotion,
+        updated_at: row.updated_at, finished_at: row.finished_at, abort_reason: row.abort_reason, abort_json: row.abort_json,
+      })
+      .where('id', '=', row.id)
+      .execute();
   }
 
-  appendEvent(rolloutId: string, event: RolloutHistoryEvent): void {
-    this.insertEvent.run(rolloutId, event.type, event.at, event.percentage, event.detail);
+  async appendEvent(rolloutId: string, event: RolloutHistoryEvent): Promise<void> {
+    await this.uow.db
+      .insertInto('rollout_events')
+      .values({ rollout_id: rolloutId, type: event.type, at: event.at, percentage: event.percentage, detail: event.detail })
+      .execute();
   }
 
-  get(id: string): Rollout | null {
-    const row = this.selectById.get(id);
-    return row ? fromRow(row) : null;
+  async get(id: string): Promise<Rollout | null> {
+    const row = await this.uow.db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? fromRow(row as RolloutRow) : null;
   }
 
   /** The module's current rollout, or its last one. */
-  latest(module: string): Rollout | null {
-    const row = this.selectLatest.get(module);
-    return row ? fromRow(row) : null;
+  async latest(module: string): Promise<Rollout | null> {
+    const row = await this.uow.db.selectFrom('rollouts').selectAll().where('module', '=', module)
+      .orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row ? fromRow(row as RolloutRow) : null;
   }
 
-  activeForModule(module: string): Rollout | null {
-    const row = this.selectActiveByModule.get(module);
-    return row ? fromRow(row) : null;
+  /** At most one (a unique index keeps it so). */
+  async activeForModule(module: string): Promise<Rollout | null> {
+    const row = await this.uow.db.selectFrom('rollouts').selectAll().where('module', '=', module)
+      .where('status', 'in', ACTIVE_ROLLOUT_STATUSES).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row ? fromRow(row as RolloutRow) : null;
   }
 
-  activeForFlag(flag: string): Rollout | null {
-    const row = this.selectActiveByFlag.get(flag);
-    return row ? fromRow(row) : null;
+  /** At most one (a unique index keeps it so). */
+  async activeForFlag(flag: string): Promise<Rollout | null> {
+    const row = await this.uow.db.selectFrom('rollouts').selectAll().where('flag', '=', flag)
+      .where('status', 'in', ACTIVE_ROLLOUT_STATUSES).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row ? fromRow(row as RolloutRow) : null;
   }
 
   /** Every unfinished rollout, oldest first (restart recovery). */
-  active(): Rollout[] {
-    return this.selectActive.all().map(fromRow);
+  async active(): Promise<Rollout[]> {
+    const rows = await this.uow.db.selectFrom('rollouts').selectAll().where('status', 'in', ACTIVE_ROLLOUT_STATUSES)
+      .orderBy('seq', 'asc').execute();
+    return rows.map((row) => fromRow(row as RolloutRow));
   }
 
   /** Newest first, rollouts created before `beforeSeq`; one extra row tells whether more exist. */
-  page(module: string | null | undefined, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): { rollouts: Rollout[]; hasMore: boolean } {
-    const rows = module ? this.selectPageByModule.all(module, beforeSeq, limit + 1) : this.selectPage.all(beforeSeq, limit + 1);
+  async page(module: string | null | undefined, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<{ rollouts: Rollout[]; hasMore: boolean }> {
+    let query = this.uow.db.selectFrom('rollouts').selectAll().where('seq', '<', beforeSeq);
+    if (module) query = query.where('module', '=', module);
+    const rows = (await query.orderBy('seq', 'desc').limit(limit + 1).execute()) as RolloutRow[];
     return { rollouts: rows.slice(0, limit).map(fromRow), hasMore: rows.length > limit };
   }
 
-  events(rolloutId: string): RolloutHistoryEvent[] {
-    return this.selectEvents.all(rolloutId).map((r) => ({ type: r.type, at: r.at, percentage: r.percentage, detail: r.detail }));
+  /** Oldest first. */
+  async events(rolloutId: string): Promise<RolloutHistoryEvent[]> {
+    const rows: EventRow[] = await this.uow.db.selectFrom('rollout_events').select(['type', 'at', 'percentage', 'detail'])
+      .where('rollout_id', '=', rolloutId).orderBy('id', 'asc').execute();
+    return rows.map((r) => ({ type: r.type as RolloutEventType, at: r.at, percentage: r.percentage, detail: r.detail }));
   }
 }
 

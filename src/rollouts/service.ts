@@ -2,8 +2,8 @@
  * Rollouts: the service runs the engine's decisions. It asks the modules domain to stage, drop
  * or promote a canary and the flags domain to move the split flag, both through the narrow
  * interfaces below (it imports neither service), writes each decision with its history events
- * and audit entry in one transaction, publishes `rolloutProgress` after the commit, then
- * carries out the decision's effects.
+ * and audit entry in one unit of work and, once that has committed (`uow.afterCommit`), updates
+ * memory, carries out the decision's effects and publishes `rolloutProgress`.
  *
  * Rules worth knowing:
  * - Bad input (unknown module, no active version, a path outside the modules root, a bad plan,
@@ -20,7 +20,11 @@
  * - One clock timer is armed for the earliest due judgement of any rollout. With manual steps
  *   the gates are judged every `manualCheckIntervalMs` (they abort, never advance).
  * - The canary's breaker opening aborts its rollout at once (the modules domain reports it).
- * - Operations on one module's rollout run one at a time, in order.
+ * - Operations on one module's rollout run one at a time, in order (a promise chain per
+ *   rollout): a timer's judgement, a command, a breaker or flag reaction never overlap, and
+ *   each one's write, effects and events are done before the next one starts.
+ * - Reactions to another domain's change (the canary's breaker opened, the split flag moved)
+ *   wait for that domain's unit of work to commit and are dropped if it rolls back.
  * - Restart: `start()` loads every unfinished rollout, stages its new version again (a TESTING
  *   one is tested again), sets the split back and keeps `nextStepAt`, so the step resumes with
  *   the time that was left; the step's statistics (kept in memory) start empty. A rollout whose
@@ -28,13 +32,14 @@
  *   PROMOTED; one whose module no longer runs its `fromVersion` is aborted.
  * - At promotion the flag is left where it is (100%, or where the operator had it): without a
  *   canary the modules domain routes every call to the active version whatever the flag says.
+ * - Memory answers `inProgress`, `stats`, `replay` and `assertNoRolloutInProgress` (synchronous,
+ *   no database); `current`, `get`, `page` and `events` read the database.
  */
 import { randomUUID } from 'node:crypto';
 import type { NewAuditEntry } from '../audit/repository.js';
 import type { BreakerState } from '../breakers/states.js';
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Db } from '../db/connection.js';
-import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName, validateText } from '../validation.js';
@@ -56,7 +61,7 @@ import {
   type RolloutEffect,
 } from './engine.js';
 import { isActiveRolloutStatus, type Rollout, type RolloutHistoryEvent, type RolloutProgressEvent, type RolloutStatsSnapshot } from './events.js';
-import { RolloutRepository } from './repository.js';
+import { rolloutConflictOf, RolloutRepository } from './repository.js';
 import { RolloutStats } from './stats.js';
 import { validateRolloutPlan, type RolloutGatesInput } from './validation.js';
 
@@ -66,6 +71,10 @@ export const DEFAULT_MANUAL_CHECK_INTERVAL_MS = 60_000;
 export const MAX_ABORT_REASON_LENGTH = 500;
 /** setTimeout's ceiling; longer waits re-arm when they fire. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The events a live rollout keeps in memory for `replay` (the newest; a long HOLDING rollout has many). */
+export const MAX_REPLAY_EVENTS = 1000;
+/** Inserts tried when another node took the next `seq` first (PostgreSQL, several nodes). */
+const MAX_SEQ_ATTEMPTS = 3;
 
 /** A new version checked by the modules domain and ready to stage. */
 export interface CanaryPlan {
@@ -87,17 +96,20 @@ export interface StageCanaryOptions {
   stats: RolloutStats;
 }
 
-/** What the rollout needs from the modules domain (implemented there, over invocation). */
+/**
+ * What the rollout needs from the modules domain (implemented there, over invocation). The
+ * rollout service awaits every call, the synchronous ones too.
+ */
 export interface RolloutModules {
   /**
-   * Synchronous checks before anything is written or loaded: the module is registered and
-   * ACTIVE, the path resolves inside the modules root to an existing file, the version (given,
-   * or derived from the path) is valid and differs from the active one. Throws UserError
-   * (MODULE_NOT_FOUND, INVALID_MODULE_STATE, INVALID_MODULE_PATH, MODULE_FILE_NOT_FOUND,
-   * NOT_HOT_RELOADABLE, INVALID_ARGUMENT).
+   * Checks before anything is written or loaded (it writes nothing): the module is registered
+   * and ACTIVE, the path resolves inside the modules root to an existing file, the version
+   * (given, or derived from the path) is valid and differs from the active one. Throws (or
+   * rejects with) UserError (MODULE_NOT_FOUND, INVALID_MODULE_STATE, INVALID_MODULE_PATH,
+   * MODULE_FILE_NOT_FOUND, NOT_HOT_RELOADABLE, INVALID_ARGUMENT).
    */
-  planCanary(module: string, newVersionPath: string, newVersion: string | null): CanaryPlan;
-  /** The module's active version, null when it is not loaded or not registered. */
+  planCanary(module: string, newVersionPath: string, newVersion: string | null): CanaryPlan | Promise<CanaryPlan>;
+  /** The module's active version, null when it is not loaded or not registered (memory). */
   activeVersion(module: string): string | null;
   /**
    * Loads the new version beside the stable one (exported state of the stable version
@@ -113,7 +125,7 @@ export interface RolloutModules {
   dropCanary(module: string, actor: string): Promise<void>;
   /** The canary becomes the active version, the old one its previousVersion; rejects (nothing changed) on failure. */
   promoteCanary(module: string, actor: string): Promise<void>;
-  /** The canary's breaker (`module:<name>@<version>`), null when the module has no canary. */
+  /** The canary's breaker (`module:<name>@<version>`), null when the module has no canary (memory). */
   canaryBreakerState(module: string): BreakerState | null;
   /** Called whenever a canary's breaker leaves CLOSED for OPEN (or FORCED_OPEN); returns the unsubscribe. */
   onCanaryBreakerOpen(listener: (module: string, state: BreakerState) => void): () => void;
@@ -121,8 +133,11 @@ export interface RolloutModules {
 
 /** What the rollout needs from the flags domain. */
 export interface RolloutFlags {
-  /** Strategy PERCENTAGE, enabled, at `percentage`; creates the flag when missing; audited under `actor`. */
-  setPercentage(name: string, percentage: number, actor: string): void;
+  /**
+   * Strategy PERCENTAGE, enabled, at `percentage`; creates the flag when missing; audited under
+   * `actor`. Resolves once the change is committed and routing sees the new share.
+   */
+  setPercentage(name: string, percentage: number, actor: string): Promise<void>;
   /**
    * Called after every committed flag change with the flag's new effective share for routing
    * (PERCENTAGE its percentage, ALL_ON 100, ALL_OFF or disabled 0; null: deleted).
@@ -131,8 +146,8 @@ export interface RolloutFlags {
 }
 
 export interface RolloutServiceDeps {
-  db: Db;
-  audit: { record(entry: NewAuditEntry): void };
+  uow: UnitOfWork;
+  audit: { record(entry: NewAuditEntry): Promise<void> };
   modules: RolloutModules;
   flags: RolloutFlags;
   clock: Clock;
@@ -158,6 +173,8 @@ export interface StartRolloutInput {
 
 interface LiveRollout {
   rollout: Rollout;
+  /** Its newest history events (MAX_REPLAY_EVENTS), oldest first: each enters here in the same turn as it is published. */
+  events: RolloutHistoryEvent[];
   stats: RolloutStats;
   /** The new version is being staged: a drop waits for the staging to finish. */
   staging: boolean;
@@ -165,6 +182,8 @@ interface LiveRollout {
   manualCheckAt: number | null;
   /** A judgement is queued: the timer does not fire for this rollout again until it ran. */
   judging: boolean;
+  /** The last judgement failed (say, the database was unreachable): not judged again before this. */
+  retryAt: number | null;
   queue: Promise<unknown>;
 }
 
@@ -175,14 +194,18 @@ export class RolloutService {
   /** Modules whose finished rollout's canary is still being staged or unloaded: no new rollout yet. */
   private readonly settling = new Set<string>();
   private readonly unsubscribe: (() => void)[] = [];
+  /** Every queued operation not yet settled (`stop()` waits for them). */
+  private readonly pending = new Set<Promise<unknown>>();
   private timer: TimerHandle | null = null;
   private stopped = false;
+  /** The highest `seq` this process handed out: two starts awaiting at once never share one. */
+  private lastSeq = 0;
   private readonly manualCheckMs: number;
   private readonly newId: () => string;
 
   constructor(private readonly deps: RolloutServiceDeps) {
-    this.repo = new RolloutRepository(deps.db);
-    this.uow = unitOfWorkFor(deps.db);
+    this.uow = deps.uow;
+    this.repo = new RolloutRepository(deps.uow);
     this.manualCheckMs = deps.manualCheckIntervalMs ?? DEFAULT_MANUAL_CHECK_INTERVAL_MS;
     this.newId = deps.newId ?? randomUUID;
   }
@@ -195,8 +218,8 @@ export class RolloutService {
     );
     let resumed = 0;
     let finished = 0;
-    for (const rollout of this.repo.active()) {
-      const entry = this.track(rollout);
+    for (const rollout of await this.repo.active()) {
+      const entry = this.track(rollout, (await this.repo.events(rollout.id)).slice(-MAX_REPLAY_EVENTS));
       const outcome = await this.serialized(entry, () => this.recover(entry));
       if (outcome) resumed++;
       else finished++;
@@ -205,33 +228,35 @@ export class RolloutService {
     return { resumed, finished };
   }
 
-  stop(): void {
+  /** No more judgements; resolves once the operations already queued (their writes and effects) are done. */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = null;
     for (const off of this.unsubscribe.splice(0)) off();
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
   // ---- reads ----
 
   /** The module's current rollout, or its last one. */
-  current(rawModule: string): Rollout | null {
+  async current(rawModule: string): Promise<Rollout | null> {
     const module = validateName(rawModule, 'module', 'Module name');
-    return this.live.get(module)?.rollout ?? this.repo.latest(module);
+    return this.live.get(module)?.rollout ?? (await this.repo.latest(module));
   }
 
-  get(id: string): Rollout | null {
+  async get(id: string): Promise<Rollout | null> {
     return this.repo.get(id);
   }
 
   /** History, newest first; `afterSeq` is the `seq` of the last rollout of the previous page. */
-  page(module: string | null | undefined, first: number, afterSeq?: number): { rollouts: Rollout[]; hasMore: boolean } {
+  async page(module: string | null | undefined, first: number, afterSeq?: number): Promise<{ rollouts: Rollout[]; hasMore: boolean }> {
     if (!Number.isInteger(first) || first < 1 || first > 100) throw new UserError('INVALID_ARGUMENT', 'first must be within [1, 100]', 'first');
     const name = module == null ? null : validateName(module, 'module', 'Module name');
     return this.repo.page(name, first, afterSeq);
   }
 
-  events(rolloutId: string): RolloutHistoryEvent[] {
+  async events(rolloutId: string): Promise<RolloutHistoryEvent[]> {
     return this.repo.events(rolloutId);
   }
 
@@ -240,7 +265,7 @@ export class RolloutService {
     return this.live.get(module)?.rollout ?? null;
   }
 
-  /** For swapModule, rollbackModule, unloadModule: refused while a rollout owns the module. */
+  /** For swapModule, rollbackModule, unloadModule: refused while a rollout owns the module (memory, synchronous). */
   assertNoRolloutInProgress(module: string, operation: string): void {
     const rollout = this.inProgress(module);
     if (rollout) {
@@ -257,10 +282,14 @@ export class RolloutService {
     return this.live.get(module)?.stats.snapshot() ?? null;
   }
 
-  /** The events so far of the unfinished rollouts (one module's, or all), for a late subscriber. */
+  /**
+   * The events so far (the newest MAX_REPLAY_EVENTS each) of the unfinished rollouts (one module's, or all), for a late subscriber:
+   * from memory, where each event enters in the same synchronous turn as it is published, so a
+   * subscriber that replays and attaches in one turn misses none and hears none twice.
+   */
   replay(module?: string | null): RolloutProgressEvent[] {
     const entries = module ? [this.live.get(module)].filter((e): e is LiveRollout => e !== undefined) : [...this.live.values()];
-    return entries.flatMap(({ rollout }) => this.repo.events(rollout.id).map((e) => ({ ...e, module: rollout.module, rollout })));
+    return entries.flatMap(({ rollout, events }) => events.map((e) => ({ ...e, module: rollout.module, rollout })));
   }
 
   // ---- commands ----
@@ -275,30 +304,25 @@ export class RolloutService {
       gates: input.gates,
       autoPromote: input.autoPromote,
     });
-    this.assertNoRolloutInProgress(module, 'start a rollout of');
-    if (this.settling.has(module)) {
-      throw new UserError('ROLLOUT_IN_PROGRESS', `The last rollout of "${module}" is still unloading its canary: try again in a moment`, 'module');
-    }
-    const owner = [...this.live.values()].find((e) => e.rollout.flag === flag);
-    if (owner) {
-      throw new UserError('FLAG_IN_USE', `Flag "${flag}" already splits the rollout of "${owner.rollout.module}": choose another flag`, 'flag');
-    }
-    const canary = this.deps.modules.planCanary(module, input.newVersionPath, input.newVersion ?? null);
+    this.assertFree(module, flag);
+    const canary = await this.deps.modules.planCanary(module, input.newVersionPath, input.newVersion ?? null);
+    const seq = await this.nextSeq();
+    // Another start may have taken the module or the flag while we awaited: check again, and
+    // reserve them (track) in the same turn.
+    this.assertFree(module, flag);
     const now = this.deps.clock.now();
     const decision = createRollout({
-      id: this.newId(), seq: this.repo.nextSeq(), module, fromVersion: canary.fromVersion, toVersion: canary.toVersion,
+      id: this.newId(), seq, module, fromVersion: canary.fromVersion, toVersion: canary.toVersion,
       toModulePath: canary.modulePath, flag, plan, testWith: input.testWith ?? null, actor,
     }, now);
-    const entry = this.track(decision.rollout);
+    const entry = this.track(decision.rollout, []);
     entry.staging = true;
-    let effects: Promise<void>;
     try {
-      effects = this.commit(entry, decision, null, actor, 'startRollout', true);
+      await this.serialized(entry, () => this.insert(entry, decision, actor));
     } catch (error) {
-      this.live.delete(module);
+      if (this.live.get(module) === entry) this.live.delete(module);
       throw error;
     }
-    await effects;
     await this.stage(entry, canary, actor, input.testWith ?? null);
     return entry.rollout;
   }
@@ -326,11 +350,60 @@ export class RolloutService {
 
   // ---- internals ----
 
+  /** No rollout of the module (nor one still unloading its canary), and no rollout split by the flag. */
+  private assertFree(module: string, flag: string): void {
+    this.assertNoRolloutInProgress(module, 'start a rollout of');
+    if (this.settling.has(module)) {
+      throw new UserError('ROLLOUT_IN_PROGRESS', `The last rollout of "${module}" is still unloading its canary: try again in a moment`, 'module');
+    }
+    const owner = [...this.live.values()].find((e) => e.rollout.flag === flag);
+    if (owner) throw flagInUse(flag, owner.rollout.module);
+  }
+
+  private async nextSeq(): Promise<number> {
+    const seq = Math.max(await this.repo.nextSeq(), this.lastSeq + 1);
+    this.lastSeq = seq;
+    return seq;
+  }
+
+  /**
+   * Writes a new rollout. The database's unique indexes are the last word (another node may
+   * have started a rollout of the module or on the flag): those violations are the same typed
+   * errors the checks in memory give; a `seq` taken meanwhile is drawn again.
+   */
+  private async insert(entry: LiveRollout, decision: RolloutDecision, actor: string): Promise<void> {
+    let chosen = decision;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.commit(entry, chosen, null, actor, 'startRollout', true);
+        return;
+      } catch (error) {
+        const conflict = rolloutConflictOf(error);
+        const { module, flag } = chosen.rollout;
+        if (conflict === 'seq' && attempt < MAX_SEQ_ATTEMPTS) {
+          const rollout = { ...chosen.rollout, seq: await this.nextSeq() };
+          chosen = { ...chosen, rollout };
+          entry.rollout = rollout;
+          continue;
+        }
+        if (conflict !== 'module' && conflict !== 'flag') throw error;
+        // Both may be taken (the database reports one of them): the module first, as the checks in memory do.
+        const other = await this.repo.activeForModule(module);
+        if (other || conflict === 'module') {
+          throw new UserError('ROLLOUT_IN_PROGRESS', other
+            ? `Cannot start a rollout of "${module}": its rollout ${other.fromVersion} -> ${other.toVersion} is ${other.status} at ${other.percentage}% (promote or abort it first)`
+            : `Cannot start a rollout of "${module}": another rollout of it is in progress`, 'name');
+        }
+        throw flagInUse(flag, (await this.repo.activeForFlag(flag))?.module ?? null);
+      }
+    }
+  }
+
   private async command(actor: string, rawModule: string, action: string, decide: (r: Rollout, now: number) => RolloutDecision): Promise<Rollout> {
     const module = validateName(rawModule, 'module', 'Module name');
     const entry = this.live.get(module);
     if (!entry) {
-      const last = this.repo.latest(module);
+      const last = await this.repo.latest(module);
       throw new UserError('ROLLOUT_NOT_FOUND', last
         ? `Module "${module}" has no rollout in progress (its last one is ${last.status})`
         : `Module "${module}" has no rollout`, 'module');
@@ -342,15 +415,21 @@ export class RolloutService {
     });
   }
 
-  private track(rollout: Rollout): LiveRollout {
-    const entry: LiveRollout = { rollout, stats: new RolloutStats(), staging: false, manualCheckAt: null, judging: false, queue: Promise.resolve() };
+  private track(rollout: Rollout, events: RolloutHistoryEvent[]): LiveRollout {
+    const entry: LiveRollout = {
+      rollout, events, stats: new RolloutStats(), staging: false, manualCheckAt: null, judging: false, retryAt: null, queue: Promise.resolve(),
+    };
     this.live.set(rollout.module, entry);
     return entry;
   }
 
+  /** Runs `fn` after every operation queued before on this rollout: one at a time, in order. */
   private serialized<T>(entry: LiveRollout, fn: () => Promise<T>): Promise<T> {
     const run = entry.queue.then(fn);
-    entry.queue = run.catch(() => undefined);
+    const settled = run.then(() => undefined, () => undefined);
+    entry.queue = settled;
+    this.pending.add(settled);
+    void settled.then(() => this.pending.delete(settled));
     return run;
   }
 
@@ -408,49 +487,70 @@ export class RolloutService {
   }
 
   /**
-   * Writes the rollout, its events and the audit entry in one transaction (a failing write
-   * throws synchronously and changes nothing), updates memory, starts the effects, publishes,
-   * and resolves when the effects are done. The effects' synchronous part (the flag move, the
-   * statistics reset, the start of a drop, which stops routing at once) runs before the events
-   * are published: whoever reacts to an ABORTED event reaches the stable version only.
+   * Writes the rollout, its events and the audit entry in one unit of work (a failing write
+   * rejects and changes nothing, in the database or in memory). Once it has committed: memory,
+   * then the effects, then the events; resolves when the effects are done. The flag move and
+   * the start of a drop (which stops routing at once) come before the events are published:
+   * whoever reacts to an ABORTED event reaches the stable version only. Called inside another
+   * unit, all of that waits for the outer commit, and this resolves without waiting for it.
    */
-  private commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): Promise<void> {
+  private async commit(entry: LiveRollout, decision: RolloutDecision, before: Rollout | null, actor: string, action: string, insert: boolean): Promise<void> {
     const next = decision.rollout;
     const now = next.updatedAt;
-    this.uow.run(() => {
-      if (insert) this.repo.insert(next);
-      else this.repo.update(next);
-      for (const e of decision.events) this.repo.appendEvent(next.id, e);
+    const after: { effects: Promise<void> | null } = { effects: null };
+    await this.uow.run(async () => {
+      if (insert) await this.repo.insert(next);
+      else await this.repo.update(next);
+      for (const e of decision.events) await this.repo.appendEvent(next.id, e);
       if (decision.events.length > 0) {
-        this.deps.audit.record({
+        await this.deps.audit.record({
           at: now, actor, action, targetType: 'ROLLOUT', target: next.module, before: before && auditView(before), after: auditView(next),
         });
       }
+      this.uow.afterCommit(() => {
+        after.effects = this.committed(entry, decision, actor);
+      });
     });
+    await after.effects;
+  }
+
+  /** After the commit: memory, effects, events (see `commit`). */
+  private committed(entry: LiveRollout, decision: RolloutDecision, actor: string): Promise<void> {
+    const next = decision.rollout;
     entry.rollout = next;
+    entry.retryAt = null;
     if (!isActiveRolloutStatus(next.status)) {
-      this.live.delete(next.module);
+      if (this.live.get(next.module) === entry) this.live.delete(next.module);
       if (entry.staging) this.settling.add(next.module);
     }
     this.reschedule();
-    const effects = this.runEffects(entry, decision.effects, actor);
-    for (const e of decision.events) {
-      try {
-        this.deps.publish({ ...e, module: next.module, rollout: next });
-      } catch (error) {
-        this.deps.logger.error('rollout: a rolloutProgress listener failed', errorFields(error));
+    return this.runEffects(entry, decision.effects, actor, () => {
+      for (const e of decision.events) {
+        entry.events.push(e);
+        if (entry.events.length > MAX_REPLAY_EVENTS) entry.events.splice(0, entry.events.length - MAX_REPLAY_EVENTS);
+        try {
+          this.deps.publish({ ...e, module: next.module, rollout: next });
+        } catch (error) {
+          this.deps.logger.error('rollout: a rolloutProgress listener failed', errorFields(error));
+        }
       }
-    }
-    return effects;
+    }).catch((error: unknown) => {
+      this.deps.logger.error('rollout: carrying out a decision failed', { module: next.module, ...errorFields(error) });
+    });
   }
 
-  private async runEffects(entry: LiveRollout, effects: readonly RolloutEffect[], actor: string): Promise<void> {
+  /**
+   * The effects in order; `announce` runs once the flag has moved and a drop has begun (its
+   * synchronous part stops routing), then the drop is awaited.
+   */
+  private async runEffects(entry: LiveRollout, effects: readonly RolloutEffect[], actor: string, announce: () => void = () => undefined): Promise<void> {
     const { module, flag } = entry.rollout;
+    let drop: Promise<void> | null = null;
     for (const effect of effects) {
       switch (effect.kind) {
         case 'SET_PERCENTAGE':
           try {
-            this.deps.flags.setPercentage(flag, effect.percentage, actor);
+            await this.deps.flags.setPercentage(flag, effect.percentage, actor);
           } catch (error) {
             this.deps.logger.error('rollout: moving the split flag failed', { module, flag, percentage: effect.percentage, ...errorFields(error) });
           }
@@ -461,12 +561,14 @@ export class RolloutService {
           break;
         case 'DROP_CANARY':
           // While the version is still being staged, staging drops it when it finishes.
-          if (!entry.staging) await this.dropCanary(entry, actor);
+          if (!entry.staging) drop = this.dropCanary(entry, actor);
           break;
         case 'PROMOTE_CANARY':
           break; // carried out before the write (apply)
       }
     }
+    announce();
+    if (drop) await drop;
   }
 
   private async dropCanary(entry: LiveRollout, actor: string): Promise<void> {
@@ -485,7 +587,7 @@ export class RolloutService {
   private async recover(entry: LiveRollout): Promise<boolean> {
     const r = entry.rollout;
     const now = this.deps.clock.now();
-    const active = this.deps.modules.activeVersion(r.module);
+    const active = await this.deps.modules.activeVersion(r.module);
     if (active === r.toVersion && active !== r.fromVersion && r.status !== 'TESTING') {
       const decision = promote(r, now, ROLLOUT_ACTOR);
       await this.commit(entry, { ...decision, effects: [] }, r, ROLLOUT_ACTOR, 'rolloutRecovery', false);
@@ -501,7 +603,8 @@ export class RolloutService {
       await this.runEffects(entry, recoveryEffects(r), ROLLOUT_ACTOR);
       entry.staging = true;
       // Not awaited inside the queue: staging enqueues its own verdict.
-      void this.stage(entry, canary, ROLLOUT_ACTOR, r.testWith);
+      void this.stage(entry, canary, ROLLOUT_ACTOR, r.testWith).catch((error: unknown) =>
+        this.deps.logger.error('rollout: staging after a restart failed', { module: r.module, ...errorFields(error) }));
       return true;
     }
     try {
@@ -523,27 +626,36 @@ export class RolloutService {
     return true;
   }
 
+  /** The modules domain reports it; acted on once the unit that opened the breaker (if any) has committed. */
   private canaryBreakerOpened(module: string, state: BreakerState): void {
-    const entry = this.live.get(module);
-    if (!entry) return;
-    void this.serialized(entry, async () => {
-      if (!ROLLOUT_COMMAND_SOURCES.breakerOpened.includes(entry.rollout.status)) return;
-      const decision = breakerOpened(entry.rollout, this.deps.clock.now(), state, entry.stats.snapshot());
-      await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutAbort');
-    }).catch((error: unknown) => this.deps.logger.error('rollout: abort on breaker open failed', { module, ...errorFields(error) }));
+    this.uow.afterCommit(() => {
+      const entry = this.live.get(module);
+      if (!entry) return;
+      void this.serialized(entry, async () => {
+        if (!ROLLOUT_COMMAND_SOURCES.breakerOpened.includes(entry.rollout.status)) return;
+        const decision = breakerOpened(entry.rollout, this.deps.clock.now(), state, entry.stats.snapshot());
+        await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutAbort');
+      }).catch((error: unknown) => this.deps.logger.error('rollout: abort on breaker open failed', { module, ...errorFields(error) }));
+    });
   }
 
+  /** The flags domain reports committed changes; waits for the unit it was called in, if one is still open. */
   private flagChanged(name: string, percentage: number | null, actor: string | null): void {
-    const entry = [...this.live.values()].find((e) => e.rollout.flag === name);
-    if (!entry) return;
-    void this.serialized(entry, async () => {
-      if (!ROLLOUT_COMMAND_SOURCES.flagMoved.includes(entry.rollout.status)) return;
-      const decision = flagMoved(entry.rollout, this.deps.clock.now(), percentage ?? 0, actor);
-      if (decision) await this.apply(entry, decision, actor ?? ROLLOUT_ACTOR, 'setFlagPercentage');
-    }).catch((error: unknown) => this.deps.logger.error('rollout: following the flag failed', { module: entry.rollout.module, ...errorFields(error) }));
+    this.uow.afterCommit(() => {
+      const entry = [...this.live.values()].find((e) => e.rollout.flag === name);
+      if (!entry) return;
+      void this.serialized(entry, async () => {
+        if (!ROLLOUT_COMMAND_SOURCES.flagMoved.includes(entry.rollout.status)) return;
+        const decision = flagMoved(entry.rollout, this.deps.clock.now(), percentage ?? 0, actor);
+        if (decision) await this.apply(entry, decision, actor ?? ROLLOUT_ACTOR, 'setFlagPercentage');
+      }).catch((error: unknown) => this.deps.logger.error('rollout: following the flag failed', { module: entry.rollout.module, ...errorFields(error) }));
+    });
   }
 
-  /** Judges every rollout that is due. */
+  /**
+   * The timer: queues a judgement (an async unit of work) for every rollout that is due, behind
+   * whatever that rollout is already doing; a failure is logged, the timer re-armed either way.
+   */
   private tick(): void {
     this.timer = null;
     if (this.stopped) return;
@@ -553,8 +665,13 @@ export class RolloutService {
       if (due === null || due > now) continue;
       if (entry.rollout.stepIntervalSeconds === null) entry.manualCheckAt = now + this.manualCheckMs;
       entry.judging = true;
-      void this.serialized(entry, () => this.judgeNow(entry)).catch((error: unknown) =>
-        this.deps.logger.error('rollout: judging a step failed', { module: entry.rollout.module, ...errorFields(error) }));
+      void this.serialized(entry, () => this.judgeNow(entry)).catch((error: unknown) => {
+        this.deps.logger.error('rollout: judging a step failed', { module: entry.rollout.module, ...errorFields(error) });
+        // Judged again a manual-check interval later (not at once: a failing database would spin).
+        entry.judging = false;
+        entry.retryAt = this.deps.clock.now() + this.manualCheckMs;
+        this.reschedule();
+      });
     }
     this.reschedule();
   }
@@ -563,9 +680,9 @@ export class RolloutService {
     entry.judging = false;
     if (!ROLLOUT_COMMAND_SOURCES.judge.includes(entry.rollout.status)) return;
     const now = this.deps.clock.now();
-    const decision = judge(entry.rollout, {
-      stats: entry.stats.snapshot(), canaryBreaker: this.deps.modules.canaryBreakerState(entry.rollout.module),
-    }, now);
+    const stats = entry.stats.snapshot();
+    const canaryBreaker = await this.deps.modules.canaryBreakerState(entry.rollout.module);
+    const decision = judge(entry.rollout, { stats, canaryBreaker }, now);
     if (decision === null) return;
     const action = decision.rollout.status === 'ABORTED' ? 'rolloutAbort'
       : decision.rollout.status === 'PROMOTED' ? 'rolloutPromote'
@@ -576,9 +693,10 @@ export class RolloutService {
   private dueAt(entry: LiveRollout): number | null {
     const r = entry.rollout;
     if (entry.staging || entry.judging || (r.status !== 'RUNNING' && r.status !== 'HOLDING')) return null;
-    if (r.stepIntervalSeconds !== null) return r.nextStepAt;
-    entry.manualCheckAt ??= this.deps.clock.now() + this.manualCheckMs;
-    return entry.manualCheckAt;
+    let due: number | null;
+    if (r.stepIntervalSeconds !== null) due = r.nextStepAt;
+    else due = entry.manualCheckAt ??= this.deps.clock.now() + this.manualCheckMs;
+    return due !== null && entry.retryAt !== null ? Math.max(due, entry.retryAt) : due;
   }
 
   /** Arms the one timer for the earliest due judgement. */
@@ -595,6 +713,12 @@ export class RolloutService {
     const delay = Math.min(Math.max(0, next - this.deps.clock.now()), MAX_TIMER_MS);
     this.timer = this.deps.clock.setTimer(delay, () => this.tick());
   }
+}
+
+function flagInUse(flag: string, owner: string | null): UserError {
+  return new UserError('FLAG_IN_USE', owner
+    ? `Flag "${flag}" already splits the rollout of "${owner}": choose another flag`
+    : `Flag "${flag}" already splits another rollout: choose another flag`, 'flag');
 }
 
 function runIdOf(error: unknown): string | null {

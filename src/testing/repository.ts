@@ -1,5 +1,5 @@
 /** SQL for test runs: one row per run, one per test result, written as the run goes. */
-import type { Db } from '../db/connection.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { RunStatus, TestCaseResult, TestRunSummary, TestSource, TestStatus } from './engine.js';
 
@@ -29,8 +29,8 @@ interface RunRow {
   module_name: string;
   module_version: string;
   module_path: string;
-  module_type: ModuleType;
-  status: RunStatus;
+  module_type: string;
+  status: string;
   trigger: string;
   actor: string;
   started_at: number;
@@ -44,100 +44,161 @@ interface RunRow {
 
 interface ResultRow {
   run_id: string;
+  position: number;
   name: string;
-  required: 0 | 1;
-  source: TestSource;
-  status: TestStatus;
+  required: number;
+  source: string;
+  status: string;
   duration_ms: number;
   error: string | null;
 }
 
-export class TestRunRepository {
-  private readonly insertRun;
-  private readonly updateTotal;
-  private readonly finishRun;
-  private readonly insertResult;
-  private readonly selectRun;
-  private readonly selectResults;
-  private readonly selectPage;
-  private readonly selectPageByModule;
-  private readonly selectMaxSeq;
-  private readonly interruptRunning;
-  private readonly countStatuses;
-
-  constructor(private readonly db: Db) {
-    this.insertRun = db.prepare(`
-      INSERT INTO test_runs (id, seq, module_name, module_version, module_path, module_type, status, trigger, actor, started_at)
-      VALUES (@id, @seq, @moduleName, @moduleVersion, @modulePath, @moduleType, 'RUNNING', @trigger, @actor, @startedAt)`);
-    this.updateTotal = db.prepare('UPDATE test_runs SET total = ? WHERE id = ?');
-    this.finishRun = db.prepare(`
-      UPDATE test_runs SET status = @status, finished_at = @finishedAt, total = @total, passed = @passed,
-        failed = @failed, timed_out = @timedOut, skipped = @skipped WHERE id = @id`);
-    this.insertResult = db.prepare(`
-      INSERT INTO test_results (run_id, position, name, required, source, status, duration_ms, error)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.selectRun = db.prepare<[string], RunRow>('SELECT * FROM test_runs WHERE id = ?');
-    this.selectResults = db.prepare<[string], ResultRow>('SELECT * FROM test_results WHERE run_id = ? ORDER BY position');
-    this.selectPage = db.prepare<[number, number], RunRow>('SELECT * FROM test_runs WHERE seq < ? ORDER BY seq DESC LIMIT ?');
-    this.selectPageByModule = db.prepare<[string, number, number], RunRow>(
-      'SELECT * FROM test_runs WHERE module_name = ? AND seq < ? ORDER BY seq DESC LIMIT ?',
-    );
-    this.selectMaxSeq = db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM test_runs');
-    this.interruptRunning = db.prepare("UPDATE test_runs SET status = 'INTERRUPTED', finished_at = ? WHERE status = 'RUNNING'");
-    this.countStatuses = db.prepare<[], { status: RunStatus; runs: number }>('SELECT status, COUNT(*) AS runs FROM test_runs GROUP BY status');
+/** A run whose seq another run (another node sharing the database) took first. */
+export class TestRunSeqTakenError extends Error {
+  override name = 'TestRunSeqTakenError';
+  constructor(readonly seq: number, options?: { cause?: unknown }) {
+    super(`test run seq ${seq} is taken`, options);
   }
+}
+
+/** A unique or primary-key violation, on SQLite or PostgreSQL. */
+function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+export type NewTestRun = Omit<TestRunRecord, 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results'>;
+
+export class TestRunRepository {
+  constructor(private readonly uow: UnitOfWork) {}
 
   /** Runs per status (statuses without runs are absent). */
-  countByStatus(): Array<{ status: RunStatus; runs: number }> {
-    return this.countStatuses.all();
+  async countByStatus(): Promise<Array<{ status: RunStatus; runs: number }>> {
+    const rows = await this.uow.db
+      .selectFrom('test_runs')
+      .select((eb) => ['status', eb.fn.countAll<number>().as('runs')])
+      .groupBy('status')
+      .orderBy('status')
+      .execute();
+    // COUNT(*) is a BIGINT on PostgreSQL: parsed as a number there (db/database.ts), a number on SQLite.
+    return rows.map((r) => ({ status: r.status as RunStatus, runs: Number(r.runs) }));
   }
 
-  nextSeq(): number {
-    return (this.selectMaxSeq.get()?.seq ?? 0) + 1;
+  async nextSeq(): Promise<number> {
+    const row = await this.uow.db
+      .selectFrom('test_runs')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .executeTakeFirst();
+    return (row?.seq === null || row?.seq === undefined ? 0 : Number(row.seq)) + 1;
   }
 
-  create(run: Omit<TestRunRecord, 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results'>): void {
-    this.insertRun.run(run);
+  /** Inserts the RUNNING row; TestRunSeqTakenError when `seq` is taken (a concurrent run on another node). */
+  async create(run: NewTestRun): Promise<void> {
+    try {
+      await this.uow.db
+        .insertInto('test_runs')
+        .values({
+          id: run.id,
+          seq: run.seq,
+          module_name: run.moduleName,
+          module_version: run.moduleVersion,
+          module_path: run.modulePath,
+          module_type: run.moduleType,
+          status: 'RUNNING',
+          trigger: run.trigger,
+          actor: run.actor,
+          started_at: run.startedAt,
+          finished_at: null,
+          total: 0,
+          passed: 0,
+          failed: 0,
+          timed_out: 0,
+          skipped: 0,
+        })
+        .execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new TestRunSeqTakenError(run.seq, { cause: error });
+      throw error;
+    }
   }
 
-  setTotal(id: string, total: number): void {
-    this.updateTotal.run(total, id);
+  async setTotal(id: string, total: number): Promise<void> {
+    await this.uow.db.updateTable('test_runs').set({ total }).where('id', '=', id).execute();
   }
 
-  addResult(id: string, position: number, result: TestCaseResult): void {
-    this.insertResult.run(id, position, result.name, result.required ? 1 : 0, result.source, result.status, result.durationMs, result.error);
+  async addResult(id: string, position: number, result: TestCaseResult): Promise<void> {
+    await this.uow.db
+      .insertInto('test_results')
+      .values({
+        run_id: id,
+        position,
+        name: result.name,
+        required: result.required ? 1 : 0,
+        source: result.source,
+        status: result.status,
+        duration_ms: result.durationMs,
+        error: result.error,
+      })
+      .execute();
   }
 
-  finish(id: string, status: RunStatus, finishedAt: number, summary: TestRunSummary): void {
-    this.finishRun.run({ id, status, finishedAt, ...summary });
+  async finish(id: string, status: RunStatus, finishedAt: number, summary: TestRunSummary): Promise<void> {
+    await this.uow.db
+      .updateTable('test_runs')
+      .set({
+        status,
+        finished_at: finishedAt,
+        total: summary.total,
+        passed: summary.passed,
+        failed: summary.failed,
+        timed_out: summary.timedOut,
+        skipped: summary.skipped,
+      })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Marks runs a crash left RUNNING; returns how many. */
-  interruptUnfinished(now: number): number {
-    return this.interruptRunning.run(now).changes;
+  async interruptUnfinished(now: number): Promise<number> {
+    const result = await this.uow.db
+      .updateTable('test_runs')
+      .set({ status: 'INTERRUPTED', finished_at: now })
+      .where('status', '=', 'RUNNING')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
-  get(id: string): TestRunRecord | null {
-    const row = this.selectRun.get(id);
+  async get(id: string): Promise<TestRunRecord | null> {
+    const row = await this.uow.db.selectFrom('test_runs').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? this.toRecord(row) : null;
   }
 
   /** Newest first, runs created before `beforeSeq`; one extra row tells whether more exist. */
-  page(moduleName: string | null | undefined, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): { runs: TestRunRecord[]; hasMore: boolean } {
-    const rows = moduleName ? this.selectPageByModule.all(moduleName, beforeSeq, limit + 1) : this.selectPage.all(beforeSeq, limit + 1);
-    return { runs: rows.slice(0, limit).map((r) => this.toRecord(r)), hasMore: rows.length > limit };
+  async page(moduleName: string | null | undefined, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<{ runs: TestRunRecord[]; hasMore: boolean }> {
+    let query = this.uow.db.selectFrom('test_runs').selectAll().where('seq', '<', beforeSeq);
+    if (moduleName) query = query.where('module_name', '=', moduleName);
+    const rows = await query.orderBy('seq', 'desc').limit(limit + 1).execute();
+    const runs: TestRunRecord[] = [];
+    // One after the other: inside a unit, statements share one connection.
+    for (const row of rows.slice(0, limit)) runs.push(await this.toRecord(row));
+    return { runs, hasMore: rows.length > limit };
   }
 
-
-  private toRecord(row: RunRow): TestRunRecord {
+  private async toRecord(row: RunRow): Promise<TestRunRecord> {
+    const results = (await this.uow.db
+      .selectFrom('test_results')
+      .selectAll()
+      .where('run_id', '=', row.id)
+      .orderBy('position')
+      .execute()) as ResultRow[];
     return {
       id: row.id,
       seq: row.seq,
       moduleName: row.module_name,
       moduleVersion: row.module_version,
       modulePath: row.module_path,
-      moduleType: row.module_type,
-      status: row.status,
+      moduleType: row.module_type as ModuleType,
+      status: row.status as RunStatus,
       trigger: row.trigger,
       actor: row.actor,
       startedAt: row.started_at,
@@ -147,8 +208,13 @@ export class TestRunRepository {
       failed: row.failed,
       timedOut: row.timed_out,
       skipped: row.skipped,
-      results: this.selectResults.all(row.id).map((r) => ({
-        name: r.name, required: r.required === 1, source: r.source, status: r.status, durationMs: r.duration_ms, error: r.error,
+      results: results.map((r) => ({
+        name: r.name,
+        required: r.required === 1,
+        source: r.source as TestSource,
+        status: r.status as TestStatus,
+        durationMs: r.duration_ms,
+        error: r.error,
       })),
     };
   }

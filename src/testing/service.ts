@@ -17,8 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
-import type { Db } from '../db/connection.js';
-import { unitOfWorkFor, type UnitOfWork } from '../db/unit-of-work.js';
+import type { UnitOfWork } from '../db/unit-of-work.js';
 import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { storedErrorMessage } from '../hardening/safe-messages.js';
@@ -29,17 +28,19 @@ import type { ModuleRecord, ModuleService } from '../modules/service.js';
 import { validateName } from '../validation.js';
 import { RUN_STATUSES, runTestRun, summarizeResults, type RunStatus, type TestRunEvent, type TestRunOutcome } from './engine.js';
 import type { TestProgressEvent } from './events.js';
-import { TestRunRepository, type TestRunRecord } from './repository.js';
+import { TestRunRepository, TestRunSeqTakenError, type TestRunRecord } from './repository.js';
 
 interface LiveRun {
   events: TestProgressEvent[];
   controller: AbortController;
   done: Promise<TestRunOutcome | null>;
   finished: boolean;
+  /** A cancel is being written (its audit entry): a second one is refused. */
+  cancelling: boolean;
 }
 
 interface TestRunServiceDeps {
-  db: Db;
+  uow: UnitOfWork;
   audit: AuditRepository;
   bus: EventBus;
   clock: Clock;
@@ -48,6 +49,8 @@ interface TestRunServiceDeps {
 }
 
 export const MAX_TEST_RUNS_PAGE = 200;
+/** Attempts at a run's seq when runs of other nodes sharing the database take it first. */
+const SEQ_ATTEMPTS = 5;
 
 export class TestRunService {
   private readonly repo: TestRunRepository;
@@ -55,15 +58,15 @@ export class TestRunService {
   private readonly live = new Map<string, LiveRun>();
 
   constructor(private readonly deps: TestRunServiceDeps) {
-    this.repo = new TestRunRepository(deps.db);
-    this.uow = unitOfWorkFor(deps.db);
+    this.uow = deps.uow;
+    this.repo = new TestRunRepository(deps.uow);
   }
 
-  start(): { interrupted: number } {
-    const interrupted = this.repo.interruptUnfinished(this.deps.clock.now());
-    this.deps.modules.setTestGate(async (actor, moduleName, target, moduleType) => {
-      const record = this.deps.modules.get(moduleName)!;
-      const { run, done } = this.launch(actor, 'swapModule', record, target, moduleType);
+  async start(): Promise<{ interrupted: number }> {
+    const interrupted = await this.repo.interruptUnfinished(this.deps.clock.now());
+    await this.deps.modules.setTestGate(async (actor, moduleName, target, moduleType) => {
+      const record = (await this.deps.modules.get(moduleName))!;
+      const { run, done } = await this.launch(actor, 'swapModule', record, target, moduleType);
       const outcome = await done;
       const summary = outcome
         ? `${outcome.summary.passed}/${outcome.summary.total} passed, ${outcome.summary.failed} failed, ${outcome.summary.timedOut} timed out`
@@ -83,25 +86,29 @@ export class TestRunService {
   // ---- reads ----
 
   /** Every run ever recorded, per status (for metrics; one grouped query). */
-  countByStatus(): Record<RunStatus, number> {
+  async countByStatus(): Promise<Record<RunStatus, number>> {
     const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
-    for (const row of this.repo.countByStatus()) counts[row.status] = row.runs;
+    for (const row of await this.repo.countByStatus()) counts[row.status] = row.runs;
     return counts;
   }
 
-  get(id: string): TestRunRecord | null {
+  get(id: string): Promise<TestRunRecord | null> {
     return this.repo.get(id);
   }
 
-  page(moduleName: string | null | undefined, first: number, afterSeq?: number): { runs: TestRunRecord[]; hasMore: boolean } {
+  page(moduleName: string | null | undefined, first: number, afterSeq?: number): Promise<{ runs: TestRunRecord[]; hasMore: boolean }> {
     return this.repo.page(moduleName, Math.min(Math.max(1, first), MAX_TEST_RUNS_PAGE), afterSeq);
   }
 
-  /** Every event of the run in order, then completion (see the file comment). */
-  progress(runId: string): AsyncIterableIterator<TestProgressEvent> {
+  /**
+   * Every event of the run in order, then completion (see the file comment). A live run's feed
+   * is taken in the caller's turn, before anything is awaited; a run that is not live any more
+   * has all its writes stored (it leaves memory only after them) and is read back.
+   */
+  async progress(runId: string): Promise<AsyncIterableIterator<TestProgressEvent>> {
     const live = this.live.get(runId);
     if (live) return this.follow(live, runId);
-    const record = this.repo.get(runId);
+    const record = await this.repo.get(runId);
     if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
     return replay(record);
   }
@@ -109,12 +116,12 @@ export class TestRunService {
   // ---- mutations ----
 
   /** Starts a run of the module's current version and returns it at once (RUNNING). */
-  testModule(actor: string, rawName: string, moduleType: ModuleType): TestRunRecord {
+  async testModule(actor: string, rawName: string, moduleType: ModuleType): Promise<TestRunRecord> {
     const name = validateName(rawName, 'name', 'Module name');
-    const record = this.deps.modules.get(name);
+    const record = await this.deps.modules.get(name);
     if (!record) throw new UserError('MODULE_NOT_FOUND', `Module ${quoteValue(name)} is not registered`, 'name');
-    const { absolutePath } = this.deps.modules.resolvePath(record.modulePath);
-    const { run } = this.launch(actor, 'testModule', record, { modulePath: record.modulePath, absolutePath, version: record.version }, moduleType);
+    const { absolutePath } = await this.deps.modules.resolvePath(record.modulePath);
+    const { run } = await this.launch(actor, 'testModule', record, { modulePath: record.modulePath, absolutePath, version: record.version }, moduleType);
     return run;
   }
 
@@ -125,34 +132,46 @@ export class TestRunService {
    */
   async cancel(actor: string, id: string): Promise<TestRunRecord> {
     const live = this.live.get(id);
-    const record = this.repo.get(id);
+    let record = await this.repo.get(id);
     if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(id)} does not exist`, 'id');
+    // It finished while it was read: its final row is stored by now.
+    if (live?.finished) record = (await this.repo.get(id)) ?? record;
     if (!live || live.finished || record.status !== 'RUNNING') {
       throw new UserError('INVALID_ARGUMENT', `Test run ${quoteValue(id)} is ${record.status}; only a RUNNING run can be cancelled`, 'id');
     }
-    if (live.controller.signal.aborted) {
+    if (live.controller.signal.aborted || live.cancelling) {
       throw new UserError('INVALID_ARGUMENT', `Test run "${id}" is already being cancelled`, 'id');
     }
-    this.uow.run(() => {
-      this.deps.audit.record({
-        at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
-        before: { status: record.status }, after: { status: 'CANCELLED' },
+    const status = record.status;
+    live.cancelling = true;
+    try {
+      await this.uow.run(async () => {
+        await this.deps.audit.record({
+          at: this.deps.clock.now(), actor, action: 'cancelTestRun', targetType: 'TEST_RUN', target: id,
+          before: { status }, after: { status: 'CANCELLED' },
+        });
+        this.uow.afterCommit(() => live.controller.abort());
+        this.uow.onRollback(() => {
+          live.cancelling = false;
+        });
       });
-      this.uow.afterCommit(() => live.controller.abort());
-    });
+    } catch (error) {
+      live.cancelling = false;
+      throw error;
+    }
     await live.done;
-    return this.repo.get(id)!;
+    return (await this.repo.get(id))!;
   }
 
   // ---- internals ----
 
-  private launch(
+  private async launch(
     actor: string,
     trigger: string,
     module: ModuleRecord,
     target: { modulePath: string; absolutePath: string; version: string },
     moduleType: ModuleType,
-  ): { run: TestRunRecord; done: Promise<TestRunOutcome | null> } {
+  ): Promise<{ run: TestRunRecord; done: Promise<TestRunOutcome | null> }> {
     const now = this.deps.clock.now();
     const id = randomUUID();
     const base = {
@@ -162,9 +181,9 @@ export class TestRunService {
     const done = new Promise<TestRunOutcome | null>((resolve) => {
       settle = resolve;
     });
-    const run = this.uow.run(() => {
-      this.repo.create({ ...base, seq: this.repo.nextSeq() });
-      this.deps.audit.record({
+    const run = await this.uow.run(async () => {
+      await this.createRow(base);
+      await this.deps.audit.record({
         at: now, actor, action: trigger === 'testModule' ? 'testModule' : 'testModule(swap)', targetType: 'TEST_RUN', target: id,
         before: null, after: { module: module.name, version: target.version, moduleType },
       });
@@ -177,12 +196,36 @@ export class TestRunService {
         }
       });
       this.uow.onRollback(() => settle(Promise.resolve(null)));
-      return this.repo.get(id)!;
+      return (await this.repo.get(id))!;
     });
     return { run, done };
   }
 
-  /** Runs a stored (committed) run: keeps its events, stores and publishes each one. */
+  /**
+   * The RUNNING row, numbered after the newest run. Nodes sharing a PostgreSQL database may
+   * number two runs alike at once: the one that loses takes the next number (each attempt in a
+   * savepoint, so the failed insert does not abort the unit).
+   */
+  private async createRow(run: Omit<TestRunRecord, 'seq' | 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results'>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.uow.run(async () => {
+          const seq = await this.repo.nextSeq();
+          await this.repo.create({ ...run, seq });
+        });
+        return;
+      } catch (error) {
+        if (!(error instanceof TestRunSeqTakenError) || attempt >= SEQ_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  /**
+   * Runs a stored (committed) run: keeps its events, stores and publishes each one. The engine
+   * reports events synchronously; their writes are queued and run one after the other, each
+   * published once stored, so subscribers and the database see them in order. The run leaves
+   * memory (and `done` resolves) only after its last write.
+   */
   private begin(
     id: string,
     now: number,
@@ -191,9 +234,11 @@ export class TestRunService {
     moduleType: ModuleType,
   ): Promise<TestRunOutcome | null> {
     const controller = new AbortController();
-    const live: LiveRun = { events: [], controller, done: Promise.resolve(null), finished: false };
+    const live: LiveRun = { events: [], controller, done: Promise.resolve(null), finished: false, cancelling: false };
     this.live.set(id, live);
     let position = 0;
+    let finishReported = false;
+    let writes: Promise<void> = Promise.resolve();
     const onEvent = (raw: TestRunEvent) => {
       // A result's error is stored (and streamed) sanitized and cut, once, here.
       const event: TestRunEvent = raw.type === 'TEST_FINISHED' && raw.result.error !== null
@@ -204,18 +249,26 @@ export class TestRunService {
         live.events.push(progress);
         this.deps.bus.publish('testProgress', progress);
       };
-      try {
-        this.uow.run(() => {
-          if (event.type === 'RUN_STARTED') this.repo.setTotal(id, event.total);
-          else if (event.type === 'TEST_FINISHED') this.repo.addResult(id, position++, event.result);
-          else if (event.type === 'RUN_FINISHED') this.repo.finish(id, event.status, event.at, event.summary);
-          this.uow.afterCommit(publish);
-        });
-      } catch (error) {
-        // The run goes on in memory; its subscribers still hear about it.
-        this.deps.logger.error('could not store a test run event', { run: id, ...errorFields(error) });
-        publish();
-      }
+      if (event.type === 'RUN_FINISHED') finishReported = true;
+      const at = event.type === 'TEST_FINISHED' ? position++ : -1;
+      writes = writes.then(async () => {
+        if (event.type === 'TEST_STARTED') {
+          publish(); // nothing to store
+          return;
+        }
+        try {
+          await this.uow.run(async () => {
+            if (event.type === 'RUN_STARTED') await this.repo.setTotal(id, event.total);
+            else if (event.type === 'TEST_FINISHED') await this.repo.addResult(id, at, event.result);
+            else await this.repo.finish(id, event.status, event.at, event.summary);
+            this.uow.afterCommit(publish);
+          });
+        } catch (error) {
+          // The run goes on in memory; its subscribers still hear about it.
+          this.deps.logger.error('could not store a test run event', { run: id, ...errorFields(error) });
+          publish();
+        }
+      });
     };
     live.done = runTestRun({
       moduleType,
@@ -227,14 +280,18 @@ export class TestRunService {
       .catch((error: unknown) => {
         this.deps.logger.error('test run crashed', { run: id, ...errorFields(error) });
         const finishedAt = this.deps.clock.now();
-        if (!live.events.some((e) => e.type === 'RUN_FINISHED')) {
+        if (!finishReported) {
           onEvent({ type: 'RUN_FINISHED', at: finishedAt, status: 'FAILED', summary: summarizeResults([], finishedAt - now) });
         }
         return null;
       })
+      .then(async (outcome) => {
+        await writes;
+        return outcome;
+      })
       .finally(() => {
         live.finished = true;
-        // Late subscribers replay from SQLite from now on.
+        // Late subscribers replay from the database from now on.
         this.live.delete(id);
       });
     return live.done;

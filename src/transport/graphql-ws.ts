@@ -134,8 +134,9 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
     {
       // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
       // anonymous access off) each operation must bring its own, as GraphiQL does.
-      onConnect: (ctx) => {
-        const caller = connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
+      onConnect: async (ctx) => {
+        // Answered from memory; a promise only while the token index reloads (TokenService).
+        const caller = await connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
         if (!caller) return false;
         ctx.extra.caller = caller;
         const { socket } = ctx.extra;
@@ -164,12 +165,12 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
         const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
         if (quota.length > 0) return quota;
         // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
-        const resolution = resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
+        const resolution = await resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
         if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
         const { caller } = resolution;
         if (resolution.fromOperation) sockets.add(caller.name, ctx.extra.socket);
         // A token revoked since the socket opened may not start anything new.
-        else if (!caller.anonymous && !services.tokens.authenticate(tokenOf(ctx.connectionParams))) {
+        else if (!caller.anonymous && !(await services.tokens.authenticate(tokenOf(ctx.connectionParams)))) {
           return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
         }
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });

@@ -40,18 +40,20 @@ export function createMetricsRoute(deps: MetricsRouteDeps): MetricsRoute {
         sendText(res, 403, `${origin.message}\n`);
         return true;
       }
-      const caller = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
-      if (!caller.ok) {
-        sendText(res, 401, `${caller.message}\n`, { 'www-authenticate': 'Bearer' });
-        return true;
-      }
-      deps.metrics.scrape().then(
-        (text) => sendText(res, 200, text, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, req.method === 'HEAD'),
-        (error: unknown) => {
+      // Answered from memory; a promise only while the token index reloads (TokenService).
+      Promise.resolve(resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous))
+        .then(async (caller) => {
+          if (!caller.ok) {
+            sendText(res, 401, `${caller.message}\n`, { 'www-authenticate': 'Bearer' });
+            return;
+          }
+          const text = await deps.metrics.scrape();
+          sendText(res, 200, text, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, req.method === 'HEAD');
+        })
+        .catch((error: unknown) => {
           deps.logger.error('metrics scrape failed', errorFields(error));
           sendText(res, 500, 'Unexpected error.\n');
-        },
-      );
+        });
       return true;
     },
   };

@@ -57,7 +57,7 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       sendJson(res, 403, { errorDetails: origin.message });
       return;
     }
-    const resolution = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
+    const resolution = await resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
     if (!resolution.ok) {
       sendJson(res, 401, { errorDetails: resolution.message }, { 'www-authenticate': 'Bearer' });
       return;

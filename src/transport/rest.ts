@@ -126,7 +126,7 @@ export function restRoutes(options: RestTransportOptions): HttpRoute[] {
     }
     const { route } = found.c;
 
-    const resolution = resolveCaller(req.headers.authorization, options.services.tokens, options.anonymous);
+    const resolution = await resolveCaller(req.headers.authorization, options.services.tokens, options.anonymous);
     if (!resolution.ok) {
       sendError(res, 401, [{ code: resolution.code, message: resolution.message, field: null }], {}, { 'www-authenticate': 'Bearer' });
       return;

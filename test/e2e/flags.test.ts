@@ -355,8 +355,8 @@ describe('in-process library API', () => {
     expect(seen).toEqual(['llm_enhanced_decisions:UPDATED']);
     off();
 
-    // Evaluations never read SQLite: a row changed behind the service's back is not seen.
-    h.server.app.db.prepare("UPDATE feature_flags SET enabled = 1 WHERE name = 'llm_enhanced_decisions'").run();
+    // Evaluations never read the database: a row changed behind the service's back is not seen.
+    await h.server.app.database.kysely.updateTable('feature_flags').set({ enabled: 1 }).where('name', '=', 'llm_enhanced_decisions').execute();
     expect(flags.isEnabled('llm_enhanced_decisions')).toBe(false);
   });
 });

@@ -280,9 +280,9 @@ describe('INLINE isolation', () => {
     await h.query(SwapModuleDocument, { name: 'predictor', newVersionPath: 'ml/neural_predictor_v2.js', newVersion: '2' });
 
     const flags = h.server.app.services.flags;
-    flags.setPercentage('test', 'neural_network_v2', 100);
+    await flags.setPercentage('test', 'neural_network_v2', 100);
     const boosted = await h.query(InvokeModuleDocument, { name: 'predictor', method: 'predict', args: { prices: [100, 110] }, context: { sessionId: 's1' } });
-    flags.disable('test', 'neural_network_v2');
+    await flags.disable('test', 'neural_network_v2');
     const plain = await h.query(InvokeModuleDocument, { name: 'predictor', method: 'predict', args: { prices: [100, 110] }, context: { sessionId: 's1' } });
     expect(boosted.invokeModule).toMatchObject({ servedBy: '2', errors: [], result: { model: 'v2', prediction: 'up' } });
     const confidence = (r: typeof boosted) => (r.invokeModule.result as { confidence: number }).confidence;

@@ -140,7 +140,8 @@ describe('OFREP single flag evaluation', () => {
   it('evaluates from memory: no SQLite statement runs for an evaluation', async () => {
     const h = await pool.start();
     await h.query(SetFlagPercentageDocument, { name: 'neural_network_v2', percentage: 25 });
-    const statement = h.server.app.db.prepare('SELECT 1') as unknown as object;
+    // The better-sqlite3 statements under Kysely (the pool's servers run on SQLite).
+    const statement = h.server.app.db!.prepare('SELECT 1') as unknown as object;
     const proto = Object.getPrototypeOf(statement) as Record<string, (...args: unknown[]) => unknown>;
     const methods = ['run', 'get', 'all', 'iterate'] as const;
     const originals = methods.map((m) => proto[m]!);

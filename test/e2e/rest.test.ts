@@ -290,12 +290,12 @@ describe('every other seed endpoint', () => {
     expect(off.body).toMatchObject({ enabled: false, reason: 'disabled' });
 
     // Circuit breakers: open one through GraphQL's service, reset it over REST, reset all.
-    h.server.app.services.breakers.open('test', 'module:market_simulator');
+    await h.server.app.services.breakers.open('test', 'module:market_simulator');
     const listed = await h.api('GET', '/api/modularity/circuit-breakers', { token: null });
     expect(listed.body.breakers.find((b: { name: string }) => b.name === 'module:market_simulator').state).toBe('forced_open');
     const reset = await h.api('POST', `/api/modularity/circuit-breakers/${encodeURIComponent('module:market_simulator')}/reset`, { token: operator });
     expect(reset.body).toMatchObject({ name: 'module:market_simulator', state: 'closed' });
-    h.server.app.services.breakers.open('test', 'module:paper_trading_v2');
+    await h.server.app.services.breakers.open('test', 'module:paper_trading_v2');
     const resetAll = await h.api('POST', '/api/modularity/circuit-breakers/reset-all', { token: operator });
     expect(resetAll.body.breakers.every((b: { state: string }) => b.state === 'closed')).toBe(true);
 

@@ -80,7 +80,7 @@ describe('roles', () => {
     expect((await h.request(CreateApiTokenDocument, { name: 'x', role: 'ADMIN' }, bearer(operator))).data!.createApiToken.errors[0]!.code).toBe('FORBIDDEN');
 
     // Only hashes are stored.
-    const stored = h.server.app.db.prepare('SELECT * FROM api_tokens').all() as Record<string, unknown>[];
+    const stored = await h.server.app.database.kysely.selectFrom('api_tokens').selectAll().execute();
     expect(JSON.stringify(stored)).not.toContain(viewer.slice(4));
     expect(JSON.stringify(stored)).not.toContain(operator.slice(4));
   });

@@ -53,7 +53,7 @@ describe('server', () => {
     const db = h.server.app.db;
     await h.server.stop();
     await feed.waitForCompletion();
-    expect(db.open).toBe(false);
+    expect(db!.open).toBe(false);
     await expect(fetch(h.url)).rejects.toThrow();
     const stopped = h;
     h = null;

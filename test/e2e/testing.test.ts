@@ -195,9 +195,14 @@ describe('history', () => {
       ids.push(id);
     }
     // As if the process had died mid-run.
-    first.server.app.db
-      .prepare("INSERT INTO test_runs (id, seq, module_name, module_version, module_path, module_type, status, trigger, actor, started_at) VALUES ('crashed', 99, 'fe', '1', 'feature_extractor.js', 'GENERIC', 'RUNNING', 'testModule', 'x', 0)")
-      .run();
+    await first.server.app.database.kysely
+      .insertInto('test_runs')
+      .values({
+        id: 'crashed', seq: 99, module_name: 'fe', module_version: '1', module_path: 'feature_extractor.js', module_type: 'GENERIC',
+        status: 'RUNNING', trigger: 'testModule', actor: 'x', started_at: 0,
+        finished_at: null, total: 0, passed: 0, failed: 0, timed_out: 0, skipped: 0,
+      })
+      .execute();
     await pool.stop(first);
 
     const second = await start({ dir: first.dir, modulesDir });

@@ -1,6 +1,8 @@
 /**
  * Fakes of the narrow interfaces the rollout service declares (the modules and flags domains),
  * recording what they were asked in one shared log so tests can check the order across both.
+ * Like the real ones, the flag write resolves a turn later (after its commit), and a drop stops
+ * routing (here: logs) before its first await.
  */
 import type { BreakerState } from '../../src/breakers/states.js';
 import { UserError } from '../../src/errors.js';
@@ -67,10 +69,18 @@ export class FakeModules implements RolloutModules {
     return { testRunId: options.testWith ? 'run-ok' : null };
   }
 
+  /** Set to hold the next drop's drain until resolved by the test (routing stops at once). */
+  dropGate: Deferred<void> | null = null;
+
   async dropCanary(module: string): Promise<void> {
     this.log.push(`drop ${module}`);
-    this.canaries.delete(module);
     this.breakers.delete(module);
+    if (this.dropGate) {
+      const gate = this.dropGate;
+      this.dropGate = null;
+      await gate.promise;
+    }
+    this.canaries.delete(module);
   }
 
   async promoteCanary(module: string): Promise<void> {
@@ -109,8 +119,10 @@ export class FakeFlags implements RolloutFlags {
 
   constructor(readonly log: string[]) {}
 
-  setPercentage(name: string, percentage: number, actor: string): void {
+  /** As the flags service does it: the write awaits its commit, then memory changes and listeners hear it. */
+  async setPercentage(name: string, percentage: number, actor: string): Promise<void> {
     this.log.push(`flag ${name}=${percentage} by ${actor}`);
+    await new Promise((resolve) => setImmediate(resolve));
     if (this.percentages.get(name) === percentage) return;
     this.percentages.set(name, percentage);
     for (const l of this.listeners) l(name, percentage, actor);

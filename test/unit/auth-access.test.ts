@@ -8,10 +8,12 @@ import {
 } from '../../src/auth/anonymous.js';
 import {
   authorizationFromConnectionParams,
+  connectionCaller,
   MalformedAuthorizationError,
   parseAuthorization,
   requireRole,
   resolveCaller,
+  resolveOperationCaller,
   type AuthenticatedToken,
   type Caller,
 } from '../../src/auth/authorization.js';
@@ -126,6 +128,29 @@ describe('resolveCaller', () => {
   it('never downgrades bad credentials to anonymous', () => {
     expect(resolveCaller('Bearer wrong', tokens, 'viewer')).toMatchObject({ ok: false, reason: 'INVALID_TOKEN' });
     expect(resolveCaller('Basic abc', tokens, 'viewer')).toMatchObject({ ok: false, reason: 'MALFORMED_AUTHORIZATION' });
+  });
+
+  it('stays synchronous for a synchronous answer and waits for a promised one (a token index reloading)', async () => {
+    const later = { authenticate: (token: string | null) => Promise.resolve(token ? known[token] ?? null : null) };
+    const now = resolveCaller('Bearer good', tokens, 'none');
+    expect(now).not.toBeInstanceOf(Promise);
+    const pending = resolveCaller('Bearer good', later, 'none');
+    expect(pending).toBeInstanceOf(Promise);
+    expect(await pending).toEqual({ ok: true, caller: { name: 'ci', role: 'OPERATOR', anonymous: false } });
+    expect(await resolveCaller('Bearer wrong', later, 'viewer')).toMatchObject({ ok: false, reason: 'INVALID_TOKEN' });
+    // No token, or a malformed one: answered at once, the resolver is not asked.
+    expect(resolveCaller(undefined, later, 'viewer')).toMatchObject({ ok: true, caller: { anonymous: true } });
+    expect(resolveCaller('Basic abc', later, 'viewer')).toMatchObject({ ok: false, reason: 'MALFORMED_AUTHORIZATION' });
+    // The graphql-ws variants pass a promised answer through too.
+    expect(await connectionCaller({ authorization: 'Bearer good' }, later, 'none')).toEqual({ name: 'ci', role: 'OPERATOR', anonymous: false });
+    expect(await connectionCaller({ authorization: 'Bearer wrong' }, later, 'none')).toBeNull();
+    expect(await connectionCaller({}, later, 'none')).toBe('UNAUTHENTICATED');
+    expect(await resolveOperationCaller('UNAUTHENTICATED', { headers: { Authorization: 'Bearer good' } }, later, 'none')).toMatchObject({
+      ok: true, fromOperation: true, caller: { name: 'ci' },
+    });
+    expect(await resolveOperationCaller('UNAUTHENTICATED', { headers: { Authorization: 'Bearer wrong' } }, later, 'none')).toMatchObject({
+      ok: false, reason: 'INVALID_TOKEN', fromOperation: true,
+    });
   });
 });
 

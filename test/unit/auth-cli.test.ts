@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
 import { TokenService } from '../../src/auth/service.js';
 import { ManualClock } from '../../src/clock.js';
-import { openDatabase } from '../../src/db/connection.js';
+import { openSqliteDatabase } from '../../src/db/database.js';
+import { UnitOfWork } from '../../src/db/unit-of-work.js';
 import { createLogger } from '../../src/logger.js';
+import { openTestDatabase } from '../support/database.js';
 
 interface Run {
   code: number | null;
@@ -40,13 +42,17 @@ function cliOn(db: string, ...args: string[]): Promise<Run> {
 }
 
 /** What the server would see: a TokenService on its own connection to the same file. */
-function authenticate(token: string) {
-  const db = openDatabase(dbPath);
+async function authenticate(token: string) {
+  const database = openSqliteDatabase(dbPath);
+  const uow = new UnitOfWork(database.kysely);
+  const tokens = new TokenService({
+    uow, sqlite: database.sqlite, audit: new AuditRepository(uow), clock: new ManualClock(), logger: createLogger('silent'),
+  });
   try {
-    return new TokenService({ db, audit: new AuditRepository(db), clock: new ManualClock(), logger: createLogger('silent') })
-      .authenticate(token);
+    return await tokens.authenticate(token);
   } finally {
-    db.close();
+    await tokens.stop();
+    await database.close();
   }
 }
 
@@ -58,12 +64,28 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('token CLI', () => {
   it('creates, lists and revokes tokens; the token is printed once on stdout', async () => {
+    // A running server on the same file, its tokens loaded before the CLI changes them.
+    const server = await openTestDatabase(dbPath);
+    const running = new TokenService({
+      uow: server.uow, sqlite: server.database.sqlite, audit: new AuditRepository(server.uow), clock: new ManualClock(), logger: createLogger('silent'),
+    });
+    await running.start();
+    try {
+      await cliChanges(running);
+    } finally {
+      await running.stop();
+      await server.close();
+    }
+  });
+
+  async function cliChanges(running: TokenService) {
     const created = await cli('create', '--name', 'ci', '--role', 'OPERATOR');
     expect(created.code, created.stderr).toBe(0);
     const token = created.stdout.trim();
     expect(token).toMatch(/^hel_[A-Za-z0-9_-]{43}$/);
     expect(created.stderr).toContain('shown only once');
-    expect(authenticate(token)).toEqual({ name: 'ci', role: 'OPERATOR' });
+    expect(await authenticate(token)).toEqual({ name: 'ci', role: 'OPERATOR' });
+    expect(await running.authenticate(token)).toEqual({ name: 'ci', role: 'OPERATOR' });
 
     const listed = await cli('list');
     expect(listed.code).toBe(0);
@@ -75,9 +97,10 @@ describe('token CLI', () => {
 
     const revoked = await cli('revoke', '--name', 'ci');
     expect(revoked.code, revoked.stderr).toBe(0);
-    expect(authenticate(token)).toBeNull();
+    expect(await authenticate(token)).toBeNull();
+    expect(await running.authenticate(token)).toBeNull();
     expect((await cli('list')).stdout).toMatch(/ci\s+OPERATOR\s+revoked/);
-  });
+  }
 
   it('exits 2 on a bad command line, before touching the database', async () => {
     const untouched = path.join(dir, 'untouched', 'helios.db');

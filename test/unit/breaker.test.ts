@@ -1,5 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, it as vitestIt } from 'vitest';
+import { AuditRepository } from '../../src/audit/repository.js';
+import { BreakerService } from '../../src/breakers/service.js';
 import { ManualClock, type Clock } from '../../src/clock.js';
+import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
+import { UnitOfWork } from '../../src/db/unit-of-work.js';
+import { EventBus } from '../../src/events.js';
+import { createLogger } from '../../src/logger.js';
+import { packageRoot } from '../../src/paths.js';
+import { openTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
 import {
   BREAKER_STATES,
   BreakerConfigError,
@@ -1197,5 +1206,192 @@ describe('exponential backoff of the OPEN wait', () => {
     expect(restored.openAttempts).toBe(0);
     registry.restore({ ...snap, state: 'HALF_OPEN', openUntil: null, openAttempts: 4 });
     expect(restored.openAttempts).toBe(4);
+  });
+});
+
+/** A migrated PostgreSQL database of its own, dropped on close. */
+async function openTestPostgres(): Promise<TestDatabase> {
+  const pg = await createTestPostgres('breakers');
+  const database = openPostgresDatabase(pg.url, { poolSize: 4 });
+  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
+  return {
+    database,
+    uow: new UnitOfWork(database.kysely),
+    async close() {
+      await database.close();
+      await pg.drop();
+    },
+  };
+}
+
+const serviceStores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
+  ['SQLite', () => openTestDatabase(), true],
+  ['PostgreSQL', openTestPostgres, postgresAvailable()],
+];
+
+describe.each(serviceStores)('the service on %s: persistence off the call path', (_dialect, openStore, available) => {
+  const opened: TestDatabase[] = [];
+  afterEach(async () => {
+    for (const db of opened.splice(0)) await db.close();
+  });
+  const it = available ? vitestIt : vitestIt.skip;
+
+  async function service(db?: TestDatabase, clock = new ManualClock(T0)) {
+    const database = db ?? (await openStore());
+    if (!db) opened.push(database);
+    const bus = new EventBus();
+    const published: string[] = [];
+    bus.on('breakerStateChanged', (e) => published.push(`${e.name}:${e.from}>${e.to}:${e.reason}`));
+    const errors: string[] = [];
+    const logger = createLogger('error', {}, (line) => errors.push(line));
+    const breakers = new BreakerService({ uow: database.uow, audit: new AuditRepository(database.uow), bus, clock, logger });
+    await breakers.start();
+    const row = async (name: string) =>
+      database.database.kysely.selectFrom('circuit_breakers').select(['state', 'counters_json']).where('name', '=', name).executeTakeFirst();
+    const audited = async () =>
+      (await database.database.kysely.selectFrom('audit_log').select(['action', 'target']).orderBy('id').execute()).map((r) => `${r.action}:${r.target}`);
+    return { db: database, uow: database.uow, clock, breakers, published, errors, row, audited };
+  }
+
+  it('a call that opens the breaker does not wait: published at once, stored in the background, in order', async () => {
+    const s = await service();
+    const breaker = s.breakers.getOrCreate('dep', { failureThreshold: 1 });
+    breaker.tryAcquire()!.failure(new Error('down'), 1);
+    // Synchronous: memory and the bus have moved before anything was written.
+    expect(breaker.state).toBe('OPEN');
+    expect(s.published).toEqual(['dep:CLOSED>OPEN:FAILURE_THRESHOLD']);
+    const history = await s.breakers.transitions('dep', 10);
+    expect(history.map((t) => `${t.from}>${t.to}:${t.reason}`)).toEqual(['CLOSED>OPEN:FAILURE_THRESHOLD']);
+    expect((await s.row('dep'))?.state).toBe('OPEN');
+    expect(s.errors).toEqual([]);
+  });
+
+  it('a call transition inside a caller\'s unit that rolls back stands, stored and published once', async () => {
+    const s = await service();
+    const breaker = s.breakers.getOrCreate('dep', { failureThreshold: 1 });
+    await expect(
+      s.uow.run(async () => {
+        breaker.tryAcquire()!.failure(new Error('down'), 1);
+        // The caller goes on in its unit (the background write must not join it), then rolls back.
+        await s.uow.db.selectFrom('meta').selectAll().execute();
+        await new Promise((resolve) => setImmediate(resolve));
+        throw new Error('caller changed its mind');
+      }),
+    ).rejects.toThrow('caller changed its mind');
+    expect(breaker.state).toBe('OPEN');
+    expect((await s.breakers.transitions('dep', 10)).map((t) => t.to)).toEqual(['OPEN']);
+    expect((await s.row('dep'))?.state).toBe('OPEN');
+    expect(s.published).toEqual(['dep:CLOSED>OPEN:FAILURE_THRESHOLD']);
+    expect(s.errors).toEqual([]);
+  });
+
+  it('a mutation changes memory at once, writes with its audit entry, and publishes after the commit', async () => {
+    const s = await service();
+    await s.breakers.configure('ops', 'dep', { failureThreshold: 3 });
+    const pending = s.breakers.open('ops', 'dep');
+    expect(s.breakers.get('dep')!.state).toBe('FORCED_OPEN');
+    expect(s.published).toEqual([]);
+    expect((await pending).state).toBe('FORCED_OPEN');
+    expect(s.published).toEqual(['dep:CLOSED>FORCED_OPEN:MANUAL_OPEN']);
+    expect((await s.row('dep'))?.state).toBe('FORCED_OPEN');
+    expect(await s.audited()).toEqual(['configureCircuitBreaker:dep', 'openCircuitBreaker:dep']);
+    await expect(s.breakers.reset('ops', 'nope')).rejects.toMatchObject({ code: 'BREAKER_NOT_FOUND' });
+    await expect(s.breakers.configure('ops', 'dep', { failureThreshold: 0 })).rejects.toThrow(/failureThreshold/);
+  });
+
+  it('a call transition after a mutation\'s change waits on the bus and in the history behind that mutation', async () => {
+    const s = await service();
+    await s.breakers.configure('ops', 'dep', { failureThreshold: 1 });
+    await s.breakers.open('ops', 'dep');
+    const reset = s.breakers.reset('ops', 'dep');
+    const breaker = s.breakers.get('dep')!;
+    breaker.tryAcquire()!.failure(new Error('down'), 1);
+    expect(breaker.state).toBe('OPEN');
+    expect(s.published).toEqual(['dep:CLOSED>FORCED_OPEN:MANUAL_OPEN']);
+    await reset;
+    expect(s.published).toEqual([
+      'dep:CLOSED>FORCED_OPEN:MANUAL_OPEN', 'dep:FORCED_OPEN>CLOSED:MANUAL_RESET', 'dep:CLOSED>OPEN:FAILURE_THRESHOLD',
+    ]);
+    expect((await s.breakers.transitions('dep', 10)).map((t) => t.reason)).toEqual(['MANUAL_OPEN', 'MANUAL_RESET', 'FAILURE_THRESHOLD']);
+    expect((await s.row('dep'))?.state).toBe('OPEN');
+  });
+
+  it('a mutation inside a caller\'s unit that rolls back puts memory back (a created breaker is forgotten), stores and publishes nothing', async () => {
+    const s = await service();
+    await s.breakers.configure('ops', 'payments', { failureThreshold: 3 });
+    await expect(
+      s.uow.run(async () => {
+        await s.breakers.open('ops', 'payments');
+        expect(s.breakers.get('payments')!.state).toBe('FORCED_OPEN');
+        await s.breakers.configure('ops', 'brand_new', {});
+        await s.breakers.configure('ops', 'payments', { failureThreshold: 9 });
+        throw new Error('caller changed its mind');
+      }),
+    ).rejects.toThrow('caller changed its mind');
+    expect(s.breakers.get('payments')!.state).toBe('CLOSED');
+    expect(s.breakers.get('payments')!.config.failureThreshold).toBe(3);
+    expect(s.breakers.get('brand_new')).toBeNull();
+    expect(s.published).toEqual([]);
+    expect(await s.breakers.transitions('payments', 10)).toEqual([]);
+    expect((await s.row('payments'))?.state).toBe('CLOSED');
+    expect(await s.row('brand_new')).toBeUndefined();
+    expect(await s.audited()).toEqual(['configureCircuitBreaker:payments']);
+  });
+
+  it('resetAll writes every breaker with an audit entry each, in one unit', async () => {
+    const s = await service();
+    await s.breakers.configure('ops', 'a', {});
+    await s.breakers.configure('ops', 'b', {});
+    await s.breakers.open('ops', 'a');
+    await s.breakers.disable('ops', 'b');
+    const all = await s.breakers.resetAll('ops');
+    expect(all.map((b) => `${b.name}:${b.state}`)).toEqual(['a:CLOSED', 'b:DISABLED']);
+    expect(s.published.at(-1)).toBe('a:FORCED_OPEN>CLOSED:RESET_ALL');
+    expect((await s.row('a'))?.state).toBe('CLOSED');
+    expect((await s.audited()).slice(-2)).toEqual(['resetAllCircuitBreakers:a', 'resetAllCircuitBreakers:b']);
+  });
+
+  it('retire deletes the row and its history, audited, and memory forgets it after the commit', async () => {
+    const s = await service();
+    const breaker = s.breakers.getOrCreate('module:x@2', { failureThreshold: 1 });
+    breaker.tryAcquire()!.failure(new Error('down'), 1);
+    expect(await s.breakers.retire('rollouts', 'module:x@2')).toBe(true);
+    expect(s.breakers.get('module:x@2')).toBeNull();
+    expect(await s.row('module:x@2')).toBeUndefined();
+    expect(await s.breakers.transitions('module:x@2', 10)).toEqual([]);
+    expect(await s.audited()).toEqual(['removeCircuitBreaker:module:x@2']);
+    expect(await s.breakers.retire('rollouts', 'module:x@2')).toBe(false);
+    expect(s.errors).toEqual([]);
+  });
+
+  it('stop() waits for every queued write and the counters, and a restart restores the state', async () => {
+    const clock = new ManualClock(T0);
+    const first = await service(undefined, clock);
+    const breaker = first.breakers.getOrCreate('dep', { failureThreshold: 2, resetTimeoutSeconds: 60 });
+    await fail(breaker, 2);
+    await breaker.call(ok).catch(() => undefined); // rejected: counted
+    await first.breakers.stop();
+    const row = await first.row('dep');
+    expect(row?.state).toBe('OPEN');
+    expect(JSON.parse(row!.counters_json)).toMatchObject({ failures: 2, rejections: 1 });
+
+    const second = await service(first.db, clock);
+    expect(second.breakers.get('dep')).toMatchObject({ state: 'OPEN', openUntil: T0 + 60_000 });
+    expect(second.breakers.get('dep')!.metrics).toMatchObject({ failures: 2, rejections: 1 });
+    await second.breakers.stop();
+  });
+
+  it('counters are written by the flush timer, never on the call path', async () => {
+    const s = await service();
+    const breaker = s.breakers.getOrCreate('dep');
+    await s.breakers.flush(); // its row, written when it was created
+    expect(JSON.parse((await s.row('dep'))!.counters_json)).toMatchObject({ successes: 0 });
+    await succeed(breaker, 3);
+    await s.breakers.transitions('dep', 1); // waits for the write queue: nothing was queued
+    expect(JSON.parse((await s.row('dep'))!.counters_json)).toMatchObject({ successes: 0 });
+    s.clock.advance(1000);
+    await s.breakers.transitions('dep', 1); // behind the queue: the timer's flush has run
+    expect(JSON.parse((await s.row('dep'))!.counters_json)).toMatchObject({ successes: 3 });
+    await s.breakers.stop();
   });
 });

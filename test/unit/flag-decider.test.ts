@@ -32,26 +32,26 @@ afterEach(async () => {
 const users = Array.from({ length: 500 }, (_, i) => ({ userId: `user-${i}` }));
 
 describe('FlagService.decider', () => {
-  it('decides as evaluate does, and follows every committed change of its flag, then its deletion', () => {
+  it('decides as evaluate does, and follows every committed change of its flag, then its deletion', async () => {
     const { flags } = app.services;
     const decider = flags.decider('split_me');
     // No such flag yet: off, like isEnabled.
     expect(users.some((u) => decider.isOn(u))).toBe(false);
     for (const percentage of [10, 50, 90]) {
-      flags.setPercentage('test', 'split_me', percentage);
+      await flags.setPercentage('test', 'split_me', percentage);
       for (const u of users) expect(decider.isOn(u)).toBe(flags.evaluate('split_me', u).enabled);
       const on = users.filter((u) => decider.isOn(u)).length;
       expect(Math.abs(on / users.length - percentage / 100)).toBeLessThan(0.08);
     }
-    flags.enable('test', 'split_me', 'ALL_ON');
+    await flags.enable('test', 'split_me', 'ALL_ON');
     expect(users.every((u) => decider.isOn(u))).toBe(true);
-    flags.delete('test', 'split_me');
+    await flags.delete('test', 'split_me');
     expect(users.some((u) => decider.isOn(u))).toBe(false);
   });
 
-  it('is counted in the evaluation totals like evaluate', () => {
+  it('is counted in the evaluation totals like evaluate', async () => {
     const { flags } = app.services;
-    flags.setPercentage('test', 'counted', 50);
+    await flags.setPercentage('test', 'counted', 50);
     const decider = flags.decider('counted');
     let on = 0;
     for (const u of users) if (decider.isOn(u)) on++;

@@ -1,18 +1,23 @@
-/** FlagRepository on a real, migrated SQLite connection: what a save writes. */
-import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/connection.js';
-import { migrate, readMigrations } from '../../src/db/migrate.js';
+/** FlagRepository on a real, migrated SQLite database: what a save writes. */
+import { afterEach, describe, expect, it } from 'vitest';
 import type { FlagDefinition } from '../../src/flags/engine.js';
-import { FlagRepository } from '../../src/flags/repository.js';
-import { packageRoot } from '../../src/paths.js';
+import { FlagRepository, FlagRowExistsError } from '../../src/flags/repository.js';
+import { openTestDatabase, type TestDatabase } from '../support/database.js';
 
-function setup() {
-  const db = openDatabase(':memory:');
-  migrate(db, readMigrations(path.join(packageRoot(), 'migrations')));
-  const repo = new FlagRepository(db);
-  const changes = () => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
-  return { db, repo, changes };
+let opened: TestDatabase | null = null;
+
+afterEach(async () => {
+  await opened?.close();
+  opened = null;
+});
+
+async function setup() {
+  opened = await openTestDatabase();
+  const { database, uow } = opened;
+  const repo = new FlagRepository(uow);
+  // Rows written so far on the connection (SQLite's count, which the store cannot fake).
+  const changes = () => (database.sqlite!.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  return { uow, repo, changes };
 }
 
 const flag: FlagDefinition = {
@@ -32,28 +37,80 @@ const flag: FlagDefinition = {
 };
 
 describe('FlagRepository.save', () => {
-  it('leaves the whitelist rows alone when the stored flag has the same whitelist', () => {
-    const { repo, changes } = setup();
-    repo.save(flag);
-    const stored = repo.get('checkout')!;
+  it('leaves the whitelist rows alone when the stored flag has the same whitelist', async () => {
+    const { repo, changes } = await setup();
+    await repo.save(flag);
+    const stored = (await repo.get('checkout'))!;
     const before = changes();
-    repo.save({ ...stored, percentage: 25, updatedAt: 2_000 }, stored);
+    await repo.save({ ...stored, percentage: 25, updatedAt: 2_000 }, stored);
     // One row changed: the flag's own (the upsert), no whitelist delete and re-insert.
     expect(changes() - before).toBe(1);
-    expect(repo.get('checkout')).toEqual({ ...flag, percentage: 25, updatedAt: 2_000 });
+    expect(await repo.get('checkout')).toEqual({ ...flag, percentage: 25, updatedAt: 2_000 });
   });
 
-  it('rewrites the whitelist when it differs from the stored one, or when nothing stored is given', () => {
-    const { repo, changes } = setup();
-    repo.save(flag);
-    const stored = repo.get('checkout')!;
+  it('rewrites the whitelist when it differs from the stored one, or when nothing stored is given', async () => {
+    const { repo, changes } = await setup();
+    await repo.save(flag);
+    const stored = (await repo.get('checkout'))!;
     const whitelist = [{ attribute: 'userId', values: ['bob', 'alice'] }];
-    repo.save({ ...stored, whitelist }, stored);
-    expect(repo.get('checkout')!.whitelist).toEqual(whitelist);
+    await repo.save({ ...stored, whitelist }, stored);
+    expect((await repo.get('checkout'))!.whitelist).toEqual(whitelist);
     const before = changes();
-    repo.save({ ...stored, whitelist });
+    await repo.save({ ...stored, whitelist });
     // Upsert, two deletes, two inserts: without the stored flag nothing can be assumed.
     expect(changes() - before).toBe(5);
-    expect(repo.get('checkout')!.whitelist).toEqual(whitelist);
+    expect((await repo.get('checkout'))!.whitelist).toEqual(whitelist);
+  });
+
+  it('keeps created_at on an update and writes the whitelist in its order', async () => {
+    const { repo } = await setup();
+    await repo.save(flag);
+    const stored = (await repo.get('checkout'))!;
+    await repo.save({ ...stored, createdAt: 5_000, updatedAt: 6_000 }, stored);
+    expect(await repo.get('checkout')).toEqual({ ...flag, updatedAt: 6_000 });
+    expect((await repo.all()).map((f) => f.name)).toEqual(['checkout']);
+  });
+});
+
+describe('FlagRepository.insert', () => {
+  it('writes a new flag with its whitelist, and refuses one that exists with FlagRowExistsError', async () => {
+    const { repo, changes } = await setup();
+    await repo.insert(flag);
+    expect(await repo.get('checkout')).toEqual(flag);
+    const before = changes();
+    const failed = await repo.insert({ ...flag, percentage: 99 }).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(FlagRowExistsError);
+    expect((failed as FlagRowExistsError).flag).toBe('checkout');
+    expect(changes() - before).toBe(0);
+    expect(await repo.get('checkout')).toEqual(flag);
+  });
+
+  it('writes a whitelist larger than one INSERT batch, in order', async () => {
+    const { repo } = await setup();
+    const values = Array.from({ length: 1_234 }, (_, i) => `user-${i}`);
+    await repo.insert({ ...flag, whitelist: [{ attribute: 'userId', values }] });
+    expect((await repo.get('checkout'))!.whitelist).toEqual([{ attribute: 'userId', values }]);
+  });
+});
+
+describe('FlagRepository.getMany and delete', () => {
+  it('answers only the stored flags among the names, with their whitelists', async () => {
+    const { repo } = await setup();
+    await repo.insert(flag);
+    await repo.insert({ ...flag, name: 'other', whitelist: [] });
+    const found = await repo.getMany(['missing', 'checkout']);
+    expect(found).toEqual([flag]);
+    expect(await repo.getMany([])).toEqual([]);
+  });
+
+  it('deletes the flag and its whitelist rows, and says whether it deleted one', async () => {
+    const { repo, changes } = await setup();
+    await repo.insert(flag);
+    const before = changes();
+    expect(await repo.delete('checkout')).toBe(true);
+    // The flag and its three whitelist rows (ON DELETE CASCADE).
+    expect(changes() - before).toBe(4);
+    expect(await repo.get('checkout')).toBeNull();
+    expect(await repo.delete('checkout')).toBe(false);
   });
 });

@@ -67,7 +67,7 @@ describe('migrations', () => {
 
   it('the shipped migrations apply to an empty database', () => {
     const db = openDatabase(':memory:');
-    expect(migrate(db, readMigrations('migrations')).length).toBeGreaterThan(0);
+    expect(migrate(db, readMigrations('migrations/sqlite')).length).toBeGreaterThan(0);
     db.close();
   });
 });

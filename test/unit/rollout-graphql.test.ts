@@ -7,8 +7,6 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
 import type { Caller } from '../../src/auth/authorization.js';
 import { ManualClock } from '../../src/clock.js';
-import { openDatabase } from '../../src/db/connection.js';
-import { migrate, readMigrations } from '../../src/db/migrate.js';
 import { EventBus } from '../../src/events.js';
 import { builder } from '../../src/graphql/builder.js';
 import type { GraphQLContext } from '../../src/graphql/context.js';
@@ -16,37 +14,38 @@ import '../../src/graphql/schema.js';
 import { createLogger } from '../../src/logger.js';
 import type { RolloutProgressEvent } from '../../src/rollouts/events.js';
 import { RolloutService } from '../../src/rollouts/service.js';
+import { openTestDatabase, type TestDatabase } from '../support/database.js';
 import { FakeFlags, FakeModules, flush } from '../support/rollouts.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
 /** The one service the accessors hand out; each test sets its own. */
-let current: { service: RolloutService; bus: EventBus<{ rolloutProgress: RolloutProgressEvent }> } | null = null;
+let current: { service: RolloutService; bus: EventBus<{ rolloutProgress: RolloutProgressEvent }>; database: TestDatabase } | null = null;
 let schema: GraphQLSchema;
 
 beforeAll(() => {
   schema = builder.toSchema();
 });
 
-afterEach(() => {
-  current?.service.stop();
+afterEach(async () => {
+  await current?.service.stop();
+  await current?.database.close();
   current = null;
 });
 
 async function setup() {
   const clock = new ManualClock(T0);
-  const db = openDatabase(':memory:');
-  migrate(db, readMigrations('migrations'));
+  const database = await openTestDatabase();
   const log: string[] = [];
   const modules = new FakeModules(log);
   const flags = new FakeFlags(log);
   const bus = new EventBus<{ rolloutProgress: RolloutProgressEvent }>();
   const service = new RolloutService({
-    db, audit: new AuditRepository(db), modules, flags, clock, logger: createLogger('silent'),
+    uow: database.uow, audit: new AuditRepository(database.uow), modules, flags, clock, logger: createLogger('silent'),
     publish: (e) => bus.publish('rolloutProgress', e),
   });
   await service.start();
-  current = { service, bus };
+  current = { service, bus, database };
   return { clock, modules, flags, service };
 }
 
@@ -88,7 +87,7 @@ describe('rollout GraphQL types', () => {
         errors: expect.arrayContaining([expect.objectContaining({ code: 'INVALID_ROLLOUT_CONFIG', field: 'steps' })]),
       },
     });
-    expect(t.service.current('pricing')).toBeNull();
+    expect(await t.service.current('pricing')).toBeNull();
 
     const ok = await run(START, { module: 'pricing', path: 'pricing_v2.js' });
     expect(ok.data).toMatchObject({

@@ -1,9 +1,12 @@
 /** The rollout tables (migration 0006) and their repository: every field round-trips, and the database itself keeps one unfinished rollout per module and per flag. */
-import { describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/connection.js';
-import { migrate, readMigrations } from '../../src/db/migrate.js';
+import { afterEach, describe, expect, it as vitestIt } from 'vitest';
+import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
+import { UnitOfWork } from '../../src/db/unit-of-work.js';
+import { packageRoot } from '../../src/paths.js';
 import type { Rollout } from '../../src/rollouts/events.js';
-import { RolloutRepository } from '../../src/rollouts/repository.js';
+import { rolloutConflictOf, RolloutRepository } from '../../src/rollouts/repository.js';
+import { openTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
 
 function rollout(overrides: Partial<Rollout> = {}): Rollout {
   return {
@@ -16,21 +19,52 @@ function rollout(overrides: Partial<Rollout> = {}): Rollout {
   };
 }
 
-function setup() {
-  const db = openDatabase(':memory:');
-  migrate(db, readMigrations('migrations'));
-  return { db, repo: new RolloutRepository(db) };
+/** A migrated PostgreSQL database of its own, dropped on close. */
+async function openTestPostgres(): Promise<TestDatabase> {
+  const pg = await createTestPostgres('rollouts');
+  const database = openPostgresDatabase(pg.url, { poolSize: 2 });
+  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
+  return {
+    database,
+    uow: new UnitOfWork(database.kysely),
+    async close() {
+      await database.close();
+      await pg.drop();
+    },
+  };
 }
 
-describe('rollout repository', () => {
-  it('round-trips every field, on insert and on update', () => {
-    const { repo } = setup();
+const stores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
+  ['SQLite', () => openTestDatabase(), true],
+  ['PostgreSQL', openTestPostgres, postgresAvailable()],
+];
+
+/** The error an insert rejects with. */
+async function insertError(repo: RolloutRepository, r: Rollout): Promise<unknown> {
+  return repo.insert(r).then(() => null, (error: unknown) => error);
+}
+
+describe.each(stores)('rollout repository on %s', (dialect, openStore, available) => {
+  const it = available ? vitestIt : vitestIt.skip;
+  const open: TestDatabase[] = [];
+  afterEach(async () => {
+    for (const db of open.splice(0)) await db.close();
+  });
+
+  async function setup() {
+    const test = await openStore();
+    open.push(test);
+    return { ...test, repo: new RolloutRepository(test.uow) };
+  }
+
+  it('round-trips every field, on insert and on update', async () => {
+    const { repo } = await setup();
     const r = rollout();
-    repo.insert(r);
-    expect(repo.get('r1')).toEqual(r);
+    await repo.insert(r);
+    expect(await repo.get('r1')).toEqual(r);
     const paused = rollout({ status: 'PAUSED', pausedAt: 2000, remainingMs: 59_000, nextStepAt: null, resumeStatus: 'HOLDING', awaitingPromotion: true, updatedAt: 2000 });
-    repo.update(paused);
-    expect(repo.get('r1')).toEqual(paused);
+    await repo.update(paused);
+    expect(await repo.get('r1')).toEqual(paused);
     const aborted = rollout({
       status: 'ABORTED', percentage: 0, nextStepAt: null, finishedAt: 3000, updatedAt: 3000, abortReason: 'failure rate',
       abort: {
@@ -38,32 +72,67 @@ describe('rollout repository', () => {
         stats: { canary: { calls: 10, failures: 2, failureRate: 0.2, p50Ms: 3, p99Ms: 9 }, stable: { calls: 0, failures: 0, failureRate: null, p50Ms: null, p99Ms: null } },
       },
     });
-    repo.update(aborted);
-    expect(repo.get('r1')).toEqual(aborted);
-    expect(repo.activeForModule('pricing')).toBeNull();
-    expect(repo.latest('pricing')).toEqual(aborted);
+    await repo.update(aborted);
+    expect(await repo.get('r1')).toEqual(aborted);
+    expect(await repo.activeForModule('pricing')).toBeNull();
+    expect(await repo.activeForFlag('pricing')).toBeNull();
+    expect(await repo.latest('pricing')).toEqual(aborted);
+    expect(await repo.get('nope')).toBeNull();
   });
 
-  it('keeps events in order per rollout', () => {
-    const { repo } = setup();
-    repo.insert(rollout());
-    repo.appendEvent('r1', { type: 'STARTED', at: 1, percentage: 0, detail: 'go' });
-    repo.appendEvent('r1', { type: 'STEP', at: 2, percentage: 1, detail: null });
-    expect(repo.events('r1')).toEqual([{ type: 'STARTED', at: 1, percentage: 0, detail: 'go' }, { type: 'STEP', at: 2, percentage: 1, detail: null }]);
+  it('keeps events in order per rollout', async () => {
+    const { repo } = await setup();
+    await repo.insert(rollout());
+    await repo.insert(rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk' }));
+    await repo.appendEvent('r1', { type: 'STARTED', at: 1, percentage: 0, detail: 'go' });
+    await repo.appendEvent('r2', { type: 'STARTED', at: 1, percentage: 0, detail: null });
+    await repo.appendEvent('r1', { type: 'STEP', at: 2, percentage: 1, detail: null });
+    expect(await repo.events('r1')).toEqual([{ type: 'STARTED', at: 1, percentage: 0, detail: 'go' }, { type: 'STEP', at: 2, percentage: 1, detail: null }]);
+    expect(await repo.events('r2')).toHaveLength(1);
   });
 
-  it('refuses a second unfinished rollout of a module or on a flag, and anything outside the CHECKs', () => {
-    const { repo } = setup();
-    repo.insert(rollout());
-    expect(() => repo.insert(rollout({ id: 'r2', seq: 2, flag: 'other' }))).toThrow(/UNIQUE/);
-    expect(() => repo.insert(rollout({ id: 'r2', seq: 2, module: 'risk' }))).toThrow(/UNIQUE/);
-    expect(() => repo.insert(rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk', percentage: 101 }))).toThrow(/CHECK/);
-    expect(() => repo.insert(rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk', stepIntervalSeconds: 0 }))).toThrow(/CHECK/);
+  it('refuses a second unfinished rollout of a module or on a flag, and anything outside the CHECKs', async () => {
+    const { repo } = await setup();
+    await repo.insert(rollout());
+    const unique = dialect === 'SQLite' ? /UNIQUE/ : /unique constraint/;
+    const check = dialect === 'SQLite' ? /CHECK/ : /check constraint/;
+    expect(await insertError(repo, rollout({ id: 'r2', seq: 2, flag: 'other' }))).toMatchObject({ message: expect.stringMatching(unique) });
+    expect(await insertError(repo, rollout({ id: 'r2', seq: 2, module: 'risk' }))).toMatchObject({ message: expect.stringMatching(unique) });
+    expect(await insertError(repo, rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk', percentage: 101 }))).toMatchObject({ message: expect.stringMatching(check) });
+    expect(await insertError(repo, rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk', stepIntervalSeconds: 0 }))).toMatchObject({ message: expect.stringMatching(check) });
     // Finished rollouts free the module and the flag.
-    repo.update(rollout({ status: 'PROMOTED', finishedAt: 5 }));
-    repo.insert(rollout({ id: 'r2', seq: 2 }));
-    expect(repo.active().map((r) => r.id)).toEqual(['r2']);
-    expect(repo.page('pricing', 1)).toMatchObject({ hasMore: true, rollouts: [{ id: 'r2' }] });
-    expect(repo.nextSeq()).toBe(3);
+    await repo.update(rollout({ status: 'PROMOTED', finishedAt: 5 }));
+    await repo.insert(rollout({ id: 'r2', seq: 2 }));
+    expect((await repo.active()).map((r) => r.id)).toEqual(['r2']);
+    expect(await repo.page('pricing', 1)).toMatchObject({ hasMore: true, rollouts: [{ id: 'r2' }] });
+    expect(await repo.page('pricing', 1, 2)).toMatchObject({ hasMore: false, rollouts: [{ id: 'r1' }] });
+    expect(await repo.nextSeq()).toBe(3);
+  });
+
+  it('lists every unfinished rollout oldest first, and pages newest first across modules', async () => {
+    const { repo } = await setup();
+    expect(await repo.nextSeq()).toBe(1);
+    await repo.insert(rollout({ id: 'a', seq: 3, module: 'a', flag: 'a' }));
+    await repo.insert(rollout({ id: 'b', seq: 1, module: 'b', flag: 'b' }));
+    await repo.insert(rollout({ id: 'c', seq: 2, module: 'c', flag: 'c', status: 'ABORTED', finishedAt: 9 }));
+    expect((await repo.active()).map((r) => r.id)).toEqual(['b', 'a']);
+    expect((await repo.page(null, 10)).rollouts.map((r) => r.id)).toEqual(['a', 'c', 'b']);
+    expect(await repo.activeForFlag('a')).toMatchObject({ id: 'a' });
+  });
+
+  it('names the unique constraint an insert ran into, so the service can give the typed error', async () => {
+    const { repo } = await setup();
+    await repo.insert(rollout());
+    expect(rolloutConflictOf(await insertError(repo, rollout({ id: 'r2', seq: 2, flag: 'other' })))).toBe('module');
+    expect(rolloutConflictOf(await insertError(repo, rollout({ id: 'r2', seq: 2, module: 'risk' })))).toBe('flag');
+    expect(rolloutConflictOf(await insertError(repo, rollout({ id: 'r2', seq: 1, module: 'risk', flag: 'risk' })))).toBe('seq');
+    expect(rolloutConflictOf(await insertError(repo, rollout({ seq: 2, module: 'risk', flag: 'risk' })))).toBe('id');
+    expect(rolloutConflictOf(await insertError(repo, rollout({ id: 'r2', seq: 2, module: 'risk', flag: 'risk', percentage: 101 })))).toBeNull();
+    // As pg reports them.
+    expect(rolloutConflictOf({ code: '23505', constraint: 'rollouts_active_module' })).toBe('module');
+    expect(rolloutConflictOf({ code: '23505', constraint: 'rollouts_active_flag' })).toBe('flag');
+    expect(rolloutConflictOf({ code: '23505', constraint: 'rollouts_seq_key' })).toBe('seq');
+    expect(rolloutConflictOf({ code: '23505', constraint: 'audit_log_pkey' })).toBeNull();
+    expect(rolloutConflictOf(new Error('boom'))).toBeNull();
   });
 });

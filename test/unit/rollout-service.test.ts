@@ -2,52 +2,80 @@
  * The rollout service against fake modules and flags domains (the narrow interfaces it
  * declares), a real SQLite database (migrations, repository, audit log) and a manual clock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { AuditRepository } from '../../src/audit/repository.js';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it, it as vitestIt } from 'vitest';
+import { AuditRepository, type NewAuditEntry } from '../../src/audit/repository.js';
 import { ManualClock } from '../../src/clock.js';
-import { openDatabase, type Db } from '../../src/db/connection.js';
-import { migrate, readMigrations } from '../../src/db/migrate.js';
+import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
+import { UnitOfWork } from '../../src/db/unit-of-work.js';
 import { UserError, UserErrors } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import type { RolloutProgressEvent } from '../../src/rollouts/events.js';
+import { packageRoot } from '../../src/paths.js';
 import { RolloutService } from '../../src/rollouts/service.js';
+import { openTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
 import { deferred, FakeFlags, FakeModules, flush } from '../support/rollouts.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR = 3_600_000;
 
 const services: RolloutService[] = [];
-afterEach(() => {
-  for (const s of services.splice(0)) s.stop();
+const databases: TestDatabase[] = [];
+afterEach(async () => {
+  for (const s of services.splice(0)) await s.stop();
+  for (const d of databases.splice(0)) await d.close();
 });
 
-function setup(shared?: { db: Db; clock: ManualClock; log: string[]; modules: FakeModules; flags: FakeFlags }) {
+interface Shared { test: TestDatabase; clock: ManualClock; log: string[]; modules: FakeModules; flags: FakeFlags }
+
+async function setup(shared?: Shared, options: { failAudit?: () => boolean; open?: () => Promise<TestDatabase> } = {}) {
   const clock = shared?.clock ?? new ManualClock(T0);
-  const db = shared?.db ?? openDatabase(':memory:');
-  if (!shared) migrate(db, readMigrations('migrations'));
+  let test = shared?.test;
+  if (!test) {
+    test = await (options.open ?? openTestDatabase)();
+    databases.push(test);
+  }
+  const { uow } = test;
   const log = shared?.log ?? [];
   const modules = shared?.modules ?? new FakeModules(log);
   const flags = shared?.flags ?? new FakeFlags(log);
   const published: RolloutProgressEvent[] = [];
-  /** What the fakes had been asked to do when each event was published. */
+  /** What the fakes had been asked to do, and the split's share, when each event was published. */
   const logAtPublish: string[][] = [];
+  const shareAtPublish: (number | null)[] = [];
+  const errors: string[] = [];
+  const auditRepo = new AuditRepository(uow);
+  const audit = {
+    record: async (entry: NewAuditEntry) => {
+      if (options.failAudit?.()) throw new Error('disk I/O error');
+      await auditRepo.record(entry);
+    },
+  };
+  const logger = createLogger('error', {}, (line) => errors.push((JSON.parse(line) as { msg: string }).msg));
   const service = new RolloutService({
-    db, audit: new AuditRepository(db), modules, flags, clock, logger: createLogger('silent'),
+    uow, audit, modules, flags, clock, logger,
     publish: (e) => {
       published.push(e);
       logAtPublish.push([...log]);
+      shareAtPublish.push(flags.percentageOf(e.rollout.flag));
     },
     manualCheckIntervalMs: 60_000,
   });
   services.push(service);
-  const audit = () => db.prepare<[], { actor: string; action: string; target_type: string; target: string }>(
-    'SELECT actor, action, target_type, target FROM audit_log ORDER BY id').all();
-  const count = (table: string) => db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).get()!.n;
-  return { clock, db, log, modules, flags, published, logAtPublish, service, audit, count, shared: { db, clock, log, modules, flags } };
+  const auditRows = () => uow.db.selectFrom('audit_log').select(['actor', 'action', 'target_type', 'target']).orderBy('id').execute();
+  const count = async (table: 'rollouts' | 'rollout_events' | 'audit_log') =>
+    Number((await uow.db.selectFrom(table).select(sql<number>`COUNT(*)`.as('n')).executeTakeFirstOrThrow()).n);
+  return {
+    clock, uow, log, modules, flags, published, logAtPublish, shareAtPublish, errors, service, audit: auditRows, count,
+    shared: { test, clock, log, modules, flags },
+  };
 }
 
+type Setup = Awaited<ReturnType<typeof setup>>;
+
 /** Moves the clock to the rollout's next judgement and lets the service act. */
-async function toNextStep(t: ReturnType<typeof setup>, module = 'pricing'): Promise<void> {
+async function toNextStep(t: Setup, module = 'pricing'): Promise<void> {
   const at = t.service.inProgress(module)!.nextStepAt!;
   t.clock.set(at);
   await flush();
@@ -55,7 +83,7 @@ async function toNextStep(t: ReturnType<typeof setup>, module = 'pricing'): Prom
 
 describe('rollout service', () => {
   it('a healthy rollout steps through every percentage and promotes itself, audited as `rollout`', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     const started = await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', newVersion: '2.0.0' });
     expect(started).toMatchObject({ status: 'RUNNING', percentage: 1, fromVersion: '1.0.0', toVersion: '2.0.0', flag: 'pricing', nextStepAt: T0 + HOUR });
@@ -74,14 +102,14 @@ describe('rollout service', () => {
     t.modules.traffic('pricing', { calls: 50 });
     await toNextStep(t);
     expect(t.service.inProgress('pricing')).toBeNull();
-    const done = t.service.current('pricing')!;
+    const done = (await t.service.current('pricing'))!;
     expect(done).toMatchObject({ status: 'PROMOTED', percentage: 100, finishedAt: T0 + 7 * HOUR });
     expect(t.modules.active.get('pricing')).toBe('2.0.0');
     expect(t.log.at(-1)).toBe('promote pricing');
-    expect(t.service.events(done.id).map((e) => e.type)).toEqual(['STARTED', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'PROMOTED']);
+    expect((await t.service.events(done.id)).map((e) => e.type)).toEqual(['STARTED', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'PROMOTED']);
     expect(t.published.map((e) => e.type)).toEqual(['STARTED', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'STEP', 'PROMOTED']);
     expect(t.published.at(-1)!.rollout.status).toBe('PROMOTED');
-    const audit = t.audit();
+    const audit = await t.audit();
     expect(audit[0]).toEqual({ actor: 'alice', action: 'startRollout', target_type: 'ROLLOUT', target: 'pricing' });
     expect(audit.slice(1).every((a) => a.actor === 'rollout')).toBe(true);
     expect(audit.at(-1)!.action).toBe('rolloutPromote');
@@ -90,13 +118,13 @@ describe('rollout service', () => {
   });
 
   it('a failing canary is aborted at the end of its step, before the next one: split to 0 first, then drained', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', gates: { maxFailureRate: 0.05 } });
     t.modules.traffic('pricing', { calls: 40, failures: 4 });
     t.log.length = 0;
     await toNextStep(t);
-    const r = t.service.current('pricing')!;
+    const r = (await t.service.current('pricing'))!;
     expect(r).toMatchObject({ status: 'ABORTED', percentage: 0, stepIndex: 0, abort: { cause: 'FAILURE_RATE', limit: 0.05, value: 0.1 } });
     expect(r.abortReason).toContain('failure rate 0.1');
     expect(r.abort!.stats!.canary).toMatchObject({ calls: 40, failures: 4 });
@@ -104,9 +132,10 @@ describe('rollout service', () => {
     // Whoever reacts to the ABORTED event finds the split at 0 and the canary's drop begun.
     expect(t.published.at(-1)!.type).toBe('ABORTED');
     expect(t.logAtPublish.at(-1)).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
+    expect(t.shareAtPublish.at(-1)).toBe(0);
     expect(t.modules.canaries.has('pricing')).toBe(false);
     expect(t.modules.active.get('pricing')).toBe('1.0.0');
-    expect(t.audit().at(-1)).toMatchObject({ actor: 'rollout', action: 'rolloutAbort' });
+    expect((await t.audit()).at(-1)).toMatchObject({ actor: 'rollout', action: 'rolloutAbort' });
     // Nothing further is scheduled for it.
     t.clock.advance(10 * HOUR);
     await flush();
@@ -114,7 +143,7 @@ describe('rollout service', () => {
   });
 
   it('holds while the canary has fewer than minCalls calls, then steps once it has them', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', gates: { minCalls: 20 } });
     t.modules.traffic('pricing', { calls: 12 });
@@ -122,7 +151,7 @@ describe('rollout service', () => {
     let r = t.service.inProgress('pricing')!;
     expect(r).toMatchObject({ status: 'HOLDING', percentage: 1, nextStepAt: T0 + 2 * HOUR });
     expect(t.published.at(-1)).toMatchObject({ type: 'HOLDING', percentage: 1 });
-    expect(t.audit().at(-1)).toMatchObject({ actor: 'rollout', action: 'rolloutHold' });
+    expect((await t.audit()).at(-1)).toMatchObject({ actor: 'rollout', action: 'rolloutHold' });
     // The held step keeps counting: 12 + 8 reaches minCalls.
     t.modules.traffic('pricing', { calls: 8 });
     await toNextStep(t);
@@ -131,7 +160,7 @@ describe('rollout service', () => {
   });
 
   it('aborts at once when the canary breaker opens, mid-step', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
     t.clock.advance(10 * 60_000);
@@ -139,34 +168,34 @@ describe('rollout service', () => {
     t.log.length = 0;
     t.modules.openBreaker('pricing');
     await flush();
-    const r = t.service.current('pricing')!;
+    const r = (await t.service.current('pricing'))!;
     expect(r).toMatchObject({ status: 'ABORTED', finishedAt: T0 + 10 * 60_000, abort: { cause: 'BREAKER_OPEN' } });
     expect(t.log).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
   });
 
   it('judges the latency ratio against the stable version in the same step', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', gates: { maxLatencyRatio: 2, minCalls: 10 } });
     t.modules.traffic('pricing', { calls: 20, ms: 30 }, { calls: 200, ms: 10 });
     await toNextStep(t);
-    const r = t.service.current('pricing')!;
+    const r = (await t.service.current('pricing'))!;
     expect(r).toMatchObject({ status: 'ABORTED', abort: { cause: 'LATENCY_RATIO', limit: 2 } });
     expect(r.abort!.value).toBeCloseTo(3, 0);
   });
 
   it('aborts at judgement when the canary breaker is not CLOSED even if its opening was not reported', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
     t.modules.traffic('pricing', { calls: 100 });
     t.modules.breakers.set('pricing', 'HALF_OPEN');
     await toNextStep(t);
-    expect(t.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'BREAKER_OPEN' } });
+    expect(await t.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'BREAKER_OPEN' } });
   });
 
   it('pause keeps the time left, resume restores it; a paused rollout still aborts on its breaker', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
     t.clock.advance(15 * 60_000);
@@ -185,29 +214,29 @@ describe('rollout service', () => {
     t.clock.advance(1);
     await flush();
     expect(t.service.inProgress('pricing')!.percentage).toBe(2);
-    expect(t.audit().map((a) => `${a.actor}:${a.action}`)).toEqual(expect.arrayContaining(['bob:pauseRollout', 'bob:resumeRollout']));
+    expect((await t.audit()).map((a) => `${a.actor}:${a.action}`)).toEqual(expect.arrayContaining(['bob:pauseRollout', 'bob:resumeRollout']));
 
     await t.service.pause('bob', 'pricing');
     t.modules.openBreaker('pricing');
     await flush();
-    expect(t.service.current('pricing')!.status).toBe('ABORTED');
+    expect((await t.service.current('pricing'))!.status).toBe('ABORTED');
   });
 
   it('after a restart mid-rollout loads the canary again, sets the split back and judges with the time left', async () => {
-    const first = setup();
+    const first = await setup();
     await first.service.start();
     await first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', newVersion: '2.0.0' });
     first.modules.traffic('pricing', { calls: 30 });
     await toNextStep(first); // 2%, next judgement at T0 + 2h
     first.clock.advance(40 * 60_000);
     // Crash: the process and everything in memory are gone (the fake modules lose the canary).
-    first.service.stop();
+    await first.service.stop();
     first.modules.canaries.clear();
     first.flags.percentages.clear();
     first.log.length = 0;
     first.clock.advance(5 * 60_000);
 
-    const second = setup(first.shared);
+    const second = await setup(first.shared);
     expect(await second.service.start()).toEqual({ resumed: 1, finished: 0 });
     expect(first.log).toEqual(['stage pricing@2.0.0', 'flag pricing=2 by rollout']);
     const r = second.service.inProgress('pricing')!;
@@ -222,37 +251,37 @@ describe('rollout service', () => {
   });
 
   it('after a restart a paused rollout stays paused with its time left; a crash during promotion is recorded PROMOTED', async () => {
-    const first = setup();
+    const first = await setup();
     await first.service.start();
     await first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', newVersion: '2.0.0' });
     await first.service.startRollout('alice', { module: 'risk', newVersionPath: 'risk_v4.js', newVersion: '4.0.0' });
     first.clock.advance(10 * 60_000);
     await first.service.pause('bob', 'pricing');
-    first.service.stop();
+    await first.service.stop();
     first.modules.canaries.clear();
     // risk's promotion reached the modules domain but the rollout row was not written.
     first.modules.active.set('risk', '4.0.0');
     first.clock.advance(HOUR);
 
-    const second = setup(first.shared);
+    const second = await setup(first.shared);
     expect(await second.service.start()).toEqual({ resumed: 1, finished: 1 });
     expect(second.service.inProgress('pricing')).toMatchObject({ status: 'PAUSED', remainingMs: 50 * 60_000 });
-    expect(second.service.current('risk')).toMatchObject({ status: 'PROMOTED' });
+    expect(await second.service.current('risk')).toMatchObject({ status: 'PROMOTED' });
     const resumed = await second.service.resume('bob', 'pricing');
     expect(resumed.nextStepAt).toBe(second.clock.now() + 50 * 60_000);
   });
 
   it('after a restart during TESTING stages and tests the new version again', async () => {
-    const first = setup();
+    const first = await setup();
     await first.service.start();
     first.modules.stageGate = deferred<void>();
     void first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js', testWith: 'GENERIC' });
     await flush();
-    first.service.stop();
+    await first.service.stop();
     first.log.length = 0;
     first.modules.stageGate = null;
 
-    const second = setup(first.shared);
+    const second = await setup(first.shared);
     expect(await second.service.start()).toEqual({ resumed: 1, finished: 0 });
     await flush();
     expect(first.log).toEqual(['flag pricing=0 by rollout', 'stage pricing@pricing_v2 test GENERIC', 'flag pricing=1 by rollout']);
@@ -260,19 +289,19 @@ describe('rollout service', () => {
   });
 
   it('after a restart aborts a rollout whose module no longer runs its fromVersion', async () => {
-    const first = setup();
+    const first = await setup();
     await first.service.start();
     await first.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
-    first.service.stop();
+    await first.service.stop();
     first.modules.active.set('pricing', '0.9.0');
-    const second = setup(first.shared);
+    const second = await setup(first.shared);
     expect(await second.service.start()).toEqual({ resumed: 0, finished: 1 });
-    expect(second.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'CANARY_FAILED' } });
-    expect(second.service.current('pricing')!.abortReason).toContain('0.9.0');
+    expect(await second.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'CANARY_FAILED' } });
+    expect((await second.service.current('pricing'))!.abortReason).toContain('0.9.0');
   });
 
   it('bad input leaves nothing written, loaded or moved', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     const attempts: [Parameters<RolloutService['startRollout']>[1], string][] = [
       [{ module: 'nope', newVersionPath: 'x.js' }, 'MODULE_NOT_FOUND'],
@@ -289,22 +318,22 @@ describe('rollout service', () => {
       const codes = error instanceof UserErrors ? error.errors.map((e) => e.code) : [(error as UserError).code];
       expect(codes, JSON.stringify(input)).toContain(code);
     }
-    expect(t.count('rollouts')).toBe(0);
-    expect(t.count('rollout_events')).toBe(0);
-    expect(t.count('audit_log')).toBe(0);
+    expect(await t.count('rollouts')).toBe(0);
+    expect(await t.count('rollout_events')).toBe(0);
+    expect(await t.count('audit_log')).toBe(0);
     expect(t.log).toEqual([]);
     expect(t.published).toEqual([]);
   });
 
   it('refuses a second rollout of the module (ROLLOUT_IN_PROGRESS) and a flag split by another rollout (FLAG_IN_USE)', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
-    const written = t.count('rollouts');
+    const written = await t.count('rollouts');
     await expect(t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v3.js' })).rejects.toMatchObject({ code: 'ROLLOUT_IN_PROGRESS' });
     await expect(t.service.startRollout('alice', { module: 'risk', newVersionPath: 'risk_v4.js', flag: 'pricing' })).rejects.toMatchObject({ code: 'FLAG_IN_USE', field: 'flag' });
     expect(() => t.service.assertNoRolloutInProgress('pricing', 'swap')).toThrowError(expect.objectContaining({ code: 'ROLLOUT_IN_PROGRESS' }));
-    expect(t.count('rollouts')).toBe(written);
+    expect(await t.count('rollouts')).toBe(written);
     await expect(t.service.advance('alice', 'risk')).rejects.toMatchObject({ code: 'ROLLOUT_NOT_FOUND' });
     // Once finished, the flag and the module are free again.
     await t.service.abort('alice', 'pricing', 'wrong build');
@@ -314,7 +343,7 @@ describe('rollout service', () => {
   });
 
   it('TESTING: a passing test run starts the first step; a failing one aborts with nothing ever routed', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     t.modules.stageGate = deferred<void>();
     const gate = t.modules.stageGate;
@@ -332,7 +361,7 @@ describe('rollout service', () => {
   });
 
   it('a new version that does not load is recorded ABORTED and the split never leaves 0', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     t.modules.failLoad = 'SyntaxError: Unexpected token';
     const r = await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
@@ -342,7 +371,7 @@ describe('rollout service', () => {
   });
 
   it('aborting while TESTING waits for the staging to finish, then unloads the canary', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     t.modules.stageGate = deferred<void>();
     const gate = t.modules.stageGate;
@@ -359,7 +388,7 @@ describe('rollout service', () => {
   });
 
   it('manual control: advance steps at once, promote now; manual steps follow the flag and the gates still abort', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
     expect(await t.service.advance('bob', 'pricing')).toMatchObject({ percentage: 2, status: 'RUNNING' });
@@ -367,7 +396,7 @@ describe('rollout service', () => {
     const promoted = await t.service.promote('bob', 'pricing');
     expect(promoted).toMatchObject({ status: 'PROMOTED' });
     expect(t.modules.active.get('pricing')).toBe('pricing_v2');
-    expect(t.audit().slice(-2).map((a) => `${a.actor}:${a.action}`)).toEqual(['bob:advanceRollout', 'bob:promoteRollout']);
+    expect((await t.audit()).slice(-2).map((a) => `${a.actor}:${a.action}`)).toEqual(['bob:advanceRollout', 'bob:promoteRollout']);
 
     await t.service.startRollout('alice', { module: 'risk', newVersionPath: 'risk_v4.js', stepIntervalSeconds: null });
     expect(t.service.inProgress('risk')).toMatchObject({ nextStepAt: null, percentage: 1 });
@@ -375,20 +404,20 @@ describe('rollout service', () => {
     await flush();
     expect(t.service.inProgress('risk')!.percentage).toBe(1);
     // The seeds' workflow: the operator moves the flag by hand.
-    t.flags.setPercentage('risk', 10, 'carol');
+    await t.flags.setPercentage('risk', 10, 'carol');
     await flush();
     expect(t.service.inProgress('risk')).toMatchObject({ percentage: 10, stepIndex: 3 });
     expect(t.published.at(-1)).toMatchObject({ type: 'STEP', percentage: 10 });
-    expect(t.audit().at(-1)).toMatchObject({ actor: 'carol', action: 'setFlagPercentage' });
+    expect((await t.audit()).at(-1)).toMatchObject({ actor: 'carol', action: 'setFlagPercentage' });
     t.modules.traffic('risk', { calls: 50, failures: 20 });
     t.clock.advance(60_000);
     await flush();
-    expect(t.service.current('risk')).toMatchObject({ status: 'ABORTED', abort: { cause: 'FAILURE_RATE' } });
+    expect(await t.service.current('risk')).toMatchObject({ status: 'ABORTED', abort: { cause: 'FAILURE_RATE' } });
     expect(t.flags.percentageOf('risk')).toBe(0);
   });
 
   it('a failed promotion aborts the rollout and leaves the stable version serving', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
     t.modules.failPromote = 'exportState threw';
@@ -399,24 +428,196 @@ describe('rollout service', () => {
     expect(t.log.slice(-2)).toEqual(['flag pricing=0 by rollout', 'drop pricing']);
   });
 
+  it('a judgement and a command at the same moment run one after the other', async () => {
+    const t = await setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    t.modules.traffic('pricing', { calls: 50 });
+    // The timer fires (queuing the judgement) and an operator advances in the same turn.
+    t.clock.set(t.service.inProgress('pricing')!.nextStepAt!);
+    const advanced = await t.service.advance('bob', 'pricing');
+    await flush();
+    expect(advanced).toMatchObject({ percentage: 5, stepIndex: 2 });
+    const r = (await t.service.current('pricing'))!;
+    expect((await t.service.events(r.id)).map((e) => `${e.type}:${e.percentage}`)).toEqual(['STARTED:0', 'STEP:1', 'STEP:2', 'STEP:5']);
+    expect(t.published.map((e) => `${e.type}:${e.percentage}`)).toEqual(['STARTED:0', 'STEP:1', 'STEP:2', 'STEP:5']);
+    expect(t.flags.percentageOf('pricing')).toBe(5);
+  });
+
+  it('a judgement whose write fails is logged, changes nothing and is tried again a check interval later', async () => {
+    let failing = false;
+    const t = await setup(undefined, { failAudit: () => failing });
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    t.modules.traffic('pricing', { calls: 50 });
+    const before = await t.count('rollout_events');
+    failing = true;
+    await toNextStep(t);
+    expect(t.errors).toEqual(['rollout: judging a step failed']);
+    expect(t.service.inProgress('pricing')).toMatchObject({ status: 'RUNNING', percentage: 1 });
+    expect(await t.count('rollout_events')).toBe(before);
+    expect(t.flags.percentageOf('pricing')).toBe(1);
+    failing = false;
+    t.clock.advance(60_000 - 1);
+    await flush();
+    expect(t.service.inProgress('pricing')!.percentage).toBe(1);
+    t.clock.advance(1);
+    await flush();
+    expect(t.service.inProgress('pricing')).toMatchObject({ status: 'RUNNING', percentage: 2 });
+  });
+
+  it('a breaker that opens inside another unit of work aborts the rollout once that unit commits, not if it rolls back', async () => {
+    const t = await setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    const events = await t.count('rollout_events');
+    await t.uow.run(async () => {
+      t.modules.openBreaker('pricing');
+      await flush();
+      expect(t.service.inProgress('pricing')!.status).toBe('RUNNING');
+      // Nothing of the rollout's was written inside the other domain's transaction.
+      expect(await t.count('rollout_events')).toBe(events);
+      throw new Error('the breaker change rolled back');
+    }).catch(() => undefined);
+    await flush();
+    expect(t.service.inProgress('pricing')!.status).toBe('RUNNING');
+    await t.uow.run(async () => {
+      t.modules.openBreaker('pricing');
+      await flush();
+      expect(t.service.inProgress('pricing')!.status).toBe('RUNNING');
+      expect(await t.count('rollout_events')).toBe(events);
+    });
+    await flush();
+    expect(await t.service.current('pricing')).toMatchObject({ status: 'ABORTED', abort: { cause: 'BREAKER_OPEN' } });
+  });
+
+  it('the ABORTED event goes out once the split is at 0 and the drain has begun, without waiting for the drain', async () => {
+    const t = await setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    t.modules.dropGate = deferred<void>();
+    const drain = t.modules.dropGate;
+    const aborting = t.service.abort('bob', 'pricing');
+    await flush();
+    expect(t.published.at(-1)).toMatchObject({ type: 'ABORTED', percentage: 0 });
+    expect(t.shareAtPublish.at(-1)).toBe(0);
+    expect(t.modules.canaries.has('pricing')).toBe(true); // still draining
+    // A new rollout waits for the old canary to be gone.
+    await expect(t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v3.js' })).rejects.toMatchObject({ code: 'ROLLOUT_IN_PROGRESS' });
+    drain.resolve();
+    expect((await aborting).status).toBe('ABORTED');
+    expect(t.modules.canaries.has('pricing')).toBe(false);
+  });
+
+  it('stop waits for the operations already under way', async () => {
+    const t = await setup();
+    await t.service.start();
+    await t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' });
+    const aborting = t.service.abort('bob', 'pricing');
+    await t.service.stop();
+    expect(t.log.at(-1)).toBe('drop pricing');
+    expect((await aborting).status).toBe('ABORTED');
+    expect((await t.audit()).at(-1)).toMatchObject({ actor: 'bob', action: 'abortRollout' });
+  });
+
   it('lists history newest first with paging, and replays the current rollout events for a late subscriber', async () => {
-    const t = setup();
+    const t = await setup();
     await t.service.start();
     for (let i = 0; i < 3; i++) {
       await t.service.startRollout('alice', { module: 'pricing', newVersionPath: `pricing_v${i + 2}.js` });
       if (i < 2) await t.service.abort('alice', 'pricing', `attempt ${i}`);
       await flush();
     }
-    const page1 = t.service.page('pricing', 2);
+    const page1 = await t.service.page('pricing', 2);
     expect(page1.rollouts.map((r) => r.toVersion)).toEqual(['pricing_v4', 'pricing_v3']);
     expect(page1.hasMore).toBe(true);
-    const page2 = t.service.page('pricing', 2, page1.rollouts[1]!.seq);
+    const page2 = await t.service.page('pricing', 2, page1.rollouts[1]!.seq);
     expect(page2).toMatchObject({ hasMore: false });
     expect(page2.rollouts.map((r) => r.toVersion)).toEqual(['pricing_v2']);
-    expect(t.service.page(null, 10).rollouts).toHaveLength(3);
+    expect((await t.service.page(null, 10)).rollouts).toHaveLength(3);
     const replay = t.service.replay('pricing');
     expect(replay.map((e) => e.type)).toEqual(['STARTED', 'STEP']);
     expect(replay.every((e) => e.rollout.toVersion === 'pricing_v4')).toBe(true);
-    expect(() => t.service.page('pricing', 0)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    await expect(t.service.page('pricing', 0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
+});
+
+/** A migrated PostgreSQL database of its own, dropped on close. */
+async function openTestPostgres(): Promise<TestDatabase> {
+  const pg = await createTestPostgres('rollout_service');
+  const database = openPostgresDatabase(pg.url, { poolSize: 4 });
+  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
+  return {
+    database,
+    uow: new UnitOfWork(database.kysely),
+    async close() {
+      await database.close();
+      await pg.drop();
+    },
+  };
+}
+
+const stores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
+  ['SQLite', () => openTestDatabase(), true],
+  ['PostgreSQL', openTestPostgres, postgresAvailable()],
+];
+
+// Units run one after the other on SQLite and in parallel on PostgreSQL: the races on both.
+describe.each(stores)('rollout service on %s: concurrent starts', (_dialect, openStore, available) => {
+  const it = available ? vitestIt : vitestIt.skip;
+
+    it('two starts at once: the module (or flag) goes to one of them, and starts of different modules get their own seq', async () => {
+      const t = await setup(undefined, { open: openStore });
+      await t.service.start();
+      const outcomes = await Promise.allSettled([
+        t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' }),
+        t.service.startRollout('bob', { module: 'pricing', newVersionPath: 'pricing_v3.js' }),
+      ]);
+      expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect(outcomes.find((o) => o.status === 'rejected')).toMatchObject({ reason: { code: 'ROLLOUT_IN_PROGRESS' } });
+      expect(await t.count('rollouts')).toBe(1);
+      expect(t.log.filter((l) => l.startsWith('stage'))).toHaveLength(1);
+
+      const flagRace = await Promise.allSettled([
+        t.service.startRollout('alice', { module: 'risk', newVersionPath: 'risk_v4.js', flag: 'shared' }),
+        t.service.startRollout('alice', { module: 'other', newVersionPath: 'other_v2.js', flag: 'shared' }),
+      ]);
+      // `other` is not a module of the fakes: only a start that got past the flag check reaches planCanary's refusal.
+      expect(flagRace.map((o) => (o.status === 'fulfilled' ? o.value.status : (o.reason as UserError).code)).sort())
+        .toEqual(['MODULE_NOT_FOUND', 'RUNNING']);
+
+      t.modules.active.set('other', '1.0.0');
+      await t.service.abort('alice', 'pricing');
+      await t.service.abort('alice', 'risk');
+      await flush();
+      const both = await Promise.all([
+        t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v4.js' }),
+        t.service.startRollout('alice', { module: 'other', newVersionPath: 'other_v2.js' }),
+      ]);
+      expect(both.map((r) => r.status)).toEqual(['RUNNING', 'RUNNING']);
+      expect(new Set(both.map((r) => r.seq)).size).toBe(2);
+      expect(t.errors).toEqual([]);
+    });
+
+    it('a rollout started elsewhere (the database has it, memory does not) refuses the module and the flag with the typed errors', async () => {
+      const t = await setup(undefined, { open: openStore });
+      await t.service.start();
+      // Another node's rollout of `pricing` on flag `pricing`, written while this one was not looking.
+      await t.uow.db.insertInto('rollouts').values({
+        id: 'elsewhere', seq: 1, module: 'pricing', from_version: '1.0.0', to_version: '9.0.0', to_module_path: 'pricing_v9.js', flag: 'pricing',
+        status: 'RUNNING', steps_json: '[1,100]', step_index: 0, percentage: 1, step_interval_seconds: 60, gates_json: '{}', auto_promote: 1,
+        test_with: null, test_run_id: null, step_started_at: T0, next_step_at: T0 + 60_000, paused_at: null, remaining_ms: null,
+        resume_status: null, awaiting_promotion: 0, actor: 'zoe', started_at: T0, updated_at: T0, finished_at: null, abort_reason: null, abort_json: null,
+      }).execute();
+      await expect(t.service.startRollout('alice', { module: 'pricing', newVersionPath: 'pricing_v2.js' }))
+        .rejects.toMatchObject({ code: 'ROLLOUT_IN_PROGRESS', message: expect.stringContaining('1.0.0 -> 9.0.0 is RUNNING') });
+      await expect(t.service.startRollout('alice', { module: 'risk', newVersionPath: 'risk_v4.js', flag: 'pricing' }))
+        .rejects.toMatchObject({ code: 'FLAG_IN_USE', field: 'flag', message: expect.stringContaining('"pricing"') });
+      // Nothing kept in memory, loaded or published for the refused starts.
+      expect(t.service.inProgress('pricing')).toBeNull();
+      expect(t.service.inProgress('risk')).toBeNull();
+      expect(t.log.filter((l) => l.startsWith('stage'))).toEqual([]);
+      expect(t.published).toEqual([]);
+      expect(await t.count('rollouts')).toBe(1);
+    });
 });

@@ -1,159 +1,220 @@
-/** UnitOfWork on a real SQLite connection: transaction, savepoints, after-commit and rollback callbacks. */
-import { describe, expect, it } from 'vitest';
-import { openDatabase, type Db } from '../../src/db/connection.js';
-import { UnitOfWork, UnitOfWorkError, unitOfWorkFor } from '../../src/db/unit-of-work.js';
+/**
+ * UnitOfWork on real databases, SQLite and PostgreSQL alike: transaction, savepoints,
+ * after-commit, before-commit and rollback callbacks, and concurrent units.
+ */
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPostgresDatabase, openSqliteDatabase, type Database } from '../../src/db/database.js';
+import type { Schema } from '../../src/db/schema.js';
+import { UnitOfWork, UnitOfWorkError } from '../../src/db/unit-of-work.js';
+import { createTestPostgres, postgresAvailable, type TestPostgres } from '../support/postgres.js';
 
-function setup(): { db: Db; uow: UnitOfWork; rows: () => string[]; insert: (v: string) => void; log: string[] } {
-  const db = openDatabase(':memory:');
-  db.exec('CREATE TABLE t (v TEXT NOT NULL)');
-  const uow = new UnitOfWork(db);
-  const log: string[] = [];
-  uow.setErrorReporter((message, error) => log.push(`${message}: ${(error as Error).message}`));
-  return {
-    db,
-    uow,
-    log,
-    rows: () => db.prepare<[], { v: string }>('SELECT v FROM t ORDER BY rowid').all().map((r) => r.v),
-    insert: (v) => {
-      db.prepare('INSERT INTO t (v) VALUES (?)').run(v);
-    },
-  };
-}
+// The tests use `meta` (key, value) as their table: it exists in both dialects' first migration.
+const TABLE = sql`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`;
 
 const boom = (): never => {
   throw new Error('boom');
 };
 
-describe('UnitOfWork', () => {
-  it('makes one transaction wrapper per connection, not one per run, and still nests as savepoints', () => {
-    const db = openDatabase(':memory:');
-    db.exec('CREATE TABLE t (v TEXT NOT NULL)');
-    let made = 0;
-    const transaction = db.transaction.bind(db);
-    db.transaction = ((fn: (...args: never[]) => unknown) => {
-      made++;
-      return transaction(fn);
-    }) as typeof db.transaction;
-    const uow = new UnitOfWork(db);
-    const insert = (v: string) => db.prepare('INSERT INTO t (v) VALUES (?)').run(v);
-    for (let i = 0; i < 5; i++) uow.run(() => insert(`a${i}`));
-    uow.run(() => {
-      insert('b');
-      expect(() => uow.run(() => {
-        insert('c');
-        boom();
-      })).toThrow('boom');
-    });
-    expect(made).toBe(1);
-    expect(db.prepare<[], { v: string }>('SELECT v FROM t ORDER BY rowid').all().map((r) => r.v)).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'b']);
-  });
+interface Harness {
+  uow: UnitOfWork;
+  log: string[];
+  insert(v: string): Promise<void>;
+  rows(): Promise<string[]>;
+}
 
-  it('runs after-commit callbacks once, in order, only after the outermost commit', () => {
-    const { uow, insert, rows } = setup();
-    const seen: string[] = [];
-    const result = uow.run(() => {
-      insert('a');
-      uow.afterCommit(() => seen.push(`1:${rows().join(',')}`));
-      uow.run(() => {
-        insert('b');
-        uow.afterCommit(() => seen.push('2'));
+function harness(db: Kysely<Schema>): Harness {
+  const uow = new UnitOfWork(db);
+  const log: string[] = [];
+  uow.setErrorReporter((message, error) => log.push(`${message}: ${(error as Error).message}`));
+  let n = 0;
+  return {
+    uow,
+    log,
+    async insert(v) {
+      await uow.db.insertInto('meta').values({ key: String(n++).padStart(4, '0'), value: v }).execute();
+    },
+    async rows() {
+      const rows = await db.selectFrom('meta').select('value').orderBy('key').execute();
+      return rows.map((r) => r.value);
+    },
+  };
+}
+
+function suite(name: string, open: () => Promise<Database>, enabled = true): void {
+  describe.skipIf(!enabled)(`UnitOfWork on ${name}`, () => {
+    let database: Database;
+    beforeAll(async () => {
+      database = await open();
+    });
+    afterAll(async () => {
+      await database?.close();
+    });
+    const fresh = async (): Promise<Harness> => {
+      await sql`DROP TABLE IF EXISTS meta`.execute(database.kysely);
+      await TABLE.execute(database.kysely);
+      return harness(database.kysely);
+    };
+
+    it('runs after-commit callbacks once, in order, only after the outermost commit', async () => {
+      const { uow, insert, rows } = await fresh();
+      const seen: string[] = [];
+      const result = await uow.run(async () => {
+        await insert('a');
+        uow.afterCommit(() => seen.push(`1:active=${uow.active}`));
+        await uow.run(async () => {
+          await insert('b');
+          uow.afterCommit(() => seen.push('2'));
+        });
+        // The inner unit committed its savepoint, but nothing happens before the outer commit.
+        expect(seen).toEqual([]);
+        uow.afterCommit(() => seen.push('3'));
+        return 42;
       });
-      // The inner unit committed its savepoint, but nothing happens before the outer commit.
-      expect(seen).toEqual([]);
-      uow.afterCommit(() => seen.push('3'));
-      return 42;
+      expect(result).toBe(42);
+      expect(seen).toEqual(['1:active=false', '2', '3']);
+      expect(await rows()).toEqual(['a', 'b']);
+      expect(uow.active).toBe(false);
     });
-    expect(result).toBe(42);
-    expect(seen).toEqual(['1:a,b', '2', '3']);
-    expect(uow.active).toBe(false);
-  });
 
-  it('drops every callback of a unit that rolls back, and runs its rollback callbacks newest first', () => {
-    const { uow, insert, rows } = setup();
-    const seen: string[] = [];
-    expect(() =>
-      uow.run(() => {
-        insert('a');
-        uow.afterCommit(() => seen.push('commit-outer'));
-        uow.onRollback(() => seen.push('undo-outer'));
-        uow.run(() => {
-          uow.afterCommit(() => seen.push('commit-inner'));
-          uow.onRollback(() => seen.push('undo-inner'));
-        });
-        boom();
-      }),
-    ).toThrow('boom');
-    expect(rows()).toEqual([]);
-    expect(seen).toEqual(['undo-inner', 'undo-outer']);
-  });
+    it('another connection sees nothing of a unit before it commits', async () => {
+      const { uow, insert, rows } = await fresh();
+      if (database.dialect === 'sqlite') return; // one connection: nothing else can read meanwhile
+      let inside: string[] = ['not read'];
+      await uow.run(async () => {
+        await insert('a');
+        inside = await rows(); // the pool's other connection
+      });
+      expect(inside).toEqual([]);
+      expect(await rows()).toEqual(['a']);
+    });
 
-  it('an inner failure caught by the caller rolls back only the inner writes and drops only its callbacks', () => {
-    const { uow, insert, rows } = setup();
-    const seen: string[] = [];
-    uow.run(() => {
-      insert('outer');
-      uow.afterCommit(() => seen.push('outer'));
-      try {
-        uow.run(() => {
-          insert('inner');
-          uow.afterCommit(() => seen.push('inner'));
-          uow.onRollback(() => seen.push('undo-inner'));
+    it('drops every callback of a unit that rolls back, and runs its rollback callbacks newest first', async () => {
+      const { uow, insert, rows } = await fresh();
+      const seen: string[] = [];
+      await expect(
+        uow.run(async () => {
+          await insert('a');
+          uow.afterCommit(() => seen.push('commit-outer'));
+          uow.onRollback(() => seen.push('undo-outer'));
+          await uow.run(async () => {
+            uow.afterCommit(() => seen.push('commit-inner'));
+            uow.onRollback(() => seen.push('undo-inner'));
+          });
           boom();
-        });
-      } catch {
-        // the caller decides to go on without the inner change
-      }
-      expect(seen).toEqual(['undo-inner']);
+        }),
+      ).rejects.toThrow('boom');
+      expect(await rows()).toEqual([]);
+      expect(seen).toEqual(['undo-inner', 'undo-outer']);
     });
-    expect(rows()).toEqual(['outer']);
-    expect(seen).toEqual(['undo-inner', 'outer']);
-  });
 
-  it('runs a callback at once outside a unit; a failing callback is reported and the others still run', () => {
-    const { uow, log } = setup();
-    const seen: string[] = [];
-    uow.afterCommit(() => seen.push('now'));
-    expect(seen).toEqual(['now']);
-    uow.run(() => {
-      uow.afterCommit(() => boom());
-      uow.afterCommit(() => seen.push('after'));
+    it('an inner failure caught by the caller rolls back only the inner writes and drops only its callbacks', async () => {
+      const { uow, insert, rows } = await fresh();
+      const seen: string[] = [];
+      await uow.run(async () => {
+        await insert('outer');
+        uow.afterCommit(() => seen.push('outer'));
+        try {
+          await uow.run(async () => {
+            await insert('inner');
+            uow.afterCommit(() => seen.push('inner'));
+            uow.onRollback(() => seen.push('undo-inner'));
+            uow.beforeCommit(async () => {
+              seen.push('before-inner');
+            });
+            boom();
+          });
+        } catch {
+          // the caller decides to go on without the inner change
+        }
+        expect(seen).toEqual(['undo-inner']);
+        await insert('after');
+      });
+      expect(await rows()).toEqual(['outer', 'after']);
+      expect(seen).toEqual(['undo-inner', 'outer']);
     });
-    expect(seen).toEqual(['now', 'after']);
-    expect(log).toEqual(['an after-commit callback failed: boom']);
-  });
 
-  it('refuses an asynchronous function and rolls its writes back', () => {
-    const { uow, insert, rows } = setup();
-    const seen: string[] = [];
-    expect(() =>
-      uow.run((async () => {
-        insert('a');
-        uow.afterCommit(() => seen.push('x'));
-      }) as () => unknown),
-    ).toThrow(/promise/i);
-    expect(rows()).toEqual([]);
-    expect(seen).toEqual([]);
-  });
+    it('runs before-commit callbacks inside the transaction: their writes commit with it, their failure rolls it back', async () => {
+      const { uow, insert, rows } = await fresh();
+      await uow.run(async () => {
+        await insert('a');
+        uow.beforeCommit(() => insert('appended'));
+      });
+      expect(await rows()).toEqual(['a', 'appended']);
+      const seen: string[] = [];
+      await expect(
+        uow.run(async () => {
+          await insert('b');
+          uow.afterCommit(() => seen.push('commit'));
+          uow.beforeCommit(async () => boom());
+        }),
+      ).rejects.toThrow('boom');
+      expect(await rows()).toEqual(['a', 'appended']);
+      expect(seen).toEqual([]);
+      expect(() => uow.beforeCommit(async () => undefined)).toThrow(UnitOfWorkError);
+    });
 
-  it('refuses to start inside a transaction it did not open (it could not tell when that commits)', () => {
-    const { db, uow, insert, rows } = setup();
-    const seen: string[] = [];
-    expect(() =>
-      db.transaction(() => {
-        uow.run(() => {
-          insert('a');
-          uow.afterCommit(() => seen.push('x'));
-        });
-      })(),
-    ).toThrow(UnitOfWorkError);
-    expect(rows()).toEqual([]);
-    expect(seen).toEqual([]);
-  });
+    it('runs a callback at once outside a unit; a failing callback is reported and the others still run', async () => {
+      const { uow, log } = await fresh();
+      const seen: string[] = [];
+      uow.afterCommit(() => seen.push('now'));
+      expect(seen).toEqual(['now']);
+      await uow.run(async () => {
+        uow.afterCommit(() => boom());
+        uow.afterCommit(() => seen.push('after'));
+      });
+      expect(seen).toEqual(['now', 'after']);
+      expect(log).toEqual(['an after-commit callback failed: boom']);
+    });
 
-  it('is one per connection', () => {
-    const a = openDatabase(':memory:');
-    const b = openDatabase(':memory:');
-    expect(unitOfWorkFor(a)).toBe(unitOfWorkFor(a));
-    expect(unitOfWorkFor(a)).not.toBe(unitOfWorkFor(b));
+    it('concurrent units do not lose updates (read-modify-write inside each unit)', async () => {
+      const { uow } = await fresh();
+      await database.kysely.insertInto('meta').values({ key: 'n', value: '0' }).execute();
+      await Promise.all(
+        Array.from({ length: 8 }, () =>
+          uow.run(async () => {
+            // FOR UPDATE on PostgreSQL: concurrent units wait for each other's row.
+            const query = uow.db.selectFrom('meta').select('value').where('key', '=', 'n');
+            const row = await (database.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirstOrThrow();
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            await uow.db.updateTable('meta').set({ value: String(Number(row.value) + 1) }).where('key', '=', 'n').execute();
+          }),
+        ),
+      );
+      const row = await database.kysely.selectFrom('meta').select('value').where('key', '=', 'n').executeTakeFirstOrThrow();
+      expect(row.value).toBe('8');
+    });
+
+    it('work a unit started and did not await queries the database, not the finished transaction', async () => {
+      const { uow, rows } = await fresh();
+      let later: Promise<unknown> = Promise.resolve();
+      await uow.run(async () => {
+        later = new Promise((resolve) => setTimeout(resolve, 1)).then(() =>
+          uow.db.insertInto('meta').values({ key: 'late', value: 'late' }).execute(),
+        );
+      });
+      await later;
+      expect(uow.active).toBe(false);
+      expect(await rows()).toEqual(['late']);
+    });
   });
-});
+}
+
+suite('SQLite', async () => openSqliteDatabase(':memory:'));
+
+let pgDatabase: TestPostgres | null = null;
+suite(
+  'PostgreSQL',
+  async () => {
+    pgDatabase = await createTestPostgres('uow');
+    const database = openPostgresDatabase(pgDatabase.url, { poolSize: 4 });
+    return {
+      ...database,
+      async close() {
+        await database.close();
+        await pgDatabase?.drop();
+      },
+    };
+  },
+  postgresAvailable(),
+);
