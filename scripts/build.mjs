@@ -75,19 +75,23 @@ export function staleDashboardInputs(root) {
   return newerThan(inputs, path.join(root, DASHBOARD_BUILT));
 }
 
-/** @param {string} script */
-function npmRun(script) {
-  const run = spawnSync('npm', ['run', '--silent', script], { stdio: 'inherit', shell: process.platform === 'win32' });
+/** @param {string} root @param {string} script */
+function npmRun(root, script) {
+  const run = spawnSync('npm', ['run', '--silent', script], { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
   if (run.status !== 0) process.exit(run.status ?? 1);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const root = process.cwd();
+/**
+ * Builds in the project at `root` what is stale (nothing when nothing is); a failed step ends
+ * the process with that step's exit status.
+ * @param {string} root
+ */
+export function buildStale(root) {
   const stale = staleInputs(root);
   if (stale.length === 0) {
     console.log('build: server up to date');
   } else {
-    const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+    const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
     if (tsc.status !== 0) {
       rmSync(path.join(root, BUILD_INFO), { force: true });
       process.exit(tsc.status ?? 1);
@@ -101,7 +105,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     console.log('build: dashboard up to date');
   } else {
     // The dashboard's typed documents are generated from the committed schema, then bundled.
-    npmRun('codegen');
-    npmRun('build:dashboard');
+    npmRun(root, 'codegen');
+    npmRun(root, 'build:dashboard');
   }
 }
+
+// `node scripts/build.mjs`: the build step alone, in the current folder.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) buildStale(process.cwd());

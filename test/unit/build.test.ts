@@ -1,4 +1,4 @@
-/** npm start builds only what changed: the build step's staleness check and the step itself (scripts/build.mjs). */
+/** npm start builds only what changed: the staleness check, the build step (scripts/build.mjs) and npm start itself (scripts/start.mjs). */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BUILD_INFO, DASHBOARD_BUILT, staleDashboardInputs, staleInputs } from '../../scripts/build.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const BUILD_SCRIPT = path.join(REPO, 'scripts', 'build.mjs');
+const SCRIPTS = path.join(REPO, 'scripts');
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -57,24 +57,26 @@ describe('the build step of npm start', () => {
     expect(staleDashboardInputs(root)).toEqual([path.join(root, 'schema/schema.graphql')]);
   });
 
-  it('npm start runs the build step with plain node, not tsx', () => {
+  it('npm start is one plain node process: no tsx, no prestart process of its own', () => {
     const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-    expect(pkg.scripts.prestart).toBe('node scripts/build.mjs');
-    expect(pkg.scripts.start).toBe('node dist/src/main.js');
+    expect(pkg.scripts.start).toBe('node scripts/start.mjs');
+    expect(pkg.scripts.prestart).toBeUndefined();
   });
 });
 
 /**
- * The build step as `npm start` runs it (`node scripts/build.mjs` in the project), on a project
- * whose compiler and dashboard build are stand-ins that log each run to build.log: what it
- * builds on a fresh clone, after a change, and when nothing changed.
+ * The build step as `npm start` runs it (`node scripts/start.mjs` in the project; the step alone
+ * is `node scripts/build.mjs`), on a project whose compiler, dashboard build and compiled server
+ * are stand-ins that log each run to build.log: what it builds on a fresh clone, after a change,
+ * and when nothing changed, and that the server starts after the build, in the same process.
  */
 describe('the build step, run', () => {
   const FAKE_TSC = `import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 appendFileSync('build.log', 'tsc ' + process.argv.slice(2).join(' ') + '\\n');
 if (process.env.FAKE_TSC_FAIL) { console.error('error TS2322: fake'); process.exit(2); }
 mkdirSync('dist/src', { recursive: true });
-writeFileSync('dist/src/main.js', '');
+// The stand-in server names the script its process was started with.
+writeFileSync('dist/src/main.js', "import { appendFileSync } from 'node:fs'; import path from 'node:path'; appendFileSync('build.log', 'main ' + path.basename(process.argv[1]) + '\\\\n');\\n");
 writeFileSync('dist/.tsbuildinfo', '{}');
 `;
   const LOG = (what: string) => `node -e "require('fs').appendFileSync('build.log', '${what}\\\\n')"`;
@@ -94,12 +96,15 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     return root;
   }
 
-  function build(root: string, env: Record<string, string> = {}): { status: number | null; stdout: string; log: string[] } {
+  /** Runs scripts/start.mjs (or build.mjs) in `root`; what it printed and what build.log says ran. */
+  function build(root: string, env: Record<string, string> = {}, script = 'build.mjs'): { status: number | null; stdout: string; log: string[] } {
     const log = path.join(root, 'build.log');
     rmSync(log, { force: true });
-    const run = spawnSync(process.execPath, [BUILD_SCRIPT], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
-    return { status: run.status, stdout: run.stdout, log: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : [] };
+    const run = spawnSync(process.execPath, [path.join(SCRIPTS, script)], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
+    return { status: run.status, stdout: run.stdout, log: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [] };
   }
+  /** start.mjs; the stand-in server logs `main start.mjs` when it runs in the process that built. */
+  const start = (root: string, env: Record<string, string> = {}) => build(root, env, 'start.mjs');
 
   it('builds the server and the dashboard on a fresh clone, then nothing until something changes', () => {
     const root = runnable();
@@ -141,5 +146,28 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     // Even with the source put back as it was (older than the last good build): it compiles.
     at(root, 'src/main.ts', 1000);
     expect(build(root).log).toEqual(['tsc -p tsconfig.build.json']);
+  });
+
+  it('npm start builds what is stale, then runs the server in the same process; nothing but the server when nothing changed', () => {
+    const root = runnable();
+    const fresh = start(root);
+    expect(fresh.status).toBe(0);
+    expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs']);
+    const unchanged = start(root);
+    expect(unchanged.log).toEqual(['main start.mjs']);
+    expect(unchanged.stdout).toBe('build: server up to date\nbuild: dashboard up to date\n');
+    at(root, BUILD_INFO, 2000);
+    at(root, 'src/main.ts', 3000);
+    expect(start(root).log).toEqual(['tsc -p tsconfig.build.json', 'main start.mjs']);
+  });
+
+  it('npm start does not start a server whose compile failed', () => {
+    const root = runnable();
+    expect(start(root).status).toBe(0);
+    at(root, BUILD_INFO, 2000);
+    at(root, 'src/main.ts', 3000);
+    const failed = start(root, { FAKE_TSC_FAIL: '1' });
+    expect(failed.status).toBe(2);
+    expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
   });
 });
