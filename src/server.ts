@@ -166,7 +166,7 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     ...(operations ? { countSubscription: (args: ExecutionArgs, started: Promise<unknown>) => countSharedSubscription(operations, args, started) } : {}),
   });
 
-  const metrics = operations ? createHeliosMetrics({ ...services, graphql: operations, openWebSockets: () => ws.wsServer.clients.size }) : null;
+  const metrics = operations ? createHeliosMetrics({ ...services, graphql: operations, openWebSockets: () => ws.openSockets() }) : null;
   if (metrics) {
     const metricsRoute = createMetricsRoute({ metrics, tokens: services.tokens, anonymous: config.anonymous, origins, logger });
     http.route({ path: METRICS_PATH, kind: 'self-guarded', handle: (req, res) => void metricsRoute.handle(req, res) });

@@ -3,7 +3,7 @@
  * `runMutation`, which turns a service's `UserError` into payload data (unexpected errors are
  * re-thrown for Yoga to mask and log).
  */
-import { DateTimeISOResolver, JSONResolver } from 'graphql-scalars';
+import { DateTimeISOResolver, JSONResolver } from './scalars.js';
 import { GraphQLError, GraphQLScalarType } from 'graphql';
 import { requireRole } from '../auth/authorization.js';
 import type { Role } from '../auth/roles.js';

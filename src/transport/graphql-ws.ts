@@ -26,13 +26,19 @@
  * has completed, a lazy client (graphql-ws's default) has nothing left to reconnect for, while
  * an eager one retries only `retryAttempts` times with backoff. A fatal 4xxx code would instead
  * tell clients that their request was wrong.
+ *
+ * Loading. ws and graphql-ws are imported on the first upgrade request, not at start: a server
+ * that no client opens a socket to never loads them (about 15 modules, tens of ms of every start;
+ * issue 15). Until then this transport's own `upgrade` listener holds the request; the
+ * WebSocketServer it then makes (`noServer`, same path, origin check and frame cap) handles
+ * that upgrade and every later one exactly as one attached to the HTTP server would.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import { CloseCode, type Context, type OperationResult } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
+import type { Context, OperationResult } from 'graphql-ws';
 import type { YogaServerInstance } from 'graphql-yoga';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { Services } from '../app.js';
 import type { AnonymousMode } from '../auth/anonymous.js';
 import { authorizationFromConnectionParams, connectionCaller, parseAuthorization, resolveOperationCaller, type Caller } from '../auth/authorization.js';
@@ -71,7 +77,8 @@ export interface GraphQLWsTransportOptions {
 }
 
 export interface GraphQLWsTransport {
-  readonly wsServer: WebSocketServer;
+  /** Open WebSockets right now (0 before the first upgrade loaded ws). */
+  openSockets(): number;
   /** Closes every socket opened with the token `name` (4403), ending its subscriptions. */
   closeToken(name: string): void;
   /** Completes every operation, then closes every socket with 1001; bounded by `deadline` (epoch ms). */
@@ -121,116 +128,160 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   const connections = new Set<WsContext>();
   let stopping = false;
   let warnedFrameLimit = false;
+  const quota = new ClientQuota(limits.maxWsConnectionsPerClient);
+  /** Set once ws is loaded (the first upgrade request). */
+  let wsServer: WebSocketServer | null = null;
+  let disposable: { dispose(): void | Promise<void> } | null = null;
+  let loading: Promise<WebSocketServer> | null = null;
 
-  const wsServer = new WebSocketServer({
-    server: options.httpServer,
-    path: options.path,
-    verifyClient: verifyWebSocketOrigin(options.origins),
-    maxPayload: Math.min(PRE_ACK_MAX_FRAME_BYTES, limits.maxRequestBodyBytes),
-  });
-  limitWebSocketConnections(wsServer, new ClientQuota(limits.maxWsConnectionsPerClient));
-
-  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
-    {
-      // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
-      // anonymous access off) each operation must bring its own, as GraphiQL does.
-      onConnect: async (ctx) => {
-        // Answered from memory; a promise only while the token index reloads (TokenService).
-        const caller = await connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
-        if (!caller) return false;
-        ctx.extra.caller = caller;
-        const { socket } = ctx.extra;
-        if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) sockets.add(caller.name, socket);
-        connections.add(ctx);
-        socket.once('close', () => connections.delete(ctx));
-        if (!raiseFrameLimit(socket, limits.maxRequestBodyBytes) && !warnedFrameLimit) {
-          warnedFrameLimit = true;
-          logger.warn('cannot raise the WebSocket frame cap after connection_init; frames stay capped', { bytes: PRE_ACK_MAX_FRAME_BYTES });
-        }
-        return true;
-      },
-      execute: (args) => (args.rootValue as Enveloped).execute(args),
-      // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
-      subscribe: (args) => {
-        const { caller } = args.contextValue as GraphQLContext;
-        const shared = subscribeShared(args, {
-          subscribe: (args.rootValue as Enveloped).subscribe,
-          maskError: (error) => options.maskError(error, 'Unexpected error.'),
-          sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-        });
-        return (options.countSubscription ? options.countSubscription(args, shared) : shared) as ReturnType<Enveloped['subscribe']>;
-      },
-      onSubscribe: async (ctx, _id, payload) => {
-        if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];
-        const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
-        if (quota.length > 0) return quota;
-        // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
-        const resolution = await resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
-        if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
-        const { caller } = resolution;
-        if (resolution.fromOperation) sockets.add(caller.name, ctx.extra.socket);
-        // A token revoked since the socket opened may not start anything new.
-        else if (!caller.anonymous && !(await services.tokens.authenticate(tokenOf(ctx.connectionParams)))) {
-          return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
-        }
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-        // A throwing parse or validation rule would make graphql-ws close the whole socket:
-        // turn every failure into errors for this one operation instead.
-        try {
-          const document = enveloped.parse(payload.query);
-          const errors = enveloped.validate(enveloped.schema, document);
-          if (errors.length > 0) return errors.map(withoutHttpExtension);
-          const args: ExecutionArgs = {
-            schema: enveloped.schema,
-            operationName: payload.operationName ?? null,
-            document,
-            variableValues: payload.variables ?? null,
-            contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
-            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-          };
-          return args;
-        } catch (error) {
-          if (error instanceof GraphQLError) return [withoutHttpExtension(error)];
-          logger.error('websocket subscribe failed', errorFields(error));
-          return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
-        }
-      },
-      // Request errors (variables) come back as a result; drop their HTTP-only extension too.
-      onNext: (_ctx, _id, _payload, _args, result) => {
-        if (!result.errors?.length) return;
-        return { ...result, errors: result.errors.map(withoutHttpExtension) } as ExecutionResult;
-      },
-    },
-    wsServer,
-  );
-
-  // graphql-ws prints every socket error with its stack to the console, so each oversized frame
-  // (ws emits it as an error) would put a stack trace in the logs: an attacker's log flood.
-  // This listener runs after graphql-ws's, replaces its error handler, and logs one line; a
-  // protocol violation (ws's WS_ERR_* codes: too big, bad framing) is the client's fault.
-  //
-  // On a protocol violation ws has already sent its close frame (1009 for a frame over the cap)
-  // and would go on reading and discarding whatever the peer still sends until the peer closes
-  // (up to 30 s): for a peer streaming a 90 MB frame that is 90 MB of garbage buffers per socket
-  // for the collector. Instead the TCP socket stops being read (the kernel's window throttles
-  // the peer) and is destroyed after PROTOCOL_ERROR_LINGER_MS, time for the close frame to arrive.
-  wsServer.on('connection', (socket, request) => {
-    socket.removeAllListeners('error');
-    socket.on('error', (error: Error & { code?: string }) => {
-      const clientFault = typeof error.code === 'string' && error.code.startsWith('WS_ERR_');
-      if (!clientFault) {
-        logger.warn('websocket error', errorFields(error));
-        if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
-        return;
-      }
-      logger.debug('websocket closed on a protocol violation', { code: error.code });
-      const tcp = request.socket;
-      // After ws's own resume (queued before it emitted this error).
-      process.nextTick(() => tcp.pause());
-      const linger = setTimeout(() => tcp.destroy(), PROTOCOL_ERROR_LINGER_MS);
-      tcp.once('close', () => clearTimeout(linger));
+  const load = (): Promise<WebSocketServer> => (loading ??= (async () => {
+    const [{ WebSocketServer }, { useServer }, { CloseCode }] = await Promise.all([import('ws'), import('graphql-ws/use/ws'), import('graphql-ws')]);
+    const made = new WebSocketServer({
+      noServer: true,
+      path: options.path,
+      verifyClient: verifyWebSocketOrigin(options.origins),
+      maxPayload: Math.min(PRE_ACK_MAX_FRAME_BYTES, limits.maxRequestBodyBytes),
     });
-  });
+    limitWebSocketConnections(made, quota);
+    disposable = serve(made, useServer<Record<string, unknown> | undefined, Extra>, CloseCode.InternalServerError);
+    wsServer = made;
+    return made;
+  })());
+
+  // What `new WebSocketServer({ server })` attaches: every upgrade goes to ws (which answers 400
+  // for another path), and the HTTP server's errors are the WebSocket server's (graphql-ws then
+  // closes its sockets with 1011).
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Until ws owns the socket, a reset must not be an uncaught 'error'.
+    const early = () => socket.destroy();
+    socket.on('error', early);
+    load().then(
+      (server) => {
+        socket.off('error', early);
+        if (socket.destroyed) return;
+        server.handleUpgrade(req, socket, head, (ws) => server.emit('connection', ws, req));
+      },
+      (error: unknown) => {
+        socket.off('error', early);
+        logger.error('cannot load the WebSocket server', errorFields(error));
+        socket.destroy();
+      },
+    );
+  };
+  const onHttpError = (error: Error) => {
+    wsServer?.emit('error', error);
+  };
+  options.httpServer.on('upgrade', onUpgrade);
+  options.httpServer.on('error', onHttpError);
+
+  const serve = (
+    server: WebSocketServer,
+    useServer: typeof import('graphql-ws/use/ws').useServer<Record<string, unknown> | undefined, Extra>,
+    internalError: number,
+  ) => {
+    const served = useServer(
+      {
+        // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
+        // anonymous access off) each operation must bring its own, as GraphiQL does.
+        onConnect: async (ctx) => {
+          // Answered from memory; a promise only while the token index reloads (TokenService).
+          const caller = await connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
+          if (!caller) return false;
+          ctx.extra.caller = caller;
+          const { socket } = ctx.extra;
+          if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) sockets.add(caller.name, socket);
+          connections.add(ctx);
+          socket.once('close', () => connections.delete(ctx));
+          if (!raiseFrameLimit(socket, limits.maxRequestBodyBytes) && !warnedFrameLimit) {
+            warnedFrameLimit = true;
+            logger.warn('cannot raise the WebSocket frame cap after connection_init; frames stay capped', { bytes: PRE_ACK_MAX_FRAME_BYTES });
+          }
+          return true;
+        },
+        execute: (args) => (args.rootValue as Enveloped).execute(args),
+        // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
+        subscribe: (args) => {
+          const { caller } = args.contextValue as GraphQLContext;
+          const shared = subscribeShared(args, {
+            subscribe: (args.rootValue as Enveloped).subscribe,
+            maskError: (error) => options.maskError(error, 'Unexpected error.'),
+            sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
+          });
+          return (options.countSubscription ? options.countSubscription(args, shared) : shared) as ReturnType<Enveloped['subscribe']>;
+        },
+        onSubscribe: async (ctx, _id, payload) => {
+          if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];
+          const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
+          if (quota.length > 0) return quota;
+          // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
+          const resolution = await resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
+          if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
+          const { caller } = resolution;
+          if (resolution.fromOperation) sockets.add(caller.name, ctx.extra.socket);
+          // A token revoked since the socket opened may not start anything new.
+          else if (!caller.anonymous && !(await services.tokens.authenticate(tokenOf(ctx.connectionParams)))) {
+            return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
+          }
+          const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+          // A throwing parse or validation rule would make graphql-ws close the whole socket:
+          // turn every failure into errors for this one operation instead.
+          try {
+            const document = enveloped.parse(payload.query);
+            const errors = enveloped.validate(enveloped.schema, document);
+            if (errors.length > 0) return errors.map(withoutHttpExtension);
+            const args: ExecutionArgs = {
+              schema: enveloped.schema,
+              operationName: payload.operationName ?? null,
+              document,
+              variableValues: payload.variables ?? null,
+              contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
+              rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+            };
+            return args;
+          } catch (error) {
+            if (error instanceof GraphQLError) return [withoutHttpExtension(error)];
+            logger.error('websocket subscribe failed', errorFields(error));
+            return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
+          }
+        },
+        // Request errors (variables) come back as a result; drop their HTTP-only extension too.
+        onNext: (_ctx, _id, _payload, _args, result) => {
+          if (!result.errors?.length) return;
+          return { ...result, errors: result.errors.map(withoutHttpExtension) } as ExecutionResult;
+        },
+      },
+      server,
+    );
+
+    // graphql-ws prints every socket error with its stack to the console, so each oversized frame
+    // (ws emits it as an error) would put a stack trace in the logs: an attacker's log flood.
+    // This listener runs after graphql-ws's, replaces its error handler, and logs one line; a
+    // protocol violation (ws's WS_ERR_* codes: too big, bad framing) is the client's fault.
+    //
+    // On a protocol violation ws has already sent its close frame (1009 for a frame over the cap)
+    // and would go on reading and discarding whatever the peer still sends until the peer closes
+    // (up to 30 s): for a peer streaming a 90 MB frame that is 90 MB of garbage buffers per socket
+    // for the collector. Instead the TCP socket stops being read (the kernel's window throttles
+    // the peer) and is destroyed after PROTOCOL_ERROR_LINGER_MS, time for the close frame to arrive.
+    server.on('connection', (socket, request) => {
+      socket.removeAllListeners('error');
+      socket.on('error', (error: Error & { code?: string }) => {
+        const clientFault = typeof error.code === 'string' && error.code.startsWith('WS_ERR_');
+        if (!clientFault) {
+          logger.warn('websocket error', errorFields(error));
+          if (socket.readyState === socket.OPEN) socket.close(internalError, 'Internal server error');
+          return;
+        }
+        logger.debug('websocket closed on a protocol violation', { code: error.code });
+        const tcp = request.socket;
+        // After ws's own resume (queued before it emitted this error).
+        process.nextTick(() => tcp.pause());
+        const linger = setTimeout(() => tcp.destroy(), PROTOCOL_ERROR_LINGER_MS);
+        tcp.once('close', () => clearTimeout(linger));
+      });
+    });
+    return served;
+  };
 
   /** Ends each operation's iterator until graphql-ws has sent `complete` for all of them. */
   const completeOperations = async (ctx: WsContext, deadline: number) => {
@@ -251,17 +302,24 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   };
 
   return {
-    wsServer,
+    openSockets: () => wsServer?.clients.size ?? 0,
     closeToken: (name) => sockets.closeAll(name, 4403, 'Token revoked'),
     async shutdown(deadline) {
       stopping = true;
-      await Promise.all([...connections].map((ctx) => completeOperations(ctx, deadline)));
-      // Closes what is left with 1001 "Going away".
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([disposable.dispose(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
-      clearTimeout(timer);
-      for (const client of wsServer.clients) client.terminate();
-      wsServer.close();
+      // An upgrade that is loading ws right now: its server is the one to close.
+      const server = loading ? await loading.catch(() => null) : null;
+      if (server && disposable) {
+        await Promise.all([...connections].map((ctx) => completeOperations(ctx, deadline)));
+        // Closes what is left with 1001 "Going away".
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([disposable.dispose(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
+        clearTimeout(timer);
+        for (const client of server.clients) client.terminate();
+        server.close();
+      }
+      // As a closed attached WebSocketServer does: no more upgrades (Node then drops them).
+      options.httpServer.off('upgrade', onUpgrade);
+      options.httpServer.off('error', onHttpError);
     },
   };
 }

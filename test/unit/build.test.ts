@@ -1,9 +1,14 @@
-/** npm start builds only what changed: the build step's staleness check (scripts/build.ts). */
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+/** npm start builds only what changed: the staleness check, the build step (scripts/build.mjs) and npm start itself (scripts/start.mjs). */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BUILD_INFO, DASHBOARD_BUILT, staleDashboardInputs, staleInputs } from '../../scripts/build.js';
+import { BUILD_INFO, DASHBOARD_BUILT, staleDashboardInputs, staleInputs } from '../../scripts/build.mjs';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const SCRIPTS = path.join(REPO, 'scripts');
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -50,5 +55,119 @@ describe('the build step of npm start', () => {
     expect(staleDashboardInputs(root)).toEqual([]);
     at(root, 'schema/schema.graphql', 3000);
     expect(staleDashboardInputs(root)).toEqual([path.join(root, 'schema/schema.graphql')]);
+  });
+
+  it('npm start is one plain node process: no tsx, no prestart process of its own', () => {
+    const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toBe('node scripts/start.mjs');
+    expect(pkg.scripts.prestart).toBeUndefined();
+  });
+});
+
+/**
+ * The build step as `npm start` runs it (`node scripts/start.mjs` in the project; the step alone
+ * is `node scripts/build.mjs`), on a project whose compiler, dashboard build and compiled server
+ * are stand-ins that log each run to build.log: what it builds on a fresh clone, after a change,
+ * and when nothing changed, and that the server starts after the build, in the same process.
+ */
+describe('the build step, run', () => {
+  const FAKE_TSC = `import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+appendFileSync('build.log', 'tsc ' + process.argv.slice(2).join(' ') + '\\n');
+if (process.env.FAKE_TSC_FAIL) { console.error('error TS2322: fake'); process.exit(2); }
+mkdirSync('dist/src', { recursive: true });
+// The stand-in server names the script its process was started with.
+writeFileSync('dist/src/main.js', "import { appendFileSync } from 'node:fs'; import path from 'node:path'; appendFileSync('build.log', 'main ' + path.basename(process.argv[1]) + '\\\\n');\\n");
+writeFileSync('dist/.tsbuildinfo', '{}');
+`;
+  const LOG = (what: string) => `node -e "require('fs').appendFileSync('build.log', '${what}\\\\n')"`;
+
+  function runnable(): string {
+    const root = project();
+    mkdirSync(path.join(root, 'node_modules/typescript/bin'), { recursive: true });
+    writeFileSync(path.join(root, 'node_modules/typescript/bin/tsc'), FAKE_TSC);
+    writeFileSync(path.join(root, 'node_modules/typescript/package.json'), '{ "type": "module" }');
+    mkdirSync(path.join(root, 'dashboard/src'), { recursive: true });
+    mkdirSync(path.join(root, 'schema'));
+    for (const file of ['dashboard/index.html', 'dashboard/src/app.ts', 'schema/schema.graphql', 'codegen.ts']) writeFileSync(path.join(root, file), '');
+    const buildDashboard = `${LOG('vite')} && node -e "require('fs').mkdirSync('dist/dashboard', { recursive: true }); require('fs').writeFileSync('dist/dashboard/index.html', '')"`;
+    writeFileSync(path.join(root, 'package.json'), JSON.stringify({ private: true, scripts: { codegen: LOG('codegen'), 'build:dashboard': buildDashboard } }));
+    // Every input older than any build the step makes.
+    for (const file of ['src/main.ts', 'src/flags/engine.ts', 'tsconfig.json', 'tsconfig.build.json', 'package.json', 'dashboard/index.html', 'dashboard/src/app.ts', 'schema/schema.graphql', 'codegen.ts']) at(root, file, 1000);
+    return root;
+  }
+
+  /** Runs scripts/start.mjs (or build.mjs) in `root`; what it printed and what build.log says ran. */
+  function build(root: string, env: Record<string, string> = {}, script = 'build.mjs'): { status: number | null; stdout: string; log: string[] } {
+    const log = path.join(root, 'build.log');
+    rmSync(log, { force: true });
+    const run = spawnSync(process.execPath, [path.join(SCRIPTS, script)], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
+    return { status: run.status, stdout: run.stdout, log: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [] };
+  }
+  /** start.mjs; the stand-in server logs `main start.mjs` when it runs in the process that built. */
+  const start = (root: string, env: Record<string, string> = {}) => build(root, env, 'start.mjs');
+
+  it('builds the server and the dashboard on a fresh clone, then nothing until something changes', () => {
+    const root = runnable();
+    const fresh = build(root);
+    expect(fresh.status).toBe(0);
+    expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite']);
+    expect(existsSync(path.join(root, BUILD_INFO))).toBe(true);
+    expect(existsSync(path.join(root, DASHBOARD_BUILT))).toBe(true);
+
+    const unchanged = build(root);
+    expect(unchanged.status).toBe(0);
+    expect(unchanged.log).toEqual([]);
+    expect(unchanged.stdout).toBe('build: server up to date\nbuild: dashboard up to date\n');
+
+    // Both builds made at t=2000, then a source changed at t=3000: the server compiles, nothing
+    // else, and its build info is marked as the newest build.
+    at(root, BUILD_INFO, 2000);
+    at(root, DASHBOARD_BUILT, 2000);
+    at(root, 'src/flags/engine.ts', 3000);
+    expect(build(root).log).toEqual(['tsc -p tsconfig.build.json']);
+    expect(statSync(path.join(root, BUILD_INFO)).mtimeMs).toBeGreaterThan(3000_000);
+    expect(build(root).log).toEqual([]);
+
+    // A changed schema rebuilds the dashboard only (codegen first).
+    at(root, 'schema/schema.graphql', 3000);
+    expect(build(root).log).toEqual(['codegen', 'vite']);
+    expect(build(root).log).toEqual([]);
+  });
+
+  it('a failed compile fails the start and leaves no build info, so the next start compiles again', () => {
+    const root = runnable();
+    expect(build(root).status).toBe(0);
+    at(root, BUILD_INFO, 2000);
+    at(root, 'src/main.ts', 3000);
+    const failed = build(root, { FAKE_TSC_FAIL: '1' });
+    expect(failed.status).toBe(2);
+    expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
+    expect(existsSync(path.join(root, BUILD_INFO))).toBe(false);
+    // Even with the source put back as it was (older than the last good build): it compiles.
+    at(root, 'src/main.ts', 1000);
+    expect(build(root).log).toEqual(['tsc -p tsconfig.build.json']);
+  });
+
+  it('npm start builds what is stale, then runs the server in the same process; nothing but the server when nothing changed', () => {
+    const root = runnable();
+    const fresh = start(root);
+    expect(fresh.status).toBe(0);
+    expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs']);
+    const unchanged = start(root);
+    expect(unchanged.log).toEqual(['main start.mjs']);
+    expect(unchanged.stdout).toBe('build: server up to date\nbuild: dashboard up to date\n');
+    at(root, BUILD_INFO, 2000);
+    at(root, 'src/main.ts', 3000);
+    expect(start(root).log).toEqual(['tsc -p tsconfig.build.json', 'main start.mjs']);
+  });
+
+  it('npm start does not start a server whose compile failed', () => {
+    const root = runnable();
+    expect(start(root).status).toBe(0);
+    at(root, BUILD_INFO, 2000);
+    at(root, 'src/main.ts', 3000);
+    const failed = start(root, { FAKE_TSC_FAIL: '1' });
+    expect(failed.status).toBe(2);
+    expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
   });
 });
