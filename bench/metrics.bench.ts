@@ -3,9 +3,11 @@
  * (HELIOS_METRICS=false), in the same process and run, cases interleaved round by round:
  * - flag evaluation through the flags service (the path GraphQL and OFREP take), metrics on
  *   (each evaluation adds to a per-flag tally) vs off;
- * - `breaker.call` on an async function that resolves at once, metrics on (every call is timed
- *   into the calls histogram: two clock reads) vs off, for a default breaker (which otherwise
- *   reads no clock) and for one with `slowCallDurationMs` (which times its calls anyway);
+ * - `breaker.call` on an async function that resolves at once, metrics on vs off: a default
+ *   breaker (which otherwise reads no clock: with metrics it counts every call and times its
+ *   first 16, then 1 in 16 on average, CALL_TIMING_SAMPLE), one with `slowCallDurationMs` (which
+ *   times its calls anyway; metrics time every call with the same reads) and one with a TIME
+ *   window (which reads the clock once per call; metrics time every call, one read more);
  * - one full scrape with 1,000 breakers and 1,000 flags against a scrape of a fresh app (the
  *   8 seed flags, no breakers), both as /metrics serves it.
  * Figures are the fastest of the interleaved rounds (see `interleaved`); the notes give medians.
@@ -14,6 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createApp, type App } from '../src/app.js';
+import { CALL_TIMING_SAMPLE } from '../src/breakers/engine.js';
 import { BreakerRegistry } from '../src/breakers/registry.js';
 import { systemClock } from '../src/clock.js';
 import { loadConfig } from '../src/config.js';
@@ -108,6 +111,8 @@ export default async function run(): Promise<BenchReport> {
     const registries = { on: new BreakerRegistry({ clock: systemClock, timeCalls: true }), off: new BreakerRegistry({ clock: systemClock }) };
     const plain = { on: registries.on.getOrCreate('plain'), off: registries.off.getOrCreate('plain') };
     const slow = { on: registries.on.getOrCreate('slow', { slowCallDurationMs: 1000 }), off: registries.off.getOrCreate('slow', { slowCallDurationMs: 1000 }) };
+    const timeWindow = { slidingWindowType: 'TIME', slidingWindowSize: 60 } as const;
+    const windowed = { on: registries.on.getOrCreate('windowed', timeWindow), off: registries.off.getOrCreate('windowed', timeWindow) };
     const calls = (breaker: { call: (fn: () => Promise<number>) => Promise<number> }) => async () => {
       const start = process.hrtime.bigint();
       for (let i = 0; i < CALLS; i++) if ((await breaker.call(work)) === 1) sink++;
@@ -126,19 +131,22 @@ export default async function run(): Promise<BenchReport> {
     const b = await interleaved({
       direct, clock: clockReads,
       plainOn: calls(plain.on), plainOff: calls(plain.off), slowOn: calls(slow.on), slowOff: calls(slow.off),
+      windowOn: calls(windowed.on), windowOff: calls(windowed.off),
     });
     rows.push(
       { case: 'breaker.call, default breaker, metrics off (baseline)', value: round2(b.plainOff!), unit: 'ns/call', baseline: 'metrics off', ratio: 1 },
       { case: 'breaker.call, default breaker, metrics on', value: round2(b.plainOn!), unit: 'ns/call', baseline: 'metrics off', ratio: ratio(b.plainOn!, b.plainOff!), goal: `<= ${GOAL}x`, met: b.plainOn! <= b.plainOff! * GOAL },
       { case: 'breaker.call, slowCallDurationMs set, metrics off (baseline)', value: round2(b.slowOff!), unit: 'ns/call', baseline: 'metrics off', ratio: 1 },
       { case: 'breaker.call, slowCallDurationMs set, metrics on', value: round2(b.slowOn!), unit: 'ns/call', baseline: 'metrics off', ratio: ratio(b.slowOn!, b.slowOff!), goal: `<= ${GOAL}x`, met: b.slowOn! <= b.slowOff! * GOAL },
+      { case: 'breaker.call, TIME window (60 s), metrics off (baseline)', value: round2(b.windowOff!), unit: 'ns/call', baseline: 'metrics off', ratio: 1 },
+      { case: 'breaker.call, TIME window (60 s), metrics on', value: round2(b.windowOn!), unit: 'ns/call', baseline: 'metrics off', ratio: ratio(b.windowOn!, b.windowOff!) },
       { case: 'two clock reads (Date.now) on this machine', value: round2(b.clock!), unit: 'ns', baseline: 'default breaker.call, metrics off', ratio: ratio(b.clock!, b.plainOff!) },
       { case: 'direct await of the same async fn', value: round2(b.direct!), unit: 'ns/call', baseline: 'default breaker.call, metrics off', ratio: ratio(b.direct!, b.plainOff!) },
     );
     const counted = plain.on.callDurations!.count(0);
     notes.push(
-      `Breakers: ${CALLS} sequential awaited calls per round, ${ROUNDS} rounds, fastest round; medians: default on/off ${ratio(medians.plainOn!, medians.plainOff!)}x, slowCallDurationMs on/off ${ratio(medians.slowOn!, medians.slowOff!)}x; the metrics-on default breaker recorded ${counted} successful calls in its histogram (sanity).`,
-      'With metrics on a default breaker times each call (a Date.now() before and after) so the histogram holds real durations; a breaker with slowCallDurationMs or callTimeoutMs already does, and then metrics add only the bucket increment.',
+      `Breakers: ${CALLS} sequential awaited calls per round, ${ROUNDS} rounds, fastest round; medians: default on/off ${ratio(medians.plainOn!, medians.plainOff!)}x, slowCallDurationMs on/off ${ratio(medians.slowOn!, medians.slowOff!)}x, TIME window on/off ${ratio(medians.windowOn!, medians.windowOff!)}x; the metrics-on default breaker counted ${counted} successful calls in its histogram (sanity: exact, every call).`,
+      `With metrics on, a default breaker counts every call by kind and times (a Date.now() before and after) its first ${CALL_TIMING_SAMPLE} calls, then 1 in ${CALL_TIMING_SAMPLE} on average; the histogram's buckets and sum are scaled from those to the exact count. A breaker with slowCallDurationMs or callTimeoutMs reads those clocks anyway and every call is timed with them; a TIME window reads the clock once per call, so timing every call adds the start read (its end read serves the window).`,
     );
 
     // ---- scrape ----
