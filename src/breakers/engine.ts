@@ -640,7 +640,12 @@ export class CircuitBreaker {
    * reading the clock again.
    */
   private recordSuccess(token: number, durationMs: number, weight: number, endedAt?: number, ignored = false): void {
-    this.callTimings?.record(ignored ? IGNORED : durationMs > this.slowMs ? FAILED : SUCCESSFUL, durationMs, weight);
+    const timings = this.callTimings;
+    if (timings !== null) {
+      const kind = ignored ? IGNORED : durationMs > this.slowMs ? FAILED : SUCCESSFUL;
+      if (weight === 0) timings.totals[kind]!++;
+      else timings.record(kind, durationMs, weight);
+    }
     if (durationMs > this.slowMs) {
       this.failures++;
       this.slowCalls++;
