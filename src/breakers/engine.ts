@@ -104,10 +104,10 @@ export interface BreakerHost {
  * average for the calls histogram; its counts stay exact (see SampledDurationHistograms). Two
  * clock reads cost about as much as such a breaker's whole call. The gap to the next timed call
  * is drawn uniformly from 1 .. 2 * CALL_TIMING_SAMPLE - 1 when a timed call is taken (a fixed
- * period would see only one phase of a periodic workload, every 16th call a cache miss, say),
+ * period would see only one phase of a periodic workload, every 32nd call a cache miss, say),
  * and a timed call stands for the calls of the gap it ends (its weight).
  */
-export const CALL_TIMING_SAMPLE = 16;
+export const CALL_TIMING_SAMPLE = 32;
 
 /** The series of `CircuitBreaker.callDurations`, resilience4j's call kinds. */
 export const CALL_KINDS = ['successful', 'failed', 'ignored', 'not_permitted'] as const;
