@@ -66,7 +66,7 @@ import { sanitizeMessage } from '../hardening/safe-messages.js';
 import { clipText } from '../text.js';
 import { MAX_RESET_TIMEOUT_SECONDS, resolveBreakerConfig, type BreakerConfig } from './config.js';
 import { CallTimeoutError, CircuitOpenError } from './errors.js';
-import { DurationHistograms } from '../metrics/histogram.js';
+import { SampledDurationHistograms, type DurationHistograms } from '../metrics/histogram.js';
 import type { DeadlineScheduler, ScheduledDeadline } from './scheduler.js';
 import {
   isBreakerState,
@@ -88,9 +88,26 @@ export interface BreakerHost {
   readonly scheduler: DeadlineScheduler;
   transitioned(event: BreakerTransition): void;
   changed(breaker: CircuitBreaker, kind: BreakerChangeKind): void;
-  /** Time every call into `callDurations` (Prometheus metrics on); off, calls read no clock they do not need. */
+  /**
+   * Prometheus metrics on: count every call into `callDurations` by kind, and time calls for it
+   * (all of them when the breaker reads the clock per call anyway, else 1 in CALL_TIMING_SAMPLE).
+   * Off, calls read no clock they do not need.
+   */
   readonly timeCalls?: boolean;
+  /** Uniform in [0, 1), for the gaps between timed calls (default Math.random; tests inject one). */
+  readonly random?: () => number;
 }
+
+/**
+ * A breaker that reads no clock of its own (no `slowCallDurationMs`, `callTimeoutMs` or TIME
+ * window) times its first CALL_TIMING_SAMPLE calls, then 1 call in CALL_TIMING_SAMPLE on
+ * average for the calls histogram; its counts stay exact (see SampledDurationHistograms). Two
+ * clock reads cost about as much as such a breaker's whole call. The gap to the next timed call
+ * is drawn uniformly from 1 .. 2 * CALL_TIMING_SAMPLE - 1 when a timed call is taken (a fixed
+ * period would see only one phase of a periodic workload, every 32nd call a cache miss, say),
+ * and a timed call stands for the calls of the gap it ends (its weight).
+ */
+export const CALL_TIMING_SAMPLE = 32;
 
 /** The series of `CircuitBreaker.callDurations`, resilience4j's call kinds. */
 export const CALL_KINDS = ['successful', 'failed', 'ignored', 'not_permitted'] as const;
@@ -98,6 +115,8 @@ const SUCCESSFUL = 0;
 const FAILED = 1;
 const IGNORED = 2;
 const NOT_PERMITTED = 3;
+/** The kinds whose timed calls a kind with none yet borrows (not the 0 s rejections). */
+const TIMED_KINDS = [SUCCESSFUL, FAILED, IGNORED] as const;
 
 /**
  * Replaces the result of a call that was rejected (CircuitOpenError), timed out
@@ -269,8 +288,18 @@ export class CircuitBreaker {
   /** The error is described only when read: the failure path stays a few assignments. */
   private lastErrorSource: unknown = NO_ERROR;
   private lastErrorText: string | null = null;
-  /** Per CALL_KINDS durations, when the host times calls; rejections count as 0 s. Null otherwise. */
-  readonly callDurations: DurationHistograms | null;
+  /**
+   * Per CALL_KINDS exact counts and (sampled or all) timed durations, when the host times
+   * calls; rejections count as 0 s. Null otherwise. `callDurations` is what a scrape exposes.
+   */
+  readonly callTimings: SampledDurationHistograms | null;
+  /** Calls by `run` until the next timed one (a countdown: the first call is timed), and that call's weight. */
+  private untilTimed = 1;
+  private timedWeight = 1;
+  /** Timed calls of weight 1 still to come before the random gaps start. */
+  private warmUps = CALL_TIMING_SAMPLE - 1;
+  /** The breaker reads the clock on every call anyway (slowCallDurationMs or a TIME window): metrics time every call. */
+  private clockPerCall = false;
 
   private readonly stateDeadline: ScheduledDeadline = {
     dueAt: 0,
@@ -280,8 +309,9 @@ export class CircuitBreaker {
   };
 
   private readonly sink: PermitSink = {
-    success: (token, durationMs) => this.recordSuccess(token, durationMs),
-    failure: (token, error, durationMs) => this.recordFailure(token, error, durationMs),
+    // Permits always read the clock (acquiredAt): every call timed.
+    success: (token, durationMs) => this.recordSuccess(token, durationMs, 1),
+    failure: (token, error, durationMs) => this.recordFailure(token, error, durationMs, 1),
     timeout: (token, timeoutMs) => this.recordTimeout(token, timeoutMs),
     release: (token) => this.releaseToken(token),
     cancelDeadline: (permit) => this.host.scheduler.cancel(permit),
@@ -293,7 +323,7 @@ export class CircuitBreaker {
     this.host = host;
     this.fallback = options.fallback ?? null;
     this.isFailure = options.isFailure ?? null;
-    this.callDurations = host.timeCalls === true ? new DurationHistograms(CALL_KINDS.length) : null;
+    this.callTimings = host.timeCalls === true ? new SampledDurationHistograms(CALL_KINDS.length, TIMED_KINDS) : null;
     this._config = config;
     this.applyConfig(config);
     this._stateChangedAt = host.clock.now();
@@ -322,6 +352,15 @@ export class CircuitBreaker {
    */
   get openAttempts(): number {
     return this.reopenings;
+  }
+
+  /**
+   * The calls histograms by CALL_KINDS as a scrape exposes them (a new estimate per read, see
+   * SampledDurationHistograms): exact counts, durations from the timed calls. Null when the host
+   * does not time calls.
+   */
+  get callDurations(): DurationHistograms | null {
+    return this.callTimings === null ? null : this.callTimings.estimate();
   }
 
   get metrics(): BreakerMetrics {
@@ -477,17 +516,31 @@ export class CircuitBreaker {
       if (this.fallback === null) throw rejected;
       return (await applyFallback(this.fallback, rejected, args)) as Awaited<R>;
     }
-    const measured = this.slowMs !== Infinity || this.callDurations !== null;
-    const startedAt = measured ? this.host.clock.now() : 0;
+    // weight: 0 reads no clock; else the call is timed and stands for `weight` calls in the histogram.
+    let weight = 0;
+    if (this.clockPerCall) {
+      weight = 1;
+    } else if (this.callTimings !== null && --this.untilTimed === 0) {
+      weight = this.timedWeight;
+      this.nextTimedCall();
+    }
+    const startedAt = weight !== 0 ? this.host.clock.now() : 0;
     let value: Awaited<R>;
     try {
       value = await fn(...args);
     } catch (error) {
-      const counted = this.recordFailure(token, error, measured ? this.host.clock.now() - startedAt : 0);
+      const endedAt = weight !== 0 ? this.host.clock.now() : undefined;
+      const counted = this.recordFailure(token, error, endedAt !== undefined ? endedAt - startedAt : 0, weight, endedAt);
       if (counted && this.fallback !== null) return (await applyFallback(this.fallback, error, args)) as Awaited<R>;
       throw error;
     }
-    this.recordSuccess(token, measured ? this.host.clock.now() - startedAt : 0);
+    if (weight === 0) {
+      this.recordSuccess(token, 0, 0);
+    } else {
+      // The end read serves the TIME window too (its bucket is the current second).
+      const endedAt = this.host.clock.now();
+      this.recordSuccess(token, endedAt - startedAt, weight, endedAt);
+    }
     return value;
   }
 
@@ -525,6 +578,15 @@ export class CircuitBreaker {
         },
       );
     });
+  }
+
+  /** After a timed call: the gap to the next (see CALL_TIMING_SAMPLE). */
+  private nextTimedCall(): void {
+    let gap = 1;
+    if (this.warmUps > 0) this.warmUps--;
+    else gap = 1 + Math.floor((this.host.random ?? Math.random)() * (2 * CALL_TIMING_SAMPLE - 1));
+    this.untilTimed = gap;
+    this.timedWeight = gap;
   }
 
   private recover<R>(fallback: BreakerFallback, error: unknown, args: unknown[]): Promise<Awaited<R>> {
@@ -567,46 +629,56 @@ export class CircuitBreaker {
       return this.admit();
     }
     this.rejections++;
-    this.callDurations?.observe(NOT_PERMITTED, 0);
+    this.callTimings?.record(NOT_PERMITTED, 0, 1);
     this.notify('metrics');
     return -1;
   }
 
-  private recordSuccess(token: number, durationMs: number, ignored = false): void {
-    this.callDurations?.observe(ignored ? IGNORED : durationMs > this.slowMs ? FAILED : SUCCESSFUL, durationMs);
+  /**
+   * `weight`: how many calls this one's duration stands for in the histogram, 0 when it was not
+   * timed (see `run`); `endedAt`: the clock read that ended the timing, if any, reused instead of
+   * reading the clock again.
+   */
+  private recordSuccess(token: number, durationMs: number, weight: number, endedAt?: number, ignored = false): void {
+    const timings = this.callTimings;
+    if (timings !== null) {
+      const kind = ignored ? IGNORED : durationMs > this.slowMs ? FAILED : SUCCESSFUL;
+      if (weight === 0) timings.totals[kind]!++;
+      else timings.record(kind, durationMs, weight);
+    }
     if (durationMs > this.slowMs) {
       this.failures++;
       this.slowCalls++;
-      this.noteFailure(NO_ERROR, `slow call: ${durationMs} ms > ${this.slowMs} ms`);
-      if (token === this.generation) this.decideFailure(OUTCOME_FAILURE | OUTCOME_SLOW);
+      this.noteFailure(NO_ERROR, `slow call: ${durationMs} ms > ${this.slowMs} ms`, endedAt);
+      if (token === this.generation) this.decideFailure(OUTCOME_FAILURE | OUTCOME_SLOW, endedAt);
     } else {
       this.successes++;
-      if (token === this.generation) this.decideSuccess();
+      if (token === this.generation) this.decideSuccess(endedAt);
     }
     this.notify('metrics');
   }
 
   /** False when `isFailure` declared the error harmless (then recorded as a success). */
-  private recordFailure(token: number, error: unknown, durationMs: number): boolean {
+  private recordFailure(token: number, error: unknown, durationMs: number, weight: number, endedAt?: number): boolean {
     if (this.isFailure !== null && !this.countsAsFailure(error)) {
-      this.recordSuccess(token, durationMs, true);
+      this.recordSuccess(token, durationMs, weight, endedAt, true);
       return false;
     }
-    this.callDurations?.observe(FAILED, durationMs);
+    this.callTimings?.record(FAILED, durationMs, weight);
     this.failures++;
     let outcome = OUTCOME_FAILURE;
     if (durationMs > this.slowMs) {
       this.slowCalls++;
       outcome |= OUTCOME_SLOW;
     }
-    this.noteFailure(error, null);
-    if (token === this.generation) this.decideFailure(outcome);
+    this.noteFailure(error, null, endedAt);
+    if (token === this.generation) this.decideFailure(outcome, endedAt);
     this.notify('metrics');
     return true;
   }
 
   private recordTimeout(token: number, timeoutMs: number | null): void {
-    this.callDurations?.observe(FAILED, timeoutMs ?? 0);
+    this.callTimings?.record(FAILED, timeoutMs ?? 0, 1);
     this.failures++;
     this.timeouts++;
     this.noteFailure(NO_ERROR, timeoutMs === null ? 'call timed out' : `call timed out after ${timeoutMs} ms`);
@@ -628,13 +700,14 @@ export class CircuitBreaker {
     }
   }
 
-  private noteFailure(error: unknown, text: string | null): void {
-    this.lastFailureAt = this.host.clock.now();
+  private noteFailure(error: unknown, text: string | null, now = this.host.clock.now()): void {
+    this.lastFailureAt = now;
     this.lastErrorSource = error;
     this.lastErrorText = text;
   }
 
-  private decideSuccess(): void {
+  /** `now`: a clock read of this outcome's end already made, for a TIME window. */
+  private decideSuccess(now?: number): void {
     this.consecutiveFailures = 0;
     this.consecutiveSuccesses++;
     const state = this._state;
@@ -646,13 +719,13 @@ export class CircuitBreaker {
     }
     const window = this.window;
     if (window !== null) {
-      window.record(OUTCOME_SUCCESS);
+      window.record(OUTCOME_SUCCESS, now);
       // A success can complete `minimumCalls` with the rate already above the threshold.
       if (state === 'CLOSED' && this.rateExceeded(window)) this.transition('OPEN', 'FAILURE_RATE_THRESHOLD');
     }
   }
 
-  private decideFailure(outcome: number): void {
+  private decideFailure(outcome: number, now?: number): void {
     this.consecutiveSuccesses = 0;
     this.consecutiveFailures++;
     const state = this._state;
@@ -662,7 +735,7 @@ export class CircuitBreaker {
       return;
     }
     const window = this.window;
-    if (window !== null) window.record(outcome);
+    if (window !== null) window.record(outcome, now);
     if (state !== 'CLOSED') return;
     if (this.consecutiveFailures >= this._config.failureThreshold) {
       this.transition('OPEN', 'FAILURE_THRESHOLD');
@@ -769,6 +842,7 @@ export class CircuitBreaker {
     } else if (window.size !== size) {
       this.window = window.resized(size);
     }
+    this.clockPerCall = this.slowMs !== Infinity || (this.callTimings !== null && this.window !== null && this.window.type === 'TIME');
   }
 
   private notify(kind: BreakerChangeKind): void {

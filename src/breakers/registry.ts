@@ -30,6 +30,8 @@ export interface BreakerRegistryOptions {
   onListenerError?: (error: unknown) => void;
   /** Time every call for the Prometheus call histograms (BreakerHost.timeCalls). Default false. */
   timeCalls?: boolean;
+  /** Uniform in [0, 1) for the timed-call sample (BreakerHost.random). Default Math.random. */
+  random?: () => number;
 }
 
 export class BreakerRegistry {
@@ -57,6 +59,7 @@ export class BreakerRegistry {
       transitioned: (event) => this.emitTransition(event),
       changed: (breaker, kind) => this.emitChange(breaker, kind),
       timeCalls: opts.timeCalls === true,
+      random: opts.random ?? Math.random,
     };
   }
 

@@ -56,8 +56,8 @@ export class TimeWindow implements FailureRateWindow {
     return this.totalSlowed;
   }
 
-  record(outcome: number): void {
-    const at = this.advance();
+  record(outcome: number, now?: number): void {
+    const at = this.advance(now ?? this.clock.now());
     const failed = outcome & OUTCOME_FAILURE;
     const slowed = (outcome & OUTCOME_SLOW) >> 1;
     this.calls[at] = (this.calls[at] ?? 0) + 1;
@@ -120,8 +120,7 @@ export class TimeWindow implements FailureRateWindow {
   }
 
   /** Evicts the seconds that passed since the newest bucket; returns the current bucket's slot. */
-  private advance(): number {
-    const now = this.clock.now();
+  private advance(now = this.clock.now()): number {
     if (now < this.headEndsAt) return this.head;
     const second = secondOf(now);
     let passed = second - this.headSecond; // >= 1 past headEndsAt

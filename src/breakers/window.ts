@@ -20,7 +20,8 @@ export interface FailureRateWindow {
   readonly count: number;
   readonly failures: number;
   readonly slowCalls: number;
-  record(outcome: number): void;
+  /** `now`: the injected clock's current time if the caller has just read it (a TIME window reads it otherwise). */
+  record(outcome: number, now?: number): void;
   /**
    * True when the window holds at least `minimumCalls` outcomes and failures reach
    * `thresholdPercent`, as of the last `record` (it is the verdict on that outcome).

@@ -10,7 +10,9 @@
  * `helios_circuitbreaker_*`), so its Grafana dashboards work after a prefix change: state as
  * one 0/1 series per state, failure and slow-call rates in percent (-1 while fewer than
  * `minimumCalls` calls back them), buffered calls (the sliding window's contents), calls as a
- * histogram by kind, and not-permitted calls as a counter.
+ * histogram by kind (exact counts; durations from a sample for breakers that read no clock of
+ * their own, see SampledDurationHistograms and CALL_TIMING_SAMPLE), and not-permitted calls as a
+ * counter.
  *
  * Rollout metrics (percentage and status) are not emitted: rollouts do not exist yet.
  */
@@ -89,7 +91,7 @@ function writeBreakers(out: ExpositionWriter, breakers: readonly CircuitBreaker[
     const current = BREAKER_STATES.indexOf(b.state);
     for (let i = 0; i < STATE_LABELS.length; i++) out.sample('helios_circuitbreaker_state', `${labels},state="${STATE_LABELS[i]!}"`, i === current ? 1 : 0);
   }
-  out.family('helios_circuitbreaker_calls_seconds', 'histogram', 'Calls through a breaker by kind (successful, failed, ignored, not_permitted) since this process started; rejections count as 0 s.');
+  out.family('helios_circuitbreaker_calls_seconds', 'histogram', 'Calls through a breaker by kind (successful, failed, ignored, not_permitted) since this process started; rejections count as 0 s. Counts are exact; breakers that read no clock time a sample of their calls (README).');
   for (const { b, labels } of named) {
     const h = b.callDurations;
     if (h === null) continue;
