@@ -21,6 +21,7 @@ import { FlagService } from './flags/service.js';
 import { rolloutFlagsOf } from './flags/split.js';
 import { ModuleService } from './modules/service.js';
 import { RolloutService } from './rollouts/service.js';
+import { RolloutStats } from './rollouts/stats.js';
 import { TestRunService } from './testing/service.js';
 import { createLogger, errorFields, type Logger } from './logger.js';
 import { packageRoot } from './paths.js';
@@ -109,10 +110,10 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         ...(options.random ? { random: options.random } : {}),
       });
       await flags.start();
-      const breakers = new BreakerService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }), metrics: config.metrics });
+      const breakers = new BreakerService({ uow, cluster, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'breakers' }), metrics: config.metrics });
       await breakers.start();
       const modules = new ModuleService({
-        uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
+        uow, cluster, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'modules' }), flags, breakers, modulesDir: config.modulesDir,
         limits: {
           maxOldGenerationSizeMb: config.modules.maxHeapMb,
           loadTimeoutMs: config.modules.loadTimeoutMs,
@@ -124,7 +125,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         maxRestarts: config.modules.maxRestarts,
         metrics: config.metrics,
       });
-      const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules });
+      const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules, node: { id: cluster.nodeId, clustered: cluster.clustered } });
       const { interrupted } = await testing.start();
       if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
       const recovery = await modules.start();
@@ -133,8 +134,11 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       const rollouts = new RolloutService({
         uow, audit: auditRepo, modules: modules.rolloutModules(), flags: rolloutFlagsOf(flags), clock, logger: logger.child({ domain: 'rollouts' }),
         publish: (event) => bus.publish('rolloutProgress', event),
+        cluster: { nodeId: cluster.nodeId, clustered: cluster.clustered, events: cluster.events, membership: cluster.membership, heartbeatMs: config.cluster.heartbeatMs },
       });
       modules.setRolloutGuard((module, operation) => rollouts.assertNoRolloutInProgress(module, operation));
+      // A canary another node's rollout staged records this node's calls where the rollout reads them (rollout_node_stats).
+      modules.setRemoteCanaryStats((module) => rollouts.canaryStats(module) ?? new RolloutStats());
       const resumed = await rollouts.start();
       if (resumed.resumed + resumed.finished > 0) logger.info('rollouts recovered', resumed);
 

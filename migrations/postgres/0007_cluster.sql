@@ -41,3 +41,11 @@ CREATE TABLE rollout_node_stats (
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (rollout_id, step_index, node)
 );
+
+-- Each node records its own breakers' transitions: which node's breaker moved (NULL: written
+-- before clusters existed, by the one node there was).
+ALTER TABLE breaker_transitions ADD COLUMN node TEXT;
+
+-- Test runs run where they were asked for: the node running one (NULL: written before clusters,
+-- by the one node there was). At start a node marks only its own unfinished runs INTERRUPTED.
+ALTER TABLE test_runs ADD COLUMN node TEXT;

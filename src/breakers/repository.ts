@@ -3,6 +3,11 @@ import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { BreakerConfig } from './config.js';
 import type { BreakerCounters, BreakerMetrics, BreakerSnapshot, BreakerState, BreakerTransition, TransitionReason } from './states.js';
 
+/** A stored breaker: its snapshot and when its row was last written. */
+export interface StoredBreaker extends BreakerSnapshot {
+  updatedAt: number;
+}
+
 export class BreakerRepository {
   constructor(private readonly uow: UnitOfWork) {}
 
@@ -11,7 +16,7 @@ export class BreakerRepository {
     await this.uow.db.deleteFrom('circuit_breakers').where('name', '=', name).execute();
   }
 
-  async all(): Promise<BreakerSnapshot[]> {
+  async all(): Promise<StoredBreaker[]> {
     const rows = await this.uow.db.selectFrom('circuit_breakers').selectAll().orderBy('name').execute();
     return rows.map((row) => {
       // The backoff step rides with the counters (rows written before it existed lack it: 0).
@@ -24,12 +29,46 @@ export class BreakerRepository {
         openAttempts: openAttempts ?? 0,
         config: JSON.parse(row.config_json) as BreakerConfig,
         counters,
+        updatedAt: row.updated_at,
       };
     });
   }
 
+  /** A cluster node's first row for a breaker it created: an existing row (another node's) is left alone. */
+  async saveIfMissing(snapshot: BreakerSnapshot, now: number): Promise<void> {
+    await this.uow.db
+      .insertInto('circuit_breakers')
+      .values({ name: snapshot.name, ...this.values(snapshot, now), created_at: now })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+  }
+
+  /** What `node` last reported of its breakers (node_states), by breaker name. */
+  async nodeStates(node: string): Promise<Map<string, { state: string; detail: unknown; updatedAt: number }>> {
+    const rows = await this.uow.db
+      .selectFrom('node_states')
+      .select(['name', 'state', 'detail_json', 'updated_at'])
+      .where('kind', '=', 'BREAKER')
+      .where('node', '=', node)
+      .execute();
+    return new Map(rows.map((r) => [r.name, {
+      state: r.state,
+      detail: r.detail_json === null ? null : (JSON.parse(r.detail_json) as unknown),
+      updatedAt: r.updated_at,
+    }]));
+  }
+
   async save(snapshot: BreakerSnapshot, now: number): Promise<void> {
-    const values = {
+    const values = this.values(snapshot, now);
+    await this.uow.db
+      .insertInto('circuit_breakers')
+      .values({ name: snapshot.name, ...values, created_at: now })
+      .onConflict((oc) => oc.column('name').doUpdateSet(values))
+      .execute();
+  }
+
+  private values(snapshot: BreakerSnapshot, now: number) {
+    return {
       config_json: JSON.stringify(snapshot.config),
       state: snapshot.state,
       state_changed_at: snapshot.stateChangedAt,
@@ -37,11 +76,6 @@ export class BreakerRepository {
       counters_json: JSON.stringify({ ...snapshot.counters, openAttempts: snapshot.openAttempts ?? 0 }),
       updated_at: now,
     };
-    await this.uow.db
-      .insertInto('circuit_breakers')
-      .values({ name: snapshot.name, ...values, created_at: now })
-      .onConflict((oc) => oc.column('name').doUpdateSet(values))
-      .execute();
   }
 
   async recordTransition(event: BreakerTransition): Promise<void> {
@@ -55,12 +89,13 @@ export class BreakerRepository {
         at: event.at,
         open_until: event.openUntil,
         metrics_json: JSON.stringify(event.metrics),
+        node: event.node ?? null,
       })
       .execute();
   }
 
-  /** The last `limit` transitions of a breaker, oldest first. */
-  async transitions(name: string, limit: number): Promise<BreakerTransition[]> {
+  /** The last `limit` transitions of a breaker (every node's), oldest first; `node` for rows written without one. */
+  async transitions(name: string, limit: number, node: string): Promise<BreakerTransition[]> {
     const rows = await this.uow.db
       .selectFrom('breaker_transitions')
       .selectAll()
@@ -76,6 +111,7 @@ export class BreakerRepository {
       at: row.at,
       openUntil: row.open_until,
       metrics: JSON.parse(row.metrics_json) as BreakerMetrics,
+      node: row.node ?? node,
     }));
   }
 }

@@ -23,6 +23,23 @@
  *   (and at shutdown), never on the call path. `stop()` waits for every queued write.
  * - At start-up every persisted breaker is restored in its state; an OPEN breaker keeps its
  *   remaining time (one whose time ran out while Helios was down goes HALF_OPEN at once).
+ *
+ * In a cluster (PostgreSQL) each node has its own instance of every breaker and protects its
+ * own calls with it, as resilience4j instances do:
+ * - An operator's command (configure, open, reset, disable, enable, resetAll, retire) is
+ *   appended to the cluster's event log in its unit (`breaker.command`, carrying what it takes
+ *   to redo it); every other node applies it to its own breaker, in memory only (no audit entry,
+ *   no second write of the shared row), and reports and records what that did to its breaker.
+ * - Every transition is stamped with its node. Each node records its own transitions and appends
+ *   them to the log (`breaker.transition`) from its write queue, in its own unit, never on the
+ *   call path; the other nodes publish them on their local bus only (never into their breakers).
+ * - The shared `circuit_breakers` row is the configuration; its state columns are written by
+ *   operator commands only (the issuing node's breaker just after the command), so a node that
+ *   joins later starts FORCED_OPEN or DISABLED when an operator left the breaker so. Each node's
+ *   own state, timers and counters are reported to `node_states` (on every transition, command
+ *   and counter flush); a restarting node takes its own state from there, unless a command
+ *   committed after its last report (it was down): then the row's FORCED_OPEN, DISABLED or
+ *   CLOSED wins. Without a row of its own a node starts CLOSED (or the operator's state).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AuditRepository } from '../audit/repository.js';
@@ -36,7 +53,53 @@ import { DEFAULT_BREAKER_CONFIG, validateBreakerConfig, type BreakerConfig } fro
 import type { CircuitBreaker } from './engine.js';
 import { BreakerRegistry } from './registry.js';
 import { BreakerRepository } from './repository.js';
-import type { BreakerSnapshot, BreakerState, BreakerTransition } from './states.js';
+import type { ClusterEvents } from '../cluster/event-log.js';
+import type { NodeStates } from '../cluster/node-states.js';
+import { isBreakerState, type BreakerCounters, type BreakerMetrics, type BreakerSnapshot, type BreakerState, type BreakerTransition } from './states.js';
+
+/** What the service needs of the cluster (src/cluster/cluster.ts): a cluster of one on SQLite. */
+export interface BreakerCluster {
+  readonly nodeId: string;
+  readonly clustered: boolean;
+  readonly events: ClusterEvents;
+  readonly nodeStates: Pick<NodeStates, 'report' | 'forget' | 'list' | 'flushed'>;
+}
+
+/** Operator commands, carried to the other nodes (each applies it to its own breaker). */
+export const BREAKER_COMMAND_TOPIC = 'breaker.command';
+/** Each node's own transitions, published on the other nodes' buses. */
+export const BREAKER_TRANSITION_TOPIC = 'breaker.transition';
+
+/** A command as the log carries it: enough to redo it on a node that may not know the breaker yet. */
+export type BreakerCommand =
+  | { op: 'configure' | 'open' | 'reset' | 'disable' | 'enable'; name: string; config: BreakerConfig; at: number }
+  | { op: 'resetAll'; at: number }
+  | { op: 'remove'; name: string; at: number };
+
+/** One node's instance of a breaker (`circuitBreaker { nodes }`). */
+export interface BreakerNodeState {
+  node: string;
+  state: BreakerState;
+  /** Null when the node reported none. */
+  metrics: BreakerMetrics | null;
+  /** Epoch ms of the node's report (now, for this node: its memory). */
+  updatedAt: number;
+}
+
+/** What a node reports of its breaker in node_states.detail_json. */
+interface NodeDetail {
+  metrics: BreakerMetrics;
+  stateChangedAt: number;
+  openUntil: number | null;
+  openAttempts: number;
+  /** `at` of the last command this node applied to the breaker (the issuer's clock, as the row's updated_at). */
+  commandAt: number;
+}
+
+const ZERO_COUNTERS: BreakerCounters = {
+  calls: 0, successes: 0, failures: 0, rejections: 0, timeouts: 0, slowCalls: 0,
+  consecutiveFailures: 0, consecutiveSuccesses: 0, lastFailureAt: null, lastError: null,
+};
 
 interface BreakerServiceDeps {
   uow: UnitOfWork;
@@ -48,6 +111,8 @@ interface BreakerServiceDeps {
   flushIntervalMs?: number;
   /** Prometheus metrics on: breakers time every call (see BreakerHost.timeCalls). */
   metrics?: boolean;
+  /** This node and the others (absent: a node called 'local' on its own). */
+  cluster?: BreakerCluster;
 }
 
 export const MAX_TRANSITIONS_PAGE = 1000;
@@ -78,9 +143,20 @@ export class BreakerService {
   /** Runs a function outside every asynchronous context (so outside any caller's unit of work). */
   private readonly outside = AsyncLocalStorage.snapshot();
   private readonly outbox = new Map<string, Outgoing[]>();
+  /** This node's id, stamped on its transitions. */
+  readonly nodeId: string;
+  private readonly clustered: boolean;
+  /** Per breaker, `at` of the last command applied here (see NodeDetail.commandAt). */
+  private readonly commandAt = new Map<string, number>();
+  /** A command of another node is being applied: its effects are not this node's to persist. */
+  private applyingRemote = false;
 
   constructor(private readonly deps: BreakerServiceDeps) {
     this.uow = deps.uow;
+    this.nodeId = deps.cluster?.nodeId ?? 'local';
+    this.clustered = deps.cluster?.clustered === true;
+    deps.cluster?.events.on(BREAKER_COMMAND_TOPIC, (payload) => this.applyCommand(payload as BreakerCommand));
+    deps.cluster?.events.on(BREAKER_TRANSITION_TOPIC, (payload) => this.publishRemote(payload as BreakerTransition));
     this.repo = new BreakerRepository(deps.uow);
     this.registry = new BreakerRegistry({
       clock: deps.clock,
@@ -90,16 +166,50 @@ export class BreakerService {
   }
 
   async start(): Promise<{ restored: number }> {
-    const snapshots = await this.repo.all();
+    const stored = await this.repo.all();
+    const own = this.clustered ? await this.repo.nodeStates(this.nodeId) : null;
     this.unsubscribe.push(
       this.registry.onTransition((event) => this.onTransition(event)),
       this.registry.onChange((breaker, kind) => {
         if (kind === 'metrics') this.markDirty(breaker.name);
-        else if ((kind === 'created' || kind === 'configured') && !this.applying?.names.has(breaker.name)) this.persistSoon(breaker.name);
+        else if ((kind === 'created' || kind === 'configured') && !this.applying?.names.has(breaker.name) && !this.applyingRemote) this.persistSoon(breaker.name);
       }),
     );
-    for (const snapshot of snapshots) this.registry.restore(snapshot);
-    return { restored: snapshots.length };
+    for (const { updatedAt, ...snapshot } of stored) {
+      if (!own) {
+        this.registry.restore(snapshot);
+        continue;
+      }
+      const mine = own.get(snapshot.name);
+      const detail = nodeDetail(mine?.detail);
+      this.registry.restore(this.nodeSnapshot(snapshot, updatedAt, mine?.state, detail));
+      this.commandAt.set(snapshot.name, Math.max(detail?.commandAt ?? 0, updatedAt));
+      this.report(snapshot.name);
+    }
+    // Rows this node left for breakers removed while it was down.
+    for (const name of own?.keys() ?? []) if (!this.registry.has(name)) this.deps.cluster?.nodeStates.forget('BREAKER', name);
+    return { restored: stored.length };
+  }
+
+  /**
+   * A cluster node's breaker at start-up (see the file comment): its own last reported state,
+   * timers and counters, unless a command committed after that report, whose outcome on the row
+   * (FORCED_OPEN, DISABLED, CLOSED) then wins; with no report of its own, the operator's
+   * FORCED_OPEN or DISABLED, else CLOSED, with counters from zero.
+   */
+  private nodeSnapshot(row: BreakerSnapshot, rowAt: number, ownState: string | undefined, detail: NodeDetail | null): BreakerSnapshot {
+    const mine = detail && isBreakerState(ownState) ? { state: ownState, detail } : null;
+    const upToDate = mine !== null && mine.detail.commandAt >= rowAt;
+    const operator = row.state === 'FORCED_OPEN' || row.state === 'DISABLED';
+    const state: BreakerState = upToDate
+      ? mine.state
+      : operator ? row.state : mine === null || row.state === 'CLOSED' ? 'CLOSED' : mine.state;
+    const counters = mine ? countersOf(mine.detail.metrics) : { ...ZERO_COUNTERS };
+    if (mine && state === mine.state) {
+      return { ...row, state, stateChangedAt: mine.detail.stateChangedAt, openUntil: mine.detail.openUntil, openAttempts: mine.detail.openAttempts, counters };
+    }
+    const stateChangedAt = state === row.state ? row.stateChangedAt : this.deps.clock.now();
+    return { ...row, state, stateChangedAt, openUntil: null, openAttempts: 0, counters };
   }
 
   /** Writes outstanding counters, waits for every queued write, and stops every breaker timer. */
@@ -113,6 +223,7 @@ export class BreakerService {
     this.cancelFlushTimer();
     this.unsubscribe.splice(0).forEach((off) => off());
     this.registry.dispose();
+    await this.deps.cluster?.nodeStates.flushed();
   }
 
   // ---- reads ----
@@ -135,7 +246,24 @@ export class BreakerService {
    */
   async transitions(name: string, last: number): Promise<BreakerTransition[]> {
     if (!this.uow.active) await this.writes;
-    return this.repo.transitions(name, Math.min(Math.max(1, last), MAX_TRANSITIONS_PAGE));
+    return this.repo.transitions(name, Math.min(Math.max(1, last), MAX_TRANSITIONS_PAGE), this.nodeId);
+  }
+
+  /**
+   * Every node's instance of the breaker, by node id: this node's from memory, the other live
+   * nodes' as they last reported them (on SQLite, this node alone).
+   */
+  async nodes(name: string): Promise<BreakerNodeState[]> {
+    const breaker = this.registry.get(name);
+    const list: BreakerNodeState[] = breaker
+      ? [{ node: this.nodeId, state: breaker.state, metrics: breaker.metrics, updatedAt: this.deps.clock.now() }]
+      : [];
+    if (!this.clustered || !this.deps.cluster) return list;
+    for (const row of await this.deps.cluster.nodeStates.list('BREAKER', name)) {
+      if (row.node === this.nodeId || !isBreakerState(row.state)) continue;
+      list.push({ node: row.node, state: row.state, metrics: nodeDetail(row.detail)?.metrics ?? null, updatedAt: row.updatedAt });
+    }
+    return list.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   }
 
   /** The library API (seed's `circuit_breaker_manager.get_or_create`): never reconfigures an existing breaker. */
@@ -152,7 +280,7 @@ export class BreakerService {
     if (issues.length > 0) {
       throw new UserErrors(issues.map((i) => new UserError('INVALID_BREAKER_CONFIG', `${i.field} ${i.message}`, i.field)));
     }
-    return this.mutate(actor, 'configureCircuitBreaker', name, () => {
+    return this.mutate(actor, 'configureCircuitBreaker', 'configure', name, () => {
       const existing = this.registry.get(name);
       const breaker = existing ? this.registry.configure(name, partial) : this.registry.getOrCreate(name, partial);
       return { breaker, created: !existing };
@@ -161,7 +289,7 @@ export class BreakerService {
 
   /** Forces a breaker open until an operator resets it. */
   async open(actor: string, name: string): Promise<CircuitBreaker> {
-    return this.mutate(actor, 'openCircuitBreaker', name, () => {
+    return this.mutate(actor, 'openCircuitBreaker', 'open', name, () => {
       const breaker = this.existing(name);
       breaker.open();
       return breaker;
@@ -169,7 +297,7 @@ export class BreakerService {
   }
 
   async reset(actor: string, name: string): Promise<CircuitBreaker> {
-    return this.mutate(actor, 'resetCircuitBreaker', name, () => {
+    return this.mutate(actor, 'resetCircuitBreaker', 'reset', name, () => {
       const breaker = this.existing(name);
       breaker.reset();
       return breaker;
@@ -177,7 +305,7 @@ export class BreakerService {
   }
 
   async disable(actor: string, name: string): Promise<CircuitBreaker> {
-    return this.mutate(actor, 'disableCircuitBreaker', name, () => {
+    return this.mutate(actor, 'disableCircuitBreaker', 'disable', name, () => {
       const breaker = this.existing(name);
       breaker.disable();
       return breaker;
@@ -185,7 +313,7 @@ export class BreakerService {
   }
 
   async enable(actor: string, name: string): Promise<CircuitBreaker> {
-    return this.mutate(actor, 'enableCircuitBreaker', name, () => {
+    return this.mutate(actor, 'enableCircuitBreaker', 'enable', name, () => {
       const breaker = this.existing(name);
       breaker.enable();
       return breaker;
@@ -198,7 +326,8 @@ export class BreakerService {
     const before = new Map(this.registry.list().map((b) => [b.name, b.snapshot()]));
     const { events } = this.apply(new Set(before.keys()), () => this.registry.resetAll());
     const afters = this.registry.list().map((breaker) => breaker.snapshot());
-    await this.persist(events, async () => {
+    const command: BreakerCommand = { op: 'resetAll', at: now };
+    await this.persist(events, command, async () => {
       for (const after of afters) {
         await this.repo.save(this.current(after.name) ?? after, now);
         await this.deps.audit.record({
@@ -221,16 +350,13 @@ export class BreakerService {
     const breaker = this.registry.get(name);
     if (!breaker) return false;
     const now = this.deps.clock.now();
-    await this.persist([], async () => {
+    await this.persist([], { op: 'remove', name, at: now }, async () => {
       await this.repo.delete(name);
       await this.deps.audit.record({
         at: now, actor, action: 'removeCircuitBreaker', targetType: 'CIRCUIT_BREAKER', target: name,
         before: auditView(breaker.snapshot()), after: null,
       });
-      this.uow.afterCommit(() => {
-        this.dirty.delete(name);
-        this.registry.remove(name);
-      });
+      this.uow.afterCommit(() => this.forget(name));
     }, () => undefined);
     return true;
   }
@@ -245,6 +371,11 @@ export class BreakerService {
     const now = this.deps.clock.now();
     const names = [...this.dirty];
     this.dirty.clear();
+    // In a cluster the counters are this node's: reported, not written to the shared row.
+    if (this.clustered) {
+      for (const name of names) this.report(name);
+      return this.writes;
+    }
     return this.inBackground('could not persist breaker counters', {}, async () => {
       for (const name of names) {
         const breaker = this.registry.get(name);
@@ -266,13 +397,16 @@ export class BreakerService {
    * transitions it caused in one unit of work (see `persist`). On rollback the breaker is put
    * back as it was (see the file comment).
    */
-  private async mutate<T>(actor: string, action: string, name: string, change: () => T, breakerOf: (result: T) => CircuitBreaker = (r) => r as CircuitBreaker): Promise<T> {
+  private async mutate<T>(
+    actor: string, action: string, op: 'configure' | 'open' | 'reset' | 'disable' | 'enable', name: string, change: () => T,
+    breakerOf: (result: T) => CircuitBreaker = (r) => r as CircuitBreaker,
+  ): Promise<T> {
     const now = this.deps.clock.now();
     const before = this.registry.get(name)?.snapshot() ?? null;
     const { result, events } = this.apply(new Set([name]), change);
     const breaker = breakerOf(result);
     const after = breaker.snapshot();
-    await this.persist(events, async () => {
+    await this.persist(events, { op, name, config: { ...after.config }, at: now }, async () => {
       await this.repo.save(this.current(name) ?? after, now);
       await this.deps.audit.record({
         at: now, actor, action, targetType: 'CIRCUIT_BREAKER', target: breaker.name,
@@ -299,7 +433,7 @@ export class BreakerService {
    * transitions are published after the outermost commit. On rollback, or when the unit cannot
    * even start, `undo` puts memory back (once) and they are dropped.
    */
-  private async persist(events: BreakerTransition[], write: () => Promise<void>, undo: () => void): Promise<void> {
+  private async persist(events: BreakerTransition[], command: BreakerCommand, write: () => Promise<void>, undo: () => void): Promise<void> {
     const outgoing = events.map((event) => this.toBus(event, 'held'));
     let undone = false;
     const rollBack = () => {
@@ -310,9 +444,16 @@ export class BreakerService {
     };
     const unit = () => this.uow.run(async () => {
       this.uow.onRollback(rollBack);
-      for (const event of events) await this.repo.recordTransition(event);
+      for (const event of events) {
+        await this.repo.recordTransition(event);
+        if (this.clustered) this.deps.cluster?.events.append(BREAKER_TRANSITION_TOPIC, event);
+      }
       await write();
-      this.uow.afterCommit(() => this.settle(outgoing, 'ready'));
+      if (this.clustered) this.deps.cluster?.events.append(BREAKER_COMMAND_TOPIC, command);
+      this.uow.afterCommit(() => {
+        this.settle(outgoing, 'ready');
+        this.commanded(command);
+      });
     });
     try {
       // Inside a caller's unit the queue cannot run (the caller holds the connection): write now.
@@ -337,19 +478,26 @@ export class BreakerService {
     else this.registry.remove(name);
   }
 
-  private onTransition(event: BreakerTransition): void {
+  private onTransition(raw: BreakerTransition): void {
+    const event: BreakerTransition = { ...raw, node: this.nodeId };
     this.dirty.delete(event.name);
     if (this.applying?.names.has(event.name)) {
       this.applying.events.push(event);
       return;
     }
-    // A call or a timer moved the breaker: published now, written in the background.
+    // A call, a timer or another node's command moved the breaker: published now, written in the background.
     this.toBus(event, 'ready');
     void this.inBackground('could not persist a breaker transition', { breaker: event.name }, async () => {
       const breaker = this.registry.get(event.name);
       if (!breaker) return; // removed (retired, or its creation rolled back) since
       await this.repo.recordTransition(event);
-      await this.repo.save(breaker.snapshot(), event.at);
+      if (this.clustered) {
+        // The shared row is the operator's; this node's state goes to node_states.
+        this.deps.cluster?.events.append(BREAKER_TRANSITION_TOPIC, event);
+        this.report(event.name);
+      } else {
+        await this.repo.save(breaker.snapshot(), event.at);
+      }
     });
   }
 
@@ -357,10 +505,88 @@ export class BreakerService {
   private persistSoon(name: string): void {
     const now = this.deps.clock.now();
     this.dirty.delete(name);
+    if (this.clustered && !this.commandAt.has(name)) this.commandAt.set(name, now);
     void this.inBackground('could not persist a breaker', { breaker: name }, async () => {
       const breaker = this.registry.get(name);
-      if (breaker) await this.repo.save(breaker.snapshot(), now);
+      if (!breaker) return;
+      if (this.clustered) {
+        // Another node may have made the row (with an operator's config): it stays as it is.
+        await this.repo.saveIfMissing(breaker.snapshot(), now);
+        this.report(name);
+      } else {
+        await this.repo.save(breaker.snapshot(), now);
+      }
     });
+  }
+
+  /** A command committed here or applied from another node: the breakers it touched are reported. */
+  private commanded(command: BreakerCommand): void {
+    if (!this.clustered) return;
+    if (command.op === 'remove') return;
+    const names = command.op === 'resetAll' ? this.registry.list().map((b) => b.name) : [command.name];
+    for (const name of names) {
+      if (!this.registry.has(name)) continue;
+      this.commandAt.set(name, Math.max(this.commandAt.get(name) ?? 0, command.at));
+      this.report(name);
+    }
+  }
+
+  /** Forgets a removed breaker here (memory and this node's node_states row). */
+  private forget(name: string): void {
+    this.dirty.delete(name);
+    this.commandAt.delete(name);
+    this.registry.remove(name);
+    if (this.clustered) this.deps.cluster?.nodeStates.forget('BREAKER', name);
+  }
+
+  /**
+   * Another node's command, applied to this node's breaker: memory only (the issuer wrote the row
+   * and the audit entry). The transitions it causes are this node's: recorded, appended and
+   * published like a call's. Idempotent (a command may arrive twice around a start-up).
+   */
+  private applyCommand(command: BreakerCommand): void {
+    if (command.op === 'remove') {
+      this.forget(command.name);
+      return;
+    }
+    this.applyingRemote = true;
+    try {
+      if (command.op === 'resetAll') {
+        this.registry.resetAll();
+      } else if (command.op === 'configure') {
+        this.registry.configure(command.name, command.config);
+      } else {
+        const breaker = this.registry.get(command.name) ?? this.registry.getOrCreate(command.name, command.config);
+        if (command.op === 'open') breaker.open();
+        else if (command.op === 'reset') breaker.reset();
+        else if (command.op === 'disable') breaker.disable();
+        else breaker.enable();
+      }
+    } finally {
+      this.applyingRemote = false;
+    }
+    this.commanded(command);
+  }
+
+  /** Another node's transition: told to this node's subscribers, never applied to its breakers. */
+  private publishRemote(event: BreakerTransition): void {
+    if (typeof event?.name !== 'string' || !isBreakerState(event.from) || !isBreakerState(event.to)) return;
+    this.deps.bus.publish('breakerStateChanged', event);
+  }
+
+  /** This node's instance of the breaker, to node_states (background, coalesced; cluster only). */
+  private report(name: string): void {
+    const breaker = this.registry.get(name);
+    if (!this.clustered || !breaker || !this.deps.cluster) return;
+    const snapshot = breaker.snapshot();
+    const detail: NodeDetail = {
+      metrics: breaker.metrics,
+      stateChangedAt: snapshot.stateChangedAt,
+      openUntil: snapshot.openUntil,
+      openAttempts: snapshot.openAttempts ?? 0,
+      commandAt: this.commandAt.get(name) ?? 0,
+    };
+    this.deps.cluster.nodeStates.report('BREAKER', name, snapshot.state, null, detail);
   }
 
   private cancelFlushTimer(): void {
@@ -432,6 +658,25 @@ export class BreakerService {
     }
     if (line.length === 0 && this.outbox.get(name) === line) this.outbox.delete(name);
   }
+}
+
+/** A node_states detail as this service wrote it, or null. */
+function nodeDetail(value: unknown): NodeDetail | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const d = value as Partial<NodeDetail>;
+  if (typeof d.metrics !== 'object' || d.metrics === null || typeof d.stateChangedAt !== 'number') return null;
+  return {
+    metrics: d.metrics,
+    stateChangedAt: d.stateChangedAt,
+    openUntil: typeof d.openUntil === 'number' ? d.openUntil : null,
+    openAttempts: typeof d.openAttempts === 'number' ? d.openAttempts : 0,
+    commandAt: typeof d.commandAt === 'number' ? d.commandAt : 0,
+  };
+}
+
+function countersOf(metrics: BreakerMetrics): BreakerCounters {
+  const { failureRate: _rate, ...counters } = metrics;
+  return { ...ZERO_COUNTERS, ...counters };
 }
 
 /** What the audit log keeps of a breaker: config and state, not the call counters. */

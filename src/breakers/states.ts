@@ -89,6 +89,12 @@ export interface BreakerTransition {
   /** When `to` is OPEN: the epoch ms it turns HALF_OPEN (backoff included); null otherwise. */
   openUntil: number | null;
   metrics: BreakerMetrics;
+  /**
+   * The node whose breaker moved (each node of a cluster has its own instance of every breaker).
+   * The engine leaves it out; the service stamps its node's id on every transition it stores or
+   * publishes, and transitions of other nodes arrive with theirs.
+   */
+  node?: string;
 }
 
 /** What a service persists and hands back to `registry.restore` after a restart. */

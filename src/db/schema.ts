@@ -3,7 +3,7 @@
  * migrations' (`migrations/sqlite`, `migrations/postgres`); 0/1 flags are integers on both,
  * epoch milliseconds are numbers (PostgreSQL's BIGINT is parsed as a number, see database.ts).
  */
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 export interface MetaTable {
   key: string;
@@ -63,6 +63,8 @@ export interface BreakerTransitionsTable {
   at: number;
   open_until: number | null;
   metrics_json: string;
+  /** The node whose breaker moved (null: written before clusters, by this node). */
+  node: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ModulesTable {
@@ -106,6 +108,8 @@ export interface TestRunsTable {
   failed: number;
   timed_out: number;
   skipped: number;
+  /** The node that ran it (null: written before clusters, by the one node there was). */
+  node: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface TestResultsTable {

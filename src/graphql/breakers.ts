@@ -2,6 +2,7 @@
 import { GraphQLError } from 'graphql';
 import { SLIDING_WINDOW_TYPES, type BreakerConfig } from '../breakers/config.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
+import type { BreakerNodeState } from '../breakers/service.js';
 import { BREAKER_STATES, TRANSITION_REASONS, type BreakerMetrics, type BreakerTransition } from '../breakers/states.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import { builder } from './builder.js';
@@ -74,6 +75,29 @@ const BreakerTransitionRef = builder.objectRef<BreakerTransition>('BreakerTransi
     at: t.field({ type: 'DateTime', resolve: (e) => toDate(e.at) }),
     openUntil: t.field({ type: 'DateTime', nullable: true, resolve: (e) => toDate(e.openUntil) }),
     metrics: t.field({ type: BreakerMetricsRef, resolve: (e) => e.metrics }),
+    node: t.string({
+      description: 'The node whose breaker moved: each node of a cluster has its own instance of every breaker (on SQLite, this node).',
+      resolve: (e, _args, ctx) => e.node ?? ctx.services.breakers.nodeId,
+    }),
+  }),
+});
+
+const BreakerNodeStateRef = builder.objectRef<BreakerNodeState>('BreakerNodeState').implement({
+  description: 'One node\'s instance of a breaker: its state and counters on that node.',
+  fields: (t) => ({
+    node: t.exposeString('node'),
+    state: t.field({ type: BreakerStateEnum, resolve: (n) => n.state }),
+    metrics: t.field({
+      type: BreakerMetricsRef,
+      nullable: true,
+      description: 'That node\'s counters as it last reported them (null when it reported none).',
+      resolve: (n) => n.metrics,
+    }),
+    updatedAt: t.field({
+      type: 'DateTime',
+      description: 'When that node reported it (for the node answering: now, from its memory).',
+      resolve: (n) => toDate(n.updatedAt),
+    }),
   }),
 });
 
@@ -90,6 +114,12 @@ export const CircuitBreakerRef = builder.objectRef<CircuitBreaker>('CircuitBreak
       nullable: true,
       description: 'When an OPEN breaker turns HALF_OPEN.',
       resolve: (b) => toDate(b.openUntil),
+    }),
+    nodes: t.field({
+      type: [BreakerNodeStateRef],
+      description:
+        'Every live node\'s instance of this breaker, by node id (this node\'s from its memory, the others\' as they last reported them); `state` above is this node\'s. On SQLite, this node alone.',
+      resolve: (b, _args, ctx) => ctx.services.breakers.nodes(b.name),
     }),
     transitions: t.field({
       type: [BreakerTransitionRef],
@@ -225,7 +255,8 @@ builder.mutationFields((t) => ({
 builder.subscriptionField('breakerStateChanged', (t) =>
   t.field({
     type: BreakerTransitionRef,
-    description: 'Every transition of a breaker (all breakers when `name` is omitted), published once each, in order per breaker, after it is stored.',
+    description:
+      'Every transition of a breaker (all breakers when `name` is omitted), published once each, in order per breaker, after it is stored. In a cluster, every node\'s transitions (see `node`), in order per breaker and node.',
     args: { name: t.arg.string() },
     subscribe: (_root, args, ctx) =>
       ctx.services.bus.subscribe('breakerStateChanged', (event) => !args.name || event.name === args.name),

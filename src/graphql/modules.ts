@@ -1,7 +1,7 @@
 /** Modules in GraphQL: registration, lifecycle, hot swap, rollback, invocation and the state feed. */
 import { GraphQLError } from 'graphql';
 import { MODULE_TYPES } from '../modules/contract.js';
-import { SwapRefused, type ModuleRecord } from '../modules/service.js';
+import { SwapRefused, type ModuleNodeState, type ModuleRecord } from '../modules/service.js';
 import { MODULE_STATES, type ModuleStateEvent } from '../modules/states.js';
 import { MODULE_ISOLATIONS } from '../modules/runtime/index.js';
 import type { EvaluationContext } from '../flags/engine.js';
@@ -43,12 +43,27 @@ const ModuleCanaryRef = builder.objectRef<{ module: string; version: string; fla
   }),
 });
 
+const ModuleNodeStateRef = builder.objectRef<ModuleNodeState>('ModuleNodeState').implement({
+  description: 'A module on one node: each node runs its own workers and reports its own state and version.',
+  fields: (t) => ({
+    node: t.exposeString('node', { description: 'The node\'s id (HELIOS_NODE_ID).' }),
+    state: t.field({ type: ModuleStateEnum, resolve: (n) => n.state }),
+    version: t.exposeString('version', { nullable: true, description: 'The version that node serves; null when it serves none.' }),
+    updatedAt: t.field({ type: 'DateTime', description: 'When that node last reported it.', resolve: (n) => toDate(n.updatedAt) }),
+  }),
+});
+
 export const ModuleRef = builder.objectRef<ModuleRecord>('Module').implement({
   fields: (t) => ({
     name: t.exposeString('name'),
     modulePath: t.exposeString('modulePath', { description: 'Relative to the modules folder, file form.' }),
     version: t.exposeString('version', { description: 'The version serving (or to serve) traffic.' }),
-    state: t.field({ type: ModuleStateEnum, resolve: (m) => m.state }),
+    state: t.field({ type: ModuleStateEnum, description: 'On the node answering (see nodes for every node).', resolve: (m) => m.state }),
+    nodes: t.field({
+      type: [ModuleNodeStateRef],
+      description: 'The module\'s state and version on every live node of the cluster (one entry on SQLite), sorted by node.',
+      resolve: (m, _a, ctx) => ctx.services.modules.nodeStates(m.name),
+    }),
     desiredState: t.field({ type: DesiredStateEnum, description: 'What a restart converges back to.', resolve: (m) => m.desiredState }),
     dependencies: t.exposeStringList('dependencies'),
     dependents: t.stringList({ resolve: (m, _a, ctx) => ctx.services.modules.dependents(m.name) }),

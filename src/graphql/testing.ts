@@ -42,6 +42,7 @@ export const TestRunRef = builder.objectRef<TestRunRecord>('TestRun').implement(
     status: t.field({ type: TestRunStatusEnum, resolve: (r) => r.status }),
     trigger: t.exposeString('trigger', { description: 'testModule, or swapModule for a run that gated a swap.' }),
     actor: t.exposeString('actor'),
+    node: t.exposeString('node', { nullable: true, description: 'The node that runs (or ran) it; its results are visible on every node. Null for runs recorded before clusters.' }),
     startedAt: t.field({ type: 'DateTime', resolve: (r) => toDate(r.startedAt) }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (r) => toDate(r.finishedAt) }),
     total: t.exposeInt('total'),

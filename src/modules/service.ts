@@ -34,6 +34,23 @@
  *   version, keeping the state it built while serving its share; the old one becomes
  *   previousVersion and is drained and disposed). While a module has a rollout, swap, rollback
  *   and unload are refused with ROLLOUT_IN_PROGRESS. Routing is in invocation.ts.
+ *
+ * In a cluster (PostgreSQL) the desired state is shared and each node runs its own workers:
+ * - A command (register, load, reload, unload, unregister, swap, rollback, a rollout's promote)
+ *   is carried out on the node it was asked on, its origin, which writes the shared row and the
+ *   audit and appends `module.changed` (the committed record and the action) in the same unit.
+ *   Every other node converges its own runtime to that record, in commit order, serialized with
+ *   its own lifecycle: it registers or forgets the module, brings it up, takes it down, or loads
+ *   the committed version beside the old one and switches (the promoted canary, when it serves
+ *   it) — writing neither the row nor the audit. A gated swap's tests run on the origin only.
+ * - A rollout's canary staged or dropped on the scheduler's node is announced on
+ *   `module.canary`; the other nodes stage it beside the same stable version (no tests, routed
+ *   by the same split flag, recording into `setRemoteCanaryStats`' statistics) or drop it.
+ * - The shared row's `state`, `lastError` and `loadedAt` are the origin's view: what the node
+ *   that carried out the last command reached. A node's own steps (recovery at start, a crash,
+ *   a restart, giving up) stay on that node. Each node reports its own state and version on
+ *   every transition (`node_states`, `nodeStates(name)`); `get(name).state` is this node's.
+ * - Concurrent commands on one module from two nodes: the later commit wins everywhere.
  */
 import type { AuditRepository } from '../audit/repository.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
@@ -48,6 +65,9 @@ import { storedErrorMessage } from '../hardening/safe-messages.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import type { CanaryPlan, RolloutModules, StageCanaryOptions } from '../rollouts/service.js';
+import { RolloutStats } from '../rollouts/stats.js';
+import type { ClusterEvents } from '../cluster/event-log.js';
+import type { NodeState, NodeStates } from '../cluster/node-states.js';
 import { isModuleType, MODULE_TYPES, type ModuleType } from './contract.js';
 import { ModuleCounters } from './metrics-counts.js';
 import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topologicalOrder } from './graph.js';
@@ -116,6 +136,55 @@ interface ModuleServiceDeps {
   maxRestarts?: number;
   /** Prometheus metrics on: count invocations and restarts (`counters`). */
   metrics?: boolean;
+  /** The cluster (PostgreSQL): commands go to the other nodes, theirs come here; each node reports its own state. */
+  cluster?: ModuleCluster;
+}
+
+/** What the module service needs of the cluster (src/cluster/cluster.ts). */
+export interface ModuleCluster {
+  readonly nodeId: string;
+  readonly clustered: boolean;
+  readonly events: ClusterEvents;
+  readonly nodeStates: Pick<NodeStates, 'report' | 'forget' | 'list'>;
+}
+
+/** A committed change of a module's shared record (desired state, version...), for the other nodes. */
+export const MODULE_EVENT_TOPIC = 'module.changed';
+/** A rollout's canary staged or dropped on the scheduler's node, for the other nodes. */
+export const MODULE_CANARY_TOPIC = 'module.canary';
+
+export interface ModuleChangeEvent {
+  /** The operation as audited: registerModule, loadModule, unloadModule, swapModule, rollbackModule, promoteRollout, unregisterModule. */
+  action: string;
+  actor: string | null;
+  /** The record as committed (the origin's `state` and `lastError` included, for information). */
+  record: ModuleRecord;
+  /** The registration was removed. */
+  deleted: boolean;
+  /** A forced reload of the same version (loadModule forceReload). */
+  reload: boolean;
+}
+
+export type ModuleCanaryEvent =
+  | { op: 'stage'; module: string; fromVersion: string; version: string; modulePath: string; flag: string }
+  | { op: 'drop'; module: string };
+
+/**
+ * Who a lifecycle step is for. `command`: an operator's (or a rollout's) command carried out on
+ * this node, its origin: the shared row and the audit are written and, in a cluster, an event
+ * tells the other nodes. `local`: this node's own doing (recovery at start, a crash, a
+ * restart): written as today on SQLite; in a cluster only reported as this node's state (the
+ * shared row is the origin's view of the last command). `remote`: converging to a change
+ * another node committed: memory and this node's reported state only.
+ */
+type Scope = 'command' | 'local' | 'remote';
+
+/** A module's state on one node. */
+export interface ModuleNodeState {
+  node: string;
+  state: ModuleState;
+  version: string | null;
+  updatedAt: number;
 }
 
 const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
@@ -136,6 +205,8 @@ export class ModuleService {
   /** Canary breaker name -> module, for `onCanaryBreakerOpen`. */
   private readonly canaryBreakers = new Map<string, string>();
   private rolloutGuard: RolloutGuard | null = null;
+  /** Where a canary staged by another node's rollout records its calls on this node. */
+  private remoteCanaryStats: (module: string, flag: string) => RolloutStats = () => new RolloutStats();
   private readonly invocation: Invocation;
   readonly host: ModuleHost;
   /** Invocations and restarts for Prometheus; null with metrics off. */
@@ -155,7 +226,7 @@ export class ModuleService {
       giveUp: (record, cause) => {
         const message = storedErrorMessage(cause);
         // From a restart timer: nobody awaits it, so a failed write is logged.
-        this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true }).catch((error: unknown) => {
+        this.transition(record, 'FAILED', 'restart', null, message, { lastError: message, force: true, scope: 'local' }).catch((error: unknown) => {
           this.deps.logger.error('could not record a module giving up', { module: record.name, ...errorFields(error) });
         });
       },
@@ -163,9 +234,15 @@ export class ModuleService {
         // An operator may have loaded or unloaded it meanwhile.
         if (record.state !== 'FAILED' || record.desiredState !== 'ACTIVE' || this.live.get(record.name)?.active) return null;
         this.counters?.restarted(record.name);
-        return this.bringUp(record, 'restart', 'system', true);
+        return this.bringUp(record, 'restart', 'system', true, 'local');
       }),
     });
+    deps.cluster?.events.on(MODULE_EVENT_TOPIC, (payload) => this.onRemoteChange(payload as ModuleChangeEvent));
+    deps.cluster?.events.on(MODULE_CANARY_TOPIC, (payload) => this.onRemoteCanary(payload as ModuleCanaryEvent));
+  }
+
+  private get clustered(): boolean {
+    return this.deps.cluster?.clustered === true;
   }
 
   /** Loads registrations and brings every module whose desired state is ACTIVE or LOADED back. */
@@ -176,6 +253,7 @@ export class ModuleService {
       this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
       this.live.set(record.name, { active: null, gate: null, canary: null });
       await this.deps.breakers.getOrCreate(breakerNameOf(record.name));
+      this.reportState(this.records.get(record.name)!);
     }
     let recovered = 0;
     let failed = 0;
@@ -183,7 +261,7 @@ export class ModuleService {
       const wanted = [...this.records.values()].filter((r) => r.desiredState !== 'UNLOADED').map((r) => r.name);
       for (const name of topologicalOrder(this.records, wanted)) {
         const record = this.records.get(name)!;
-        const ok = await this.bringUp(record, 'recovery', 'system', record.desiredState === 'ACTIVE');
+        const ok = await this.bringUp(record, 'recovery', 'system', record.desiredState === 'ACTIVE', 'local');
         if (ok) recovered++;
         else failed++;
       }
@@ -212,6 +290,14 @@ export class ModuleService {
     this.rolloutGuard = guard;
   }
 
+  /**
+   * Where a canary another node's rollout staged records its calls on this node (the rollout
+   * service reports them for the gates); default: kept on this node only.
+   */
+  setRemoteCanaryStats(provider: (module: string, flag: string) => RolloutStats): void {
+    this.remoteCanaryStats = provider;
+  }
+
   /** The gate a swap with `testWith` runs; set by the test-run service. */
   setTestGate(gate: SwapTestGate): void {
     this.testGate = gate;
@@ -231,6 +317,21 @@ export class ModuleService {
     const counts = Object.fromEntries(MODULE_STATES.map((s) => [s, 0])) as Record<ModuleState, number>;
     for (const record of this.records.values()) counts[record.state]++;
     return counts;
+  }
+
+  /**
+   * The module's state and version on every live node (PostgreSQL: as each node reported it;
+   * SQLite: this node, from memory).
+   */
+  async nodeStates(name: string): Promise<ModuleNodeState[]> {
+    const record = this.records.get(name);
+    const cluster = this.deps.cluster;
+    if (!cluster?.clustered) {
+      if (!record) return [];
+      return [{ node: cluster?.nodeId ?? 'local', state: record.state, version: this.servedVersion(record), updatedAt: record.updatedAt }];
+    }
+    const rows: NodeState[] = await cluster.nodeStates.list('MODULE', name);
+    return rows.map((r) => ({ node: r.node, state: r.state as ModuleState, version: r.version, updatedAt: r.updatedAt }));
   }
 
   /** Registered modules that declare `name` as a dependency. */
@@ -305,10 +406,12 @@ export class ModuleService {
           await this.repo.insert(record);
           await this.deps.audit.record({ at: now, actor, action: 'registerModule', targetType: 'MODULE', target: name, before: null, after: auditView(record) });
           await this.deps.breakers.getOrCreate(breakerNameOf(name));
+          this.announce('registerModule', actor, record, { deleted: false, reload: false });
           this.uow.afterCommit(() => {
             this.records.set(name, record);
             this.live.set(name, { active: null, gate: null, canary: null });
             this.publish(record, 'UNLOADED', 'registerModule', actor, null);
+            this.reportState(record);
           });
         });
       } catch (error) {
@@ -332,7 +435,7 @@ export class ModuleService {
       for (const dep of dependencyOrder(this.records, name)) {
         const depRecord = this.records.get(dep)!;
         if (depRecord.state === 'ACTIVE') continue;
-        const ok = await this.bringUp(depRecord, 'loadModule', actor, true);
+        const ok = await this.bringUp(depRecord, 'loadModule', actor, true, 'command');
         if (!ok) {
           throw new UserError('MODULE_LOAD_FAILED', `Dependency ${quoteValue(dep)} failed to load: ${depRecord.lastError ?? 'unknown error'}`, 'name');
         }
@@ -340,16 +443,16 @@ export class ModuleService {
       const live = this.live.get(name)!;
       if (live.active && record.state === 'ACTIVE' && !options.forceReload) return record;
       if (live.active && record.state === 'LOADED' && !options.forceReload) {
-        if (activate) await this.transition(record, 'ACTIVE', 'loadModule', actor, null, { desiredState: 'ACTIVE' });
+        if (activate) await this.transition(record, 'ACTIVE', 'loadModule', actor, null, { desiredState: 'ACTIVE', scope: 'command' });
         return record;
       }
       if (live.active && options.forceReload) {
         await this.assertNoRollout(name, 'reload');
         const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
-        await this.replaceVersion(record, { modulePath: record.modulePath, absolutePath, version: record.version }, 'loadModule', actor, { keepPrevious: true });
+        await this.replaceVersion(record, { modulePath: record.modulePath, absolutePath, version: record.version }, 'loadModule', actor, { keepPrevious: true, reload: true }, 'command');
         return record;
       }
-      const ok = await this.bringUp(record, 'loadModule', actor, activate);
+      const ok = await this.bringUp(record, 'loadModule', actor, activate, 'command');
       if (!ok) throw new UserError('MODULE_LOAD_FAILED', `Module ${quoteValue(name)} failed to load: ${record.lastError ?? 'unknown error'}`, 'name');
       return record;
     });
@@ -372,10 +475,10 @@ export class ModuleService {
       const unloaded: string[] = [];
       // Deepest dependents first.
       for (const dependent of [...topologicalOrder(this.records, loadedDependents)].reverse()) {
-        await this.takeDown(this.records.get(dependent)!, 'unloadModule', actor);
+        await this.takeDown(this.records.get(dependent)!, 'unloadModule', actor, 'command');
         unloaded.push(dependent);
       }
-      await this.takeDown(record, 'unloadModule', actor);
+      await this.takeDown(record, 'unloadModule', actor, 'command');
       unloaded.push(name);
       return { record, unloaded };
     });
@@ -395,11 +498,8 @@ export class ModuleService {
       await this.uow.run(async () => {
         await this.repo.delete(name);
         await this.deps.audit.record({ at: this.deps.clock.now(), actor, action: 'unregisterModule', targetType: 'MODULE', target: name, before: auditView(record), after: null });
-        this.uow.afterCommit(() => {
-          this.records.delete(name);
-          this.live.delete(name);
-          this.publish(record, 'UNLOADED', 'unregisterModule', actor, null);
-        });
+        this.announce('unregisterModule', actor, record, { deleted: true, reload: false });
+        this.uow.afterCommit(() => this.forgetLocally(record, 'unregisterModule', actor));
       });
       return record;
     });
@@ -424,11 +524,11 @@ export class ModuleService {
         testRunId = outcome.runId;
         if (!outcome.passed) {
           const message = storedErrorMessage(`Swap of ${quoteValue(name)} to ${version} refused: test run ${outcome.runId} failed (${outcome.summary}); ${record.version} keeps serving`);
-          await this.noteFailure(record, 'swapModule', actor, message);
+          await this.noteFailure(record, 'swapModule', actor, message, 'command');
           throw new SwapRefused('TESTS_FAILED', message, testRunId);
         }
       }
-      await this.replaceVersion(record, target, 'swapModule', actor, { keepPrevious: false });
+      await this.replaceVersion(record, target, 'swapModule', actor, { keepPrevious: false }, 'command');
       return { record, testRunId };
     });
   }
@@ -445,7 +545,7 @@ export class ModuleService {
         throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(name)} is ${record.state}; only an ACTIVE module can be rolled back`, 'name');
       }
       const { absolutePath } = this.resolve(record.previousModulePath, 'modulePath');
-      await this.replaceVersion(record, { modulePath: record.previousModulePath, absolutePath, version: record.previousVersion }, 'rollbackModule', actor, { keepPrevious: false });
+      await this.replaceVersion(record, { modulePath: record.previousModulePath, absolutePath, version: record.previousVersion }, 'rollbackModule', actor, { keepPrevious: false }, 'command');
       return record;
     });
   }
@@ -468,8 +568,20 @@ export class ModuleService {
     return {
       planCanary: (module, newVersionPath, newVersion) => this.planCanary(module, newVersionPath, newVersion),
       activeVersion: (module) => this.live.get(module)?.active?.version ?? null,
-      stageCanary: (plan, options) => this.stageCanary(plan, options),
-      dropCanary: (module) => this.dropCanary(module),
+      stageCanary: async (plan, options) => {
+        const { testRunId, staged } = await this.stageCanary(plan, options);
+        if (staged) await this.announceCanary({ op: 'stage', module: plan.module, fromVersion: plan.fromVersion, version: plan.toVersion, modulePath: plan.modulePath, flag: options.flag });
+        return { testRunId };
+      },
+      dropCanary: async (module) => {
+        // Routing stops here, in the caller's turn (before the first await); then the other nodes are told.
+        const dropped = this.dropCanary(module);
+        try {
+          await this.announceCanary({ op: 'drop', module });
+        } finally {
+          await dropped;
+        }
+      },
       promoteCanary: (module, actor) => this.promoteCanary(module, actor),
       canaryBreakerState: (module) => this.live.get(module)?.canary?.breaker.state ?? null,
       // The registry's own transitions (not the bus, whose listeners are the live feeds): at once, in order.
@@ -504,11 +616,17 @@ export class ModuleService {
    * its health, imports the stable version's exported state and makes it routable by the split
    * flag. Any failure leaves nothing loaded and the stable version serving everything.
    */
-  private stageCanary(plan: CanaryPlan, options: StageCanaryOptions): Promise<{ testRunId: string | null }> {
+  private stageCanary(plan: CanaryPlan, options: StageCanaryOptions): Promise<{ testRunId: string | null; staged: boolean }> {
     return this.serialized(async () => {
       const record = this.existing(plan.module);
       const live = this.live.get(plan.module)!;
       const stable = live.active;
+      const current = live.canary;
+      if (this.clustered && current && options.testWith === null && current.version.version === plan.toVersion && current.modulePath === plan.modulePath && current.flag === options.flag) {
+        // Already staged here for another node's rollout (its event came first): the same canary, recorded into these statistics from now on.
+        live.canary = { ...current, stats: options.stats };
+        return { testRunId: null, staged: false };
+      }
       if (record.state !== 'ACTIVE' || !stable || stable.version !== plan.fromVersion) {
         throw new UserError('INVALID_MODULE_STATE', `Module ${quoteValue(plan.module)} no longer serves ${plan.fromVersion} (it is ${record.state}${stable ? ` at ${stable.version}` : ''})`, 'module');
       }
@@ -570,7 +688,7 @@ export class ModuleService {
         })();
       });
       this.deps.logger.info('canary staged', { module: record.name, stable: stable.version, canary: plan.toVersion, flag: options.flag });
-      return { testRunId };
+      return { testRunId, staged: true };
     });
   }
 
@@ -596,7 +714,7 @@ export class ModuleService {
    * Stops routing to the canary at once (before the first await), then drains its calls in
    * flight and unloads it. Not serialised with the lifecycle: it never waits behind a load.
    */
-  private async dropCanary(name: string): Promise<void> {
+  private async dropCanary(name: string, retire = true): Promise<void> {
     // Everything up to the first await runs in the caller's turn: routing stops there.
     const live = this.live.get(name);
     const canary = live?.canary ?? null;
@@ -610,7 +728,8 @@ export class ModuleService {
     } catch {
       await version.terminate();
     }
-    await this.retireCanaryBreaker(canary.breaker.name);
+    // A canary staged for another node's rollout: its breaker is that node's to remove.
+    if (retire) await this.retireCanaryBreaker(canary.breaker.name);
     this.deps.logger.info('canary unloaded', { module: name, version: version.version });
   }
 
@@ -637,7 +756,7 @@ export class ModuleService {
       try {
         await this.transition(record, 'ACTIVE', 'promoteRollout', actor, null, {
           modulePath: canary.modulePath, version: canary.version.version, loadedAt: this.deps.clock.now(), lastError: null,
-          desiredState: 'ACTIVE', previousVersion: fromVersion, previousModulePath: fromPath, force: true,
+          desiredState: 'ACTIVE', previousVersion: fromVersion, previousModulePath: fromPath, force: true, scope: 'command',
         });
       } catch (error) {
         live.active = old;
@@ -708,14 +827,14 @@ export class ModuleService {
   }
 
   /** UNLOADED/FAILED -> LOADING -> ACTIVE or LOADED (or FAILED). Returns whether it worked. */
-  private async bringUp(record: ModuleRecord, action: string, actor: string, activate: boolean): Promise<boolean> {
+  private async bringUp(record: ModuleRecord, action: string, actor: string, activate: boolean, scope: Scope): Promise<boolean> {
     const missing = record.dependencies.filter((d) => this.records.get(d)?.state !== 'ACTIVE');
     if (missing.length > 0) {
       const message = storedErrorMessage(`Dependencies not active: ${missing.join(', ')}`);
-      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED' });
+      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', scope });
       return false;
     }
-    await this.transition(record, 'LOADING', action, actor, null, { persist: false });
+    await this.transition(record, 'LOADING', action, actor, null, { persist: false, scope });
     let version: LoadedModuleVersion | null = null;
     try {
       const { absolutePath } = this.resolve(record.modulePath, 'modulePath');
@@ -725,31 +844,31 @@ export class ModuleService {
     } catch (error) {
       await version?.dispose().catch(() => undefined);
       const message = storedErrorMessage(describeError(error));
-      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null });
+      await this.transition(record, 'FAILED', action, actor, message, { lastError: message, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: null, scope });
       this.deps.logger.warn('module failed to load', { module: record.name, error: message });
       return false;
     }
     this.live.get(record.name)!.active = version;
     this.attach(record, version);
     await this.transition(record, activate ? 'ACTIVE' : 'LOADED', action, actor, null, {
-      lastError: null, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: this.deps.clock.now(),
+      lastError: null, desiredState: activate ? 'ACTIVE' : 'LOADED', loadedAt: this.deps.clock.now(), scope,
     });
     this.runHooks(record, version);
     return true;
   }
 
   /** -> UNLOADING -> UNLOADED: stop routing, drain, dispose. */
-  private async takeDown(record: ModuleRecord, action: string, actor: string): Promise<void> {
+  private async takeDown(record: ModuleRecord, action: string, actor: string, scope: Scope): Promise<void> {
     const live = this.live.get(record.name)!;
     const version = live.active;
-    await this.dropCanary(record.name);
+    await this.dropCanary(record.name, scope !== 'remote');
     if (version) {
-      await this.transition(record, 'UNLOADING', action, actor, null, { persist: false });
+      await this.transition(record, 'UNLOADING', action, actor, null, { persist: false, scope });
       live.active = null;
       await version.drain(this.deps.drainTimeoutMs ?? 5000);
       await version.dispose().catch(() => version.terminate());
     }
-    await this.transition(record, 'UNLOADED', action, actor, null, { desiredState: 'UNLOADED', lastError: null, loadedAt: null });
+    await this.transition(record, 'UNLOADED', action, actor, null, { desiredState: 'UNLOADED', lastError: null, loadedAt: null, scope });
   }
 
   /** Loads `target` beside the serving version and switches to it (see the file comment). */
@@ -758,7 +877,8 @@ export class ModuleService {
     target: { modulePath: string; absolutePath: string; version: string },
     action: string,
     actor: string,
-    options: { keepPrevious: boolean },
+    options: { keepPrevious: boolean; reload?: boolean },
+    scope: Scope,
   ): Promise<void> {
     const live = this.live.get(record.name)!;
     const old = live.active!;
@@ -767,13 +887,13 @@ export class ModuleService {
       next = await this.loadVersion(record, target.absolutePath, target.version);
     } catch (error) {
       const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${describeError(error)}`);
-      await this.noteFailure(record, action, actor, message);
+      await this.noteFailure(record, action, actor, message, scope);
       throw new UserError('SWAP_FAILED', message, 'newVersionPath');
     }
     const abandon = async (why: string): Promise<never> => {
       await next.dispose().catch(() => next.terminate());
       const message = storedErrorMessage(`${action} of "${record.name}" to ${target.version} failed, ${record.version} keeps serving: ${why}`);
-      await this.noteFailure(record, action, actor, message);
+      await this.noteFailure(record, action, actor, message, scope);
       throw new UserError('SWAP_FAILED', message, null);
     };
     const health = await next.healthCheck();
@@ -808,6 +928,8 @@ export class ModuleService {
       desiredState: 'ACTIVE',
       ...(options.keepPrevious ? {} : { previousVersion: fromVersion, previousModulePath: fromPath }),
       force: true,
+      scope,
+      ...(options.reload ? { reload: true } : {}),
     });
     // Calls that outlived the drain deadline get until the dispose timeout, then the worker is terminated.
     void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
@@ -825,15 +947,16 @@ export class ModuleService {
       this.deps.logger.error('module version stopped unexpectedly', { module: record.name, version: version.version, reason: exit.reason });
       // From a worker's exit event: nobody awaits it, so a failed write is logged. The restart
       // is scheduled once the record says FAILED (the restart checks it).
-      this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null }).then(
+      this.transition(record, 'FAILED', 'crash', null, message, { lastError: message, loadedAt: null, scope: 'local' }).then(
         () => this.supervisor.scheduleRestart(record, message),
         (error: unknown) => this.deps.logger.error('could not record a module crash', { module: record.name, ...errorFields(error) }),
       );
     });
   }
 
-  private noteFailure(record: ModuleRecord, action: string, actor: string, message: string): Promise<void> {
-    return this.transition(record, null, action, actor, message, { lastError: message, force: true });
+  private noteFailure(record: ModuleRecord, action: string, actor: string, message: string, scope: Scope): Promise<void> {
+    // Nothing changed that the other nodes must do: the failure is this node's.
+    return this.transition(record, null, action, actor, message, { lastError: message, force: true, scope, announce: false });
   }
 
   /**
@@ -850,7 +973,7 @@ export class ModuleService {
     action: string,
     actor: string | null,
     error: string | null,
-    changes: Partial<ModuleRecord> & { persist?: boolean; force?: boolean } = {},
+    changes: TransitionChanges,
   ): Promise<void> {
     const apply = () => this.applyTransition(record, to, action, actor, error, changes);
     const previous = this.writes.get(record.name) ?? Promise.resolve();
@@ -869,9 +992,11 @@ export class ModuleService {
     action: string,
     actor: string | null,
     error: string | null,
-    changes: Partial<ModuleRecord> & { persist?: boolean; force?: boolean },
+    changes: TransitionChanges,
   ): Promise<void> {
-    const { persist = true, force = false, ...fields } = changes;
+    const { persist: persistAsked = true, force = false, scope, reload = false, announce = true, ...fields } = changes;
+    // In a cluster the shared row and the audit are the origin's: this node's own and converged steps stay in memory.
+    const persist = persistAsked && (scope === 'command' || (scope === 'local' && !this.clustered));
     const from = record.state;
     const to = toState ?? from;
     const before = auditView(record);
@@ -880,6 +1005,7 @@ export class ModuleService {
     const applyToMemory = () => {
       Object.assign(record, next);
       if (from !== to || force || error) this.publish(record, from, action, actor, error);
+      this.reportState(record);
     };
     if (!persist) {
       // Nothing to write: memory changes now (inside a caller's unit it still waits for the commit).
@@ -889,8 +1015,191 @@ export class ModuleService {
     await this.uow.run(async () => {
       await this.repo.save(next);
       await this.deps.audit.record({ at: now, actor: actor ?? 'system', action, targetType: 'MODULE', target: record.name, before, after: auditView(next) });
+      if (scope === 'command' && announce) this.announce(action, actor, next, { deleted: false, reload });
       this.uow.afterCommit(applyToMemory);
     });
+  }
+
+  // ---- internals: the cluster ----
+
+  /** In the open unit of work: tells the other nodes about a committed change of `record` (no-op on SQLite). */
+  private announce(action: string, actor: string | null, record: ModuleRecord, options: { deleted: boolean; reload: boolean }): void {
+    const event: ModuleChangeEvent = { action, actor, record: { ...record }, deleted: options.deleted, reload: options.reload };
+    this.deps.cluster?.events.append(MODULE_EVENT_TOPIC, event);
+  }
+
+  /** A canary staged or dropped here, for the other nodes: a unit of its own (nothing on SQLite). */
+  private async announceCanary(event: ModuleCanaryEvent): Promise<void> {
+    if (!this.clustered) return;
+    await this.uow.run(async () => {
+      this.deps.cluster!.events.append(MODULE_CANARY_TOPIC, event);
+    });
+  }
+
+  /** The version this node serves of `record`, null when none. */
+  private servedVersion(record: ModuleRecord): string | null {
+    return this.live.get(record.name)?.active?.version ?? null;
+  }
+
+  /** This node's state of the module, for `module { nodes }` (PostgreSQL; background). */
+  private reportState(record: ModuleRecord): void {
+    if (!this.records.has(record.name)) return;
+    this.deps.cluster?.nodeStates.report('MODULE', record.name, record.state, this.servedVersion(record));
+  }
+
+  private forgetLocally(record: ModuleRecord, action: string, actor: string | null): void {
+    this.records.delete(record.name);
+    this.live.delete(record.name);
+    this.publish(record, 'UNLOADED', action, actor, null);
+    this.deps.cluster?.nodeStates.forget('MODULE', record.name);
+  }
+
+  /** Another node committed a change of a module: this node converges to it, in commit order, with its other lifecycle steps. */
+  private onRemoteChange(event: ModuleChangeEvent): void {
+    if (this.stopping) return;
+    this.serialized(() => this.converge(event)).catch((error: unknown) => {
+      this.deps.logger.error('could not converge to a module change made on another node', { module: event.record.name, action: event.action, ...errorFields(error) });
+    });
+  }
+
+  private onRemoteCanary(event: ModuleCanaryEvent): void {
+    if (this.stopping) return;
+    const step = event.op === 'stage' ? () => this.stageRemoteCanary(event) : () => this.dropCanary(event.module, false);
+    this.serialized(step).catch((error: unknown) => {
+      this.deps.logger.error('could not follow a canary change made on another node', { module: event.module, op: event.op, ...errorFields(error) });
+    });
+  }
+
+  /**
+   * Brings this node's runtime to the committed record: registers or forgets it, brings it up,
+   * takes it down, or switches to the committed version (the canary, if it is the one
+   * promoted). Writes neither the shared row nor the audit (the origin did). Idempotent: an
+   * event applied twice finds nothing left to do.
+   */
+  private async converge(event: ModuleChangeEvent): Promise<void> {
+    const shared = event.record;
+    const name = shared.name;
+    const actor = event.actor;
+    const who = actor ?? 'system';
+    let record = this.records.get(name);
+    if (event.deleted) {
+      if (!record) return;
+      const live = this.live.get(name);
+      if (live?.active || live?.canary) await this.takeDown(record, event.action, who, 'remote');
+      this.forgetLocally(record, event.action, actor);
+      return;
+    }
+    if (!record) {
+      record = { ...shared, state: 'UNLOADED', lastError: null, loadedAt: null };
+      this.records.set(name, record);
+      this.live.set(name, { active: null, gate: null, canary: null });
+      this.deps.breakers.getOrCreate(breakerNameOf(name));
+      this.publish(record, 'UNLOADED', event.action, actor, null);
+      this.reportState(record);
+    }
+    const adopt = () => Object.assign(record, sharedFields(shared));
+    const live = this.live.get(name)!;
+    if (shared.desiredState === 'UNLOADED') {
+      if (live.active || live.canary || record.state !== 'UNLOADED') await this.takeDown(record, event.action, who, 'remote');
+      adopt();
+      return;
+    }
+    const activate = shared.desiredState === 'ACTIVE';
+    const active = live.active;
+    if (!active) {
+      adopt();
+      await this.bringUp(record, event.action, who, activate, 'remote');
+      return;
+    }
+    if (active.version !== shared.version || record.modulePath !== shared.modulePath || event.reload) {
+      const canary = live.canary;
+      if (canary && canary.version.version === shared.version && canary.modulePath === shared.modulePath && !event.reload) {
+        await this.promoteLocally(record, shared, event.action, who);
+        return;
+      }
+      const { absolutePath } = this.resolve(shared.modulePath, 'modulePath');
+      try {
+        await this.replaceVersion(record, { modulePath: shared.modulePath, absolutePath, version: shared.version }, event.action, who, { keepPrevious: true }, 'remote');
+      } catch (error) {
+        // The old version keeps serving here; this node reports it (module { nodes }).
+        this.deps.logger.error('a module version committed on another node could not be loaded here; the old one keeps serving', { module: name, version: shared.version, ...errorFields(error) });
+        return;
+      }
+      adopt();
+      return;
+    }
+    if (activate && record.state === 'LOADED') {
+      await this.transition(record, 'ACTIVE', event.action, who, null, { ...sharedFields(shared), scope: 'remote' });
+      return;
+    }
+    adopt();
+  }
+
+  /** Another node promoted the canary this node also serves: switch to it here (no write: the origin did). */
+  private async promoteLocally(record: ModuleRecord, shared: ModuleRecord, action: string, actor: string): Promise<void> {
+    const live = this.live.get(record.name)!;
+    const canary = live.canary!;
+    const old = live.active!;
+    live.active = canary.version;
+    live.canary = null;
+    this.canaryBreakers.delete(canary.breaker.name);
+    this.attach(record, canary.version);
+    await this.transition(record, 'ACTIVE', action, actor, null, { ...sharedFields(shared), loadedAt: this.deps.clock.now(), lastError: null, force: true, scope: 'remote' });
+    void old.drain(this.deps.drainTimeoutMs ?? 5000).then(() => old.dispose()).catch(() => old.terminate());
+    this.runHooks(record, canary.version);
+  }
+
+  /**
+   * A canary another node's rollout staged: loaded here beside the same stable version, with
+   * that version's exported state, routed by the same split flag (which follows the flag's
+   * changes from every node). No tests (the origin ran them), no writes. A node that does not
+   * serve the plan's stable version skips it (and says so).
+   */
+  private async stageRemoteCanary(event: Extract<ModuleCanaryEvent, { op: 'stage' }>): Promise<void> {
+    const record = this.records.get(event.module);
+    const live = this.live.get(event.module);
+    const stable = live?.active ?? null;
+    if (!record || !live || !stable) {
+      this.deps.logger.warn('a canary staged on another node is not staged here: the module is not serving on this node', { module: event.module, canary: event.version });
+      return;
+    }
+    if (live.canary) {
+      if (live.canary.version.version !== event.version) {
+        this.deps.logger.warn('a canary staged on another node is not staged here: another canary serves', { module: event.module, canary: event.version, serving: live.canary.version.version });
+      }
+      return;
+    }
+    if (stable.version !== event.fromVersion) {
+      this.deps.logger.warn('a canary staged on another node is not staged here: this node serves another stable version', { module: event.module, canary: event.version, stable: stable.version, expected: event.fromVersion });
+      return;
+    }
+    const { absolutePath } = this.resolve(event.modulePath, 'newVersionPath');
+    const canaryVersion = await this.loadVersion(record, absolutePath, event.version);
+    try {
+      const health = await canaryVersion.healthCheck();
+      if (!health.ok) throw new Error(`health check failed${health.detail !== undefined ? `: ${JSON.stringify(health.detail)}` : ''}`);
+      const state = await stable.exportState();
+      if (state !== undefined) await canaryVersion.importState(state, stable.version);
+      if (live.active !== stable) throw new Error(`${event.fromVersion} stopped serving while the canary was staged`);
+    } catch (error) {
+      await canaryVersion.dispose().catch(() => canaryVersion.terminate());
+      throw error;
+    }
+    const stableBreaker = this.deps.breakers.getOrCreate(breakerNameOf(record.name));
+    const breaker = this.deps.breakers.getOrCreate(canaryBreakerNameOf(record.name, event.version), stableBreaker.config);
+    live.canary = {
+      version: canaryVersion, modulePath: event.modulePath, flag: event.flag, split: this.deps.flags.decider(event.flag),
+      stats: this.remoteCanaryStats(record.name, event.flag), breaker,
+    };
+    this.canaryBreakers.set(breaker.name, record.name);
+    canaryVersion.onExit((exit) => {
+      if (exit.expected || live.canary?.version !== canaryVersion) return;
+      // This node stops routing to it; the rollout is the scheduler's node's to abort.
+      live.canary = null;
+      this.canaryBreakers.delete(breaker.name);
+      this.deps.logger.error('canary version stopped unexpectedly', { module: record.name, version: canaryVersion.version, reason: exit.reason });
+    });
+    this.deps.logger.info('canary staged (for a rollout on another node)', { module: record.name, stable: stable.version, canary: event.version, flag: event.flag });
   }
 
   private publish(record: ModuleRecord, from: ModuleState, action: string, actor: string | null, error: string | null): void {
@@ -913,6 +1222,27 @@ export class ModuleService {
         .catch((error: unknown) => this.deps.logger.error('reload hook failed', { module: record.name, ...errorFields(error) }));
     }
   }
+}
+
+type TransitionChanges = Partial<ModuleRecord> & {
+  /** false: a passing state (LOADING, UNLOADING), memory only. */
+  persist?: boolean;
+  /** Publish even when the state stays. */
+  force?: boolean;
+  scope: Scope;
+  /** A forced reload of the same version (the other nodes reload too). */
+  reload?: boolean;
+  /** false: a command's write the other nodes have nothing to do about (a failure noted). */
+  announce?: boolean;
+};
+
+/** What every node shares of a module: the registration and its desired state, not any node's state. */
+function sharedFields(record: ModuleRecord): Partial<ModuleRecord> {
+  return {
+    modulePath: record.modulePath, version: record.version, dependencies: [...record.dependencies], hotReloadable: record.hotReloadable,
+    isolation: record.isolation, moduleType: record.moduleType, config: record.config, desiredState: record.desiredState,
+    previousVersion: record.previousVersion, previousModulePath: record.previousModulePath, createdAt: record.createdAt,
+  };
 }
 
 /** A swap refused by its test run: carries the run's id for the payload. */

@@ -140,6 +140,43 @@ export class RolloutRepository {
     return rows.map((row) => fromRow(row as RolloutRow));
   }
 
+  /** The row, locked until the unit ends (PostgreSQL `FOR UPDATE`): two nodes never both transition a rollout. */
+  async lockForUpdate(id: string): Promise<Rollout | null> {
+    const row = await this.uow.db.selectFrom('rollouts').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    return row ? fromRow(row as RolloutRow) : null;
+  }
+
+  /** How many history events the rollout has. */
+  async eventCount(rolloutId: string): Promise<number> {
+    const row = await this.uow.db.selectFrom('rollout_events').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('rollout_id', '=', rolloutId).executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** This node's figures of a rollout's step (rollout_node_stats). */
+  async writeNodeStats(rolloutId: string, stepIndex: number, node: string, stats: unknown, at: number): Promise<void> {
+    const statsJson = JSON.stringify(stats);
+    await this.uow.db.insertInto('rollout_node_stats')
+      .values({ rollout_id: rolloutId, step_index: stepIndex, node, stats_json: statsJson, updated_at: at })
+      .onConflict((oc) => oc.columns(['rollout_id', 'step_index', 'node']).doUpdateSet({ stats_json: statsJson, updated_at: at }))
+      .execute();
+  }
+
+  /** Every node's figures of a rollout's step, from the nodes in `nodes`. */
+  async nodeStats(rolloutId: string, stepIndex: number, nodes: readonly string[]): Promise<Array<{ node: string; stats: unknown }>> {
+    if (nodes.length === 0) return [];
+    const rows = await this.uow.db.selectFrom('rollout_node_stats').select(['node', 'stats_json'])
+      .where('rollout_id', '=', rolloutId).where('step_index', '=', stepIndex).where('node', 'in', nodes).execute();
+    return rows.map((r) => ({ node: r.node, stats: JSON.parse(r.stats_json) as unknown }));
+  }
+
+  /** A finished rollout's per-node figures (all nodes', or one node's). */
+  async deleteNodeStats(rolloutId: string, node?: string): Promise<void> {
+    let query = this.uow.db.deleteFrom('rollout_node_stats').where('rollout_id', '=', rolloutId);
+    if (node !== undefined) query = query.where('node', '=', node);
+    await query.execute();
+  }
+
   /** Newest first, rollouts created before `beforeSeq`; one extra row tells whether more exist. */
   async page(module: string | null | undefined, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<{ rollouts: Rollout[]; hasMore: boolean }> {
     let query = this.uow.db.selectFrom('rollouts').selectAll().where('seq', '<', beforeSeq);

@@ -34,10 +34,28 @@
  *   canary the modules domain routes every call to the active version whatever the flag says.
  * - Memory answers `inProgress`, `stats`, `replay` and `assertNoRolloutInProgress` (synchronous,
  *   no database); `current`, `get`, `page` and `events` read the database.
+ *
+ * In a cluster (PostgreSQL, `deps.cluster`):
+ * - One scheduler: only the leader (the node holding the leader lock) arms the timer and judges
+ *   steps. Every other node loads the unfinished rollouts at start (memory answers as above),
+ *   loads their canaries beside its stable versions and waits. A node that becomes the leader
+ *   resumes every unfinished rollout from the database at its step with the time left; one that
+ *   stops leading disarms its timer.
+ * - Commands run on the node that receives them. Each transition's unit locks the rollout's
+ *   row (`FOR UPDATE`) and checks that nobody changed it since memory read it; if someone did,
+ *   memory takes the stored rollout and the decision is made again (a command may then be
+ *   refused). The unit appends `rollout.changed` (the rollout, its new events, their running
+ *   total): every other node takes the rollout into memory, starts the step's statistics over
+ *   on a new step, publishes the new events to its own subscribers, and the leader re-arms.
+ * - Gates judge the whole cluster's step: each node writes its figures (histograms, not just
+ *   percentiles) to rollout_node_stats every heartbeat when they changed; before judging, the
+ *   leader asks every live node for its figures now (`rollout.stats`), waits for their rows (two
+ *   heartbeats at most) and adds them to its own.
  */
 import { randomUUID } from 'node:crypto';
 import type { NewAuditEntry } from '../audit/repository.js';
 import type { BreakerState } from '../breakers/states.js';
+import type { ClusterEvent, ClusterEvents } from '../cluster/event-log.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import { UserError } from '../errors.js';
@@ -62,7 +80,7 @@ import {
 } from './engine.js';
 import { isActiveRolloutStatus, type Rollout, type RolloutHistoryEvent, type RolloutProgressEvent, type RolloutStatsSnapshot } from './events.js';
 import { rolloutConflictOf, RolloutRepository } from './repository.js';
-import { RolloutStats } from './stats.js';
+import { RolloutStats, type RolloutStatsData } from './stats.js';
 import { validateRolloutPlan, type RolloutGatesInput } from './validation.js';
 
 /** The actor of every automatic action. */
@@ -75,6 +93,67 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MAX_REPLAY_EVENTS = 1000;
 /** Inserts tried when another node took the next `seq` first (PostgreSQL, several nodes). */
 const MAX_SEQ_ATTEMPTS = 3;
+/** Decisions tried when another node transitioned the rollout first (PostgreSQL, several nodes). */
+const MAX_STALE_ATTEMPTS = 4;
+/** A committed transition (the rollout after it, its new history events), for the other nodes. */
+export const ROLLOUT_EVENT_TOPIC = 'rollout.changed';
+/** The leader asks every node to write its figures of a step now (it is about to judge it). */
+export const ROLLOUT_STATS_TOPIC = 'rollout.stats';
+/** The longest the leader waits for the other nodes' figures before judging with what it has. */
+const MAX_STATS_WAIT_MS = 5_000;
+
+/** Payload of ROLLOUT_EVENT_TOPIC. */
+export interface RolloutChangedEvent {
+  rollout: Rollout;
+  /** The history events this transition added (oldest first). */
+  events: RolloutHistoryEvent[];
+  /** The rollout's number of history events after it (orders transitions; a re-applied one is recognised). */
+  total: number;
+  /** A new step began: every node starts its statistics of the step over. */
+  reset: boolean;
+}
+
+/** Payload of ROLLOUT_STATS_TOPIC. */
+interface RolloutStatsAsk {
+  rolloutId: string;
+  stepIndex: number;
+  ask: string;
+}
+
+/** A node's row in rollout_node_stats: its figures of one step. */
+interface NodeStatsRow extends RolloutStatsData {
+  /** The step's `stepStartedAt` the figures are of (a step can be entered twice with manual moves). */
+  window: number | null;
+  /** The last ask it answered. */
+  ask: string | null;
+}
+
+/**
+ * The cluster as the rollout service sees it (src/cluster): which node leads (runs the
+ * scheduler), the event log, and the live nodes. Absent: a cluster of one, which always leads.
+ */
+export interface RolloutCluster {
+  nodeId: string;
+  /** PostgreSQL: other nodes may exist. */
+  clustered: boolean;
+  events: ClusterEvents;
+  membership: {
+    readonly isLeader: boolean;
+    onLeadership(listener: (leading: boolean) => void): () => void;
+    nodes(): Promise<Array<{ id: string }>>;
+  };
+  /** How often each node writes its statistics (rollout_node_stats). */
+  heartbeatMs: number;
+}
+
+/** The rollout row changed under us (another node transitioned it): decide again from `fresh`. */
+class StaleRollout extends Error {
+  constructor(readonly fresh: Rollout | null) {
+    super('the rollout was changed by another node');
+  }
+}
+
+type Decide = (rollout: Rollout, now: number) => RolloutDecision | null;
 
 /** A new version checked by the modules domain and ready to stage. */
 export interface CanaryPlan {
@@ -156,6 +235,8 @@ export interface RolloutServiceDeps {
   publish(event: RolloutProgressEvent): void;
   newId?: () => string;
   manualCheckIntervalMs?: number;
+  /** The cluster (PostgreSQL): one scheduler at a time, transitions told to every node. Absent: a cluster of one. */
+  cluster?: RolloutCluster;
 }
 
 export interface StartRolloutInput {
@@ -185,6 +266,14 @@ interface LiveRollout {
   /** The last judgement failed (say, the database was unreachable): not judged again before this. */
   retryAt: number | null;
   queue: Promise<unknown>;
+  /** How many history events the rollout has (orders the cluster's transitions). */
+  total: number;
+  /** The node that started it (known from its event; null when loaded from the database). */
+  stager: string | null;
+  /** The last ask of the leader for this node's figures (ROLLOUT_STATS_TOPIC). */
+  ask: string | null;
+  /** What was last written to rollout_node_stats (nothing new: no write). */
+  written: string | null;
 }
 
 export class RolloutService {
@@ -202,6 +291,8 @@ export class RolloutService {
   private lastSeq = 0;
   private readonly manualCheckMs: number;
   private readonly newId: () => string;
+  private statsTimer: NodeJS.Timeout | null = null;
+  private statsWrite: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: RolloutServiceDeps) {
     this.uow = deps.uow;
@@ -210,16 +301,46 @@ export class RolloutService {
     this.newId = deps.newId ?? randomUUID;
   }
 
-  /** Resumes every unfinished rollout (call after the modules domain has loaded the stable versions). */
+  /**
+   * Resumes every unfinished rollout (call after the modules domain has loaded the stable
+   * versions). In a cluster only the leader resumes them (and runs the scheduler): another node
+   * loads them into memory (guards, queries, replay), loads the canary beside its stable version
+   * and waits; it resumes them when it becomes the leader (`onLeadership`).
+   */
   async start(): Promise<{ resumed: number; finished: number }> {
     this.unsubscribe.push(
       this.deps.modules.onCanaryBreakerOpen((module, state) => this.canaryBreakerOpened(module, state)),
       this.deps.flags.onPercentageChange((name, percentage, actor) => this.flagChanged(name, percentage, actor)),
     );
+    const cluster = this.deps.cluster;
+    if (cluster?.clustered) {
+      cluster.events.on(ROLLOUT_EVENT_TOPIC, (payload, event) => this.applyRemote(payload as RolloutChangedEvent, event));
+      cluster.events.on(ROLLOUT_STATS_TOPIC, (payload) => this.answerAsk(payload as RolloutStatsAsk));
+      this.unsubscribe.push(cluster.membership.onLeadership((leading) => {
+        if (leading) {
+          void this.takeOver().catch((error: unknown) => this.deps.logger.error('rollout: taking over the scheduler failed', errorFields(error)));
+        } else {
+          this.deps.logger.info('rollout scheduler: this node no longer leads; its timers are disarmed');
+          this.reschedule();
+        }
+      }));
+      this.statsTimer = setInterval(() => {
+        void this.writeStats();
+        if (this.leading) void this.adoptOrphans();
+      }, cluster.heartbeatMs);
+      this.statsTimer.unref();
+    }
     let resumed = 0;
     let finished = 0;
     for (const rollout of await this.repo.active()) {
-      const entry = this.track(rollout, (await this.repo.events(rollout.id)).slice(-MAX_REPLAY_EVENTS));
+      const events = await this.repo.events(rollout.id);
+      const entry = this.track(rollout, events.slice(-MAX_REPLAY_EVENTS));
+      entry.total = events.length;
+      if (!this.leading) {
+        await this.serialized(entry, () => this.joinCanary(entry));
+        resumed++;
+        continue;
+      }
       const outcome = await this.serialized(entry, () => this.recover(entry));
       if (outcome) resumed++;
       else finished++;
@@ -233,8 +354,20 @@ export class RolloutService {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = null;
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.statsTimer = null;
     for (const off of this.unsubscribe.splice(0)) off();
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.statsWrite;
+  }
+
+  /** True on the node that runs the scheduler: the cluster's leader (always, without a cluster). */
+  get leading(): boolean {
+    return this.deps.cluster ? this.deps.cluster.membership.isLeader : true;
+  }
+
+  private get clustered(): boolean {
+    return this.deps.cluster?.clustered === true;
   }
 
   // ---- reads ----
@@ -401,7 +534,7 @@ export class RolloutService {
 
   private async command(actor: string, rawModule: string, action: string, decide: (r: Rollout, now: number) => RolloutDecision): Promise<Rollout> {
     const module = validateName(rawModule, 'module', 'Module name');
-    const entry = this.live.get(module);
+    const entry = this.live.get(module) ?? (await this.loadActive(module));
     if (!entry) {
       const last = await this.repo.latest(module);
       throw new UserError('ROLLOUT_NOT_FOUND', last
@@ -409,15 +542,32 @@ export class RolloutService {
         : `Module "${module}" has no rollout`, 'module');
     }
     return this.serialized(entry, async () => {
-      const decision = decide(entry.rollout, this.deps.clock.now());
-      await this.apply(entry, decision, actor, action);
+      await this.apply(entry, decide, actor, action);
       return entry.rollout;
     });
+  }
+
+  /**
+   * In a cluster, a rollout another node started that this node has not heard of yet (its
+   * event is on the way): read from the database.
+   */
+  private async loadActive(module: string): Promise<LiveRollout | null> {
+    if (!this.clustered) return null;
+    const rollout = await this.repo.activeForModule(module);
+    if (!rollout) return null;
+    const known = this.live.get(module);
+    if (known) return known;
+    const events = await this.repo.events(rollout.id);
+    const entry = this.track(rollout, events.slice(-MAX_REPLAY_EVENTS));
+    entry.total = events.length;
+    this.reschedule();
+    return entry;
   }
 
   private track(rollout: Rollout, events: RolloutHistoryEvent[]): LiveRollout {
     const entry: LiveRollout = {
       rollout, events, stats: new RolloutStats(), staging: false, manualCheckAt: null, judging: false, retryAt: null, queue: Promise.resolve(),
+      total: events.length, stager: null, ask: null, written: null,
     };
     this.live.set(rollout.module, entry);
     return entry;
@@ -436,7 +586,7 @@ export class RolloutService {
   /** Loads the new version; then RUNNING at the first step, or ABORTED with why it failed. */
   private async stage(entry: LiveRollout, canary: CanaryPlan, actor: string, testWith: string | null): Promise<void> {
     const actionActor = actor;
-    let failure: RolloutDecision | null = null;
+    let failure: Decide | null = null;
     let testRunId: string | null = null;
     try {
       ({ testRunId } = await this.deps.modules.stageCanary(canary, { actor, flag: entry.rollout.flag, testWith, stats: entry.stats }));
@@ -445,8 +595,8 @@ export class RolloutService {
       const tests = error instanceof UserError && error.code === 'TESTS_FAILED';
       const message = error instanceof Error ? error.message : String(error);
       if (!(error instanceof UserError)) this.deps.logger.error('rollout: staging the new version failed', { module: canary.module, ...errorFields(error) });
-      failure = entry.rollout.status === 'TESTING'
-        ? canaryFailed(entry.rollout, this.deps.clock.now(), tests ? 'TESTS_FAILED' : 'CANARY_FAILED',
+      failure = (r, now) => r.status === 'TESTING'
+        ? canaryFailed(r, now, tests ? 'TESTS_FAILED' : 'CANARY_FAILED',
           `${canary.toVersion} ${tests ? 'failed its tests' : 'did not load'}: ${message}; ${canary.fromVersion} keeps serving`, failedRunId)
         : null;
     } finally {
@@ -457,33 +607,69 @@ export class RolloutService {
         if (entry.rollout.status === 'TESTING') await this.apply(entry, failure, ROLLOUT_ACTOR, 'rolloutAbort');
         return;
       }
-      if (entry.rollout.status !== 'TESTING') {
+      // (In a cluster another node may abort it meanwhile: the write finds the row changed and decides again.)
+      if (entry.rollout.status === 'TESTING') {
+        await this.apply(entry, (r, now) => (r.status === 'TESTING' ? canaryReady(r, now, testRunId) : null), ROLLOUT_ACTOR, 'rolloutStep');
+      }
+      if (entry.rollout.status !== 'TESTING' && entry.rollout.status !== 'RUNNING') {
         // Aborted while it was being staged: the drop was left to us.
         await this.dropCanary(entry, actionActor);
-        return;
       }
-      await this.apply(entry, canaryReady(entry.rollout, this.deps.clock.now(), testRunId), ROLLOUT_ACTOR, 'rolloutStep');
     });
   }
 
-  /** Carries out a decision: promotion first (a failure aborts instead), then the write, the events and the other effects. */
-  private async apply(entry: LiveRollout, decision: RolloutDecision, actor: string, action: string): Promise<void> {
-    let chosen = decision;
-    let chosenAction = action;
-    if (decision.effects.some((e) => e.kind === 'PROMOTE_CANARY')) {
+  /**
+   * Decides from the rollout in memory and carries the decision out: promotion first (a failure
+   * aborts instead), then the write, the events and the other effects. `decide` returning null:
+   * nothing to do. In a cluster the write locks the row and finds whether another node changed
+   * it since; then memory takes the stored rollout and `decide` runs again (a command may now be
+   * refused: the rollout was paused, or finished, elsewhere).
+   */
+  private async apply(entry: LiveRollout, decide: Decide, actor: string, action: string | ((decision: RolloutDecision) => string)): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const before = entry.rollout;
+      const decision = decide(before, this.deps.clock.now());
+      if (decision === null) return;
+      const promotes = decision.effects.some((e) => e.kind === 'PROMOTE_CANARY');
+      if (promotes && this.clustered && attempt === 1) {
+        // Promotion cannot be undone: decide it on the stored rollout, not on what memory last heard.
+        const fresh = await this.repo.get(before.id);
+        if (fresh && !sameState(fresh, before)) {
+          this.adopt(entry, fresh);
+          continue;
+        }
+      }
+      let chosen = decision;
+      let chosenAction = typeof action === 'string' ? action : action(decision);
+      let chosenActor = actor;
+      if (promotes) {
+        try {
+          await this.deps.modules.promoteCanary(before.module, actor);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          if (!(error instanceof UserError)) this.deps.logger.error('rollout: promotion failed', { module: before.module, ...errorFields(error) });
+          chosen = canaryFailed(before, this.deps.clock.now(), 'CANARY_FAILED',
+            `promotion of ${before.toVersion} failed: ${message}; ${before.fromVersion} keeps serving`);
+          chosenAction = 'rolloutAbort';
+          chosenActor = ROLLOUT_ACTOR;
+        }
+      }
       try {
-        await this.deps.modules.promoteCanary(entry.rollout.module, actor);
+        await this.commit(entry, chosen, before, chosenActor, chosenAction, false);
+        return;
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        if (!(error instanceof UserError)) this.deps.logger.error('rollout: promotion failed', { module: entry.rollout.module, ...errorFields(error) });
-        chosen = canaryFailed(entry.rollout, this.deps.clock.now(), 'CANARY_FAILED',
-          `promotion of ${entry.rollout.toVersion} failed: ${message}; ${entry.rollout.fromVersion} keeps serving`);
-        chosenAction = 'rolloutAbort';
-        actor = ROLLOUT_ACTOR;
+        if (!(error instanceof StaleRollout) || attempt >= MAX_STALE_ATTEMPTS) throw error;
+        this.adopt(entry, error.fresh);
       }
     }
-    const before = entry.rollout;
-    await this.commit(entry, chosen, before, actor, chosenAction, false);
+  }
+
+  /** Memory takes the stored rollout (another node transitioned it; its events arrive through the log). */
+  private adopt(entry: LiveRollout, fresh: Rollout | null): void {
+    if (!fresh) throw new UserError('ROLLOUT_NOT_FOUND', `The rollout of "${entry.rollout.module}" no longer exists`, 'module');
+    entry.rollout = fresh;
+    if (!isActiveRolloutStatus(fresh.status) && this.live.get(fresh.module) === entry) this.live.delete(fresh.module);
+    this.reschedule();
   }
 
   /**
@@ -498,16 +684,32 @@ export class RolloutService {
     const next = decision.rollout;
     const now = next.updatedAt;
     const after: { effects: Promise<void> | null } = { effects: null };
+    const cluster = this.clustered ? this.deps.cluster! : null;
+    let total = (insert ? 0 : entry.total) + decision.events.length;
     await this.uow.run(async () => {
       if (insert) await this.repo.insert(next);
-      else await this.repo.update(next);
+      else {
+        if (cluster) {
+          // One transition at a time across the cluster: the row stays locked until this unit ends.
+          const locked = await this.repo.lockForUpdate(next.id);
+          if (!locked || !before || !sameState(locked, before)) throw new StaleRollout(locked);
+          total = (await this.repo.eventCount(next.id)) + decision.events.length;
+        }
+        await this.repo.update(next);
+      }
       for (const e of decision.events) await this.repo.appendEvent(next.id, e);
       if (decision.events.length > 0) {
         await this.deps.audit.record({
           at: now, actor, action, targetType: 'ROLLOUT', target: next.module, before: before && auditView(before), after: auditView(next),
         });
       }
+      if (cluster) {
+        if (!isActiveRolloutStatus(next.status)) await this.repo.deleteNodeStats(next.id);
+        const changed: RolloutChangedEvent = { rollout: next, events: decision.events, total, reset: decision.effects.some((e) => e.kind === 'RESET_STATS') };
+        cluster.events.append(ROLLOUT_EVENT_TOPIC, changed);
+      }
       this.uow.afterCommit(() => {
+        entry.total = Math.max(entry.total, total);
         after.effects = this.committed(entry, decision, actor);
       });
     });
@@ -594,8 +796,9 @@ export class RolloutService {
       return false;
     }
     if (active !== r.fromVersion) {
-      const decision = canaryFailed(r, now, 'CANARY_FAILED', `after a restart "${r.module}" runs ${active ?? 'no version'}, not ${r.fromVersion}`);
-      await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutRecovery');
+      const reason = `after a restart "${r.module}" runs ${active ?? 'no version'}, not ${r.fromVersion}`;
+      await this.apply(entry, (x, at) => (ROLLOUT_COMMAND_SOURCES.canaryFailed.includes(x.status) ? canaryFailed(x, at, 'CANARY_FAILED', reason) : null),
+        ROLLOUT_ACTOR, 'rolloutRecovery');
       return false;
     }
     const canary: CanaryPlan = { module: r.module, fromVersion: r.fromVersion, toVersion: r.toVersion, modulePath: r.toModulePath };
@@ -613,8 +816,9 @@ export class RolloutService {
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       entry.staging = false;
-      await this.apply(entry, canaryFailed(r, this.deps.clock.now(), 'CANARY_FAILED',
-        `after a restart ${r.toVersion} did not load again: ${message}; ${r.fromVersion} serves everything`), ROLLOUT_ACTOR, 'rolloutRecovery');
+      const reason = `after a restart ${r.toVersion} did not load again: ${message}; ${r.fromVersion} serves everything`;
+      await this.apply(entry, (x, at) => (ROLLOUT_COMMAND_SOURCES.canaryFailed.includes(x.status) ? canaryFailed(x, at, 'CANARY_FAILED', reason) : null),
+        ROLLOUT_ACTOR, 'rolloutRecovery');
       return false;
     } finally {
       entry.staging = false;
@@ -633,8 +837,8 @@ export class RolloutService {
       if (!entry) return;
       void this.serialized(entry, async () => {
         if (!ROLLOUT_COMMAND_SOURCES.breakerOpened.includes(entry.rollout.status)) return;
-        const decision = breakerOpened(entry.rollout, this.deps.clock.now(), state, entry.stats.snapshot());
-        await this.apply(entry, decision, ROLLOUT_ACTOR, 'rolloutAbort');
+        await this.apply(entry, (r, now) => (ROLLOUT_COMMAND_SOURCES.breakerOpened.includes(r.status)
+          ? breakerOpened(r, now, state, entry.stats.snapshot()) : null), ROLLOUT_ACTOR, 'rolloutAbort');
       }).catch((error: unknown) => this.deps.logger.error('rollout: abort on breaker open failed', { module, ...errorFields(error) }));
     });
   }
@@ -646,10 +850,217 @@ export class RolloutService {
       if (!entry) return;
       void this.serialized(entry, async () => {
         if (!ROLLOUT_COMMAND_SOURCES.flagMoved.includes(entry.rollout.status)) return;
-        const decision = flagMoved(entry.rollout, this.deps.clock.now(), percentage ?? 0, actor);
-        if (decision) await this.apply(entry, decision, actor ?? ROLLOUT_ACTOR, 'setFlagPercentage');
+        await this.apply(entry, (r, now) => (ROLLOUT_COMMAND_SOURCES.flagMoved.includes(r.status) ? flagMoved(r, now, percentage ?? 0, actor) : null),
+          actor ?? ROLLOUT_ACTOR, 'setFlagPercentage');
       }).catch((error: unknown) => this.deps.logger.error('rollout: following the flag failed', { module: entry.rollout.module, ...errorFields(error) }));
     });
+  }
+
+  // ---- the cluster ----
+
+  /**
+   * A transition committed on another node: memory takes the rollout, the step's statistics
+   * start over with a new step, and the new history events go to this node's subscribers. The
+   * `total` tells a re-applied event (one committed while this node loaded its state) from a new one.
+   */
+  private async applyRemote(change: RolloutChangedEvent, event: ClusterEvent): Promise<void> {
+    const next = change.rollout;
+    let entry = this.live.get(next.module);
+    if (entry && entry.rollout.id !== next.id) {
+      // A newer rollout of the module (the one in memory has finished elsewhere), or an old event.
+      if (next.seq < entry.rollout.seq) return;
+      this.live.delete(next.module);
+      entry = undefined;
+    }
+    if (!entry) {
+      if (!isActiveRolloutStatus(next.status)) return;
+      // Not known here yet: only if it is still unfinished (an old event re-applied at start must not bring it back).
+      const stored = await this.repo.get(next.id);
+      if (!stored || !isActiveRolloutStatus(stored.status)) return;
+      if (this.live.get(next.module)) return this.applyRemote(change, event);
+      const known = change.total > change.events.length ? (await this.repo.events(next.id)).slice(0, change.total - change.events.length) : [];
+      entry = this.track(next, known.slice(-MAX_REPLAY_EVENTS));
+      entry.total = change.total - change.events.length;
+      entry.stager = event.node;
+    }
+    if (change.total < entry.total) return;
+    const fresh = change.total - entry.total;
+    const added = fresh > 0 ? change.events.slice(Math.max(0, change.events.length - fresh)) : [];
+    entry.rollout = next;
+    entry.total = change.total;
+    entry.retryAt = null;
+    if (change.reset && fresh > 0) {
+      entry.stats.reset();
+      entry.manualCheckAt = null;
+    }
+    if (!isActiveRolloutStatus(next.status)) {
+      if (this.live.get(next.module) === entry) this.live.delete(next.module);
+      const nodeId = this.deps.cluster!.nodeId;
+      void this.repo.deleteNodeStats(next.id, nodeId).catch(() => undefined);
+    }
+    this.reschedule();
+    for (const e of added) {
+      entry.events.push(e);
+      if (entry.events.length > MAX_REPLAY_EVENTS) entry.events.splice(0, entry.events.length - MAX_REPLAY_EVENTS);
+      try {
+        this.deps.publish({ ...e, module: next.module, rollout: next });
+      } catch (error) {
+        this.deps.logger.error('rollout: a rolloutProgress listener failed', errorFields(error));
+      }
+    }
+  }
+
+  /**
+   * This node became the leader: every unfinished rollout goes on from the database, at the same
+   * step with the time that was left (a deadline that passed while nobody led is judged at once).
+   * One whose canary is not loaded here is recovered as after a restart; a TESTING one is left to
+   * the node staging it while that node lives.
+   */
+  private async takeOver(): Promise<void> {
+    if (this.stopped || !this.leading) return;
+    const cluster = this.deps.cluster!;
+    const stored = await this.repo.active();
+    const alive = new Set((await cluster.membership.nodes()).map((n) => n.id));
+    const ids = new Set(stored.map((r) => r.id));
+    for (const [module, entry] of this.live) if (!ids.has(entry.rollout.id)) this.live.delete(module);
+    for (const rollout of stored) {
+      let entry = this.live.get(rollout.module);
+      if (!entry || entry.rollout.id !== rollout.id) {
+        const events = await this.repo.events(rollout.id);
+        entry = this.track(rollout, events.slice(-MAX_REPLAY_EVENTS));
+        entry.total = events.length;
+      }
+      const e = entry;
+      await this.serialized(e, async () => {
+        if (!this.leading || this.live.get(rollout.module) !== e) return;
+        const fresh = await this.repo.get(rollout.id);
+        if (!fresh || !isActiveRolloutStatus(fresh.status)) return;
+        e.rollout = fresh;
+        if (fresh.status === 'TESTING') {
+          if (e.staging || (e.stager !== null && e.stager !== cluster.nodeId && alive.has(e.stager))) return;
+          await this.recover(e);
+          return;
+        }
+        const staged = this.deps.modules.canaryBreakerState(fresh.module) !== null;
+        if (staged && this.deps.modules.activeVersion(fresh.module) === fresh.fromVersion) {
+          // The split at the stored share (the old leader may have died between its write and the flag's move); the step's figures stay.
+          await this.runEffects(e, [{ kind: 'SET_PERCENTAGE', percentage: fresh.percentage }], ROLLOUT_ACTOR);
+          return;
+        }
+        await this.recover(e);
+      });
+    }
+    this.deps.logger.info('rollout scheduler: this node leads; unfinished rollouts resumed', { node: cluster.nodeId, rollouts: stored.length });
+    this.reschedule();
+  }
+
+  /**
+   * A node that does not lead, at start: the canary of a routed rollout is loaded beside the
+   * stable version here too, so this node's calls are split like every other's (a failure is
+   * logged: this node then serves the stable version only; the leader decides the rollout).
+   */
+  private async joinCanary(entry: LiveRollout): Promise<void> {
+    const r = entry.rollout;
+    if (r.status === 'TESTING' || this.deps.modules.canaryBreakerState(r.module) !== null) return;
+    if (this.deps.modules.activeVersion(r.module) !== r.fromVersion) return;
+    entry.staging = true;
+    try {
+      await this.deps.modules.stageCanary(
+        { module: r.module, fromVersion: r.fromVersion, toVersion: r.toVersion, modulePath: r.toModulePath },
+        { actor: ROLLOUT_ACTOR, flag: r.flag, testWith: null, stats: entry.stats },
+      );
+    } catch (error) {
+      this.deps.logger.warn('rollout: the canary could not be loaded on this node; it serves the stable version', { module: r.module, ...errorFields(error) });
+    } finally {
+      entry.staging = false;
+    }
+  }
+
+  /**
+   * The leader, every heartbeat: a TESTING rollout whose staging node has left the cluster
+   * (killed while it loaded or tested the new version) is staged again here, as after a restart.
+   */
+  private async adoptOrphans(): Promise<void> {
+    const cluster = this.deps.cluster!;
+    const waiting = [...this.live.values()].filter((e) => e.rollout.status === 'TESTING' && !e.staging && e.stager !== null && e.stager !== cluster.nodeId);
+    if (waiting.length === 0) return;
+    try {
+      const alive = new Set((await cluster.membership.nodes()).map((n) => n.id));
+      for (const entry of waiting) {
+        if (entry.stager === null || alive.has(entry.stager) || !this.leading) continue;
+        this.deps.logger.warn('rollout: the node staging a new version left the cluster; staging it here', { module: entry.rollout.module, node: entry.stager });
+        entry.stager = cluster.nodeId;
+        void this.serialized(entry, async () => {
+          if (entry.rollout.status === 'TESTING' && this.live.get(entry.rollout.module) === entry) await this.recover(entry);
+        }).catch((error: unknown) => this.deps.logger.error('rollout: staging an orphaned rollout failed', { module: entry.rollout.module, ...errorFields(error) }));
+      }
+    } catch (error) {
+      this.deps.logger.warn('rollout: could not check the staging nodes', errorFields(error));
+    }
+  }
+
+  /** The stats object of a module's unfinished rollout on this node (where its calls are recorded), if any. */
+  canaryStats(module: string): RolloutStats | null {
+    return this.live.get(module)?.stats ?? null;
+  }
+
+  /** Writes this node's figures of every routed rollout's step that changed since the last write (background, every heartbeat). */
+  private writeStats(only?: LiveRollout): Promise<void> {
+    const run = async () => {
+      const cluster = this.deps.cluster!;
+      const entries = only ? [only] : [...this.live.values()];
+      for (const entry of entries) {
+        const r = entry.rollout;
+        if (r.status !== 'RUNNING' && r.status !== 'HOLDING' && r.status !== 'PAUSED') continue;
+        const data = entry.stats.toJSON();
+        const row: NodeStatsRow = { window: r.stepStartedAt, ask: entry.ask, ...data };
+        const signature = `${r.id}|${r.stepIndex}|${r.stepStartedAt}|${entry.ask}|${data.stable.calls}|${data.canary.calls}|${data.stable.failures}|${data.canary.failures}`;
+        if (signature === entry.written) continue;
+        try {
+          await this.repo.writeNodeStats(r.id, r.stepIndex, cluster.nodeId, row, this.deps.clock.now());
+          entry.written = signature;
+        } catch (error) {
+          this.deps.logger.warn('rollout: could not write this node\'s statistics', { module: r.module, ...errorFields(error) });
+        }
+      }
+    };
+    // One write at a time, in order.
+    this.statsWrite = this.statsWrite.then(run).catch(() => undefined);
+    return this.statsWrite;
+  }
+
+  /** The leader is about to judge a step: this node writes its figures of it now. */
+  private async answerAsk(ask: RolloutStatsAsk): Promise<void> {
+    const entry = [...this.live.values()].find((e) => e.rollout.id === ask.rolloutId);
+    if (!entry) return;
+    entry.ask = ask.ask;
+    await this.writeStats(entry);
+  }
+
+  /**
+   * The step's figures of the whole cluster: this node's (memory) plus every other live node's
+   * row. The other nodes are asked to write theirs first; the leader waits for their answers at
+   * most two heartbeats (MAX_STATS_WAIT_MS at most), then judges with the rows it has.
+   */
+  private async clusterStats(entry: LiveRollout): Promise<RolloutStatsSnapshot> {
+    const cluster = this.deps.cluster!;
+    const r = entry.rollout;
+    const others = (await cluster.membership.nodes()).map((n) => n.id).filter((id) => id !== cluster.nodeId);
+    if (others.length === 0) return entry.stats.snapshot();
+    const ask = randomUUID();
+    await this.uow.run(async () => {
+      cluster.events.append(ROLLOUT_STATS_TOPIC, { rolloutId: r.id, stepIndex: r.stepIndex, ask } satisfies RolloutStatsAsk);
+    });
+    const deadline = Date.now() + Math.min(2 * cluster.heartbeatMs, MAX_STATS_WAIT_MS);
+    let rows: Array<{ node: string; stats: NodeStatsRow }> = [];
+    for (;;) {
+      rows = (await this.repo.nodeStats(r.id, r.stepIndex, others)).map((x) => ({ node: x.node, stats: x.stats as NodeStatsRow }));
+      const answered = new Set(rows.filter((x) => x.stats.ask === ask).map((x) => x.node));
+      if (others.every((id) => answered.has(id)) || Date.now() >= deadline || this.stopped) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const sameStep = rows.filter((x) => x.stats.window === r.stepStartedAt).map((x) => x.stats);
+    return RolloutStats.sum(entry.stats, sameStep).snapshot();
   }
 
   /**
@@ -658,7 +1069,7 @@ export class RolloutService {
    */
   private tick(): void {
     this.timer = null;
-    if (this.stopped) return;
+    if (this.stopped || !this.leading) return;
     const now = this.deps.clock.now();
     for (const entry of this.live.values()) {
       const due = this.dueAt(entry);
@@ -679,15 +1090,18 @@ export class RolloutService {
   private async judgeNow(entry: LiveRollout): Promise<void> {
     entry.judging = false;
     if (!ROLLOUT_COMMAND_SOURCES.judge.includes(entry.rollout.status)) return;
-    const now = this.deps.clock.now();
-    const stats = entry.stats.snapshot();
+    const { id, stepIndex, stepStartedAt } = entry.rollout;
+    // In a cluster the gates judge every node's calls of the step.
+    const stats = this.clustered ? await this.clusterStats(entry) : entry.stats.snapshot();
     const canaryBreaker = await this.deps.modules.canaryBreakerState(entry.rollout.module);
-    const decision = judge(entry.rollout, { stats, canaryBreaker }, now);
-    if (decision === null) return;
-    const action = decision.rollout.status === 'ABORTED' ? 'rolloutAbort'
+    await this.apply(entry, (r, now) => {
+      if (!ROLLOUT_COMMAND_SOURCES.judge.includes(r.status)) return null;
+      // The step changed while the figures were gathered (another node's command): judged at its own time.
+      if (r.id !== id || r.stepIndex !== stepIndex || r.stepStartedAt !== stepStartedAt) return null;
+      return judge(r, { stats, canaryBreaker }, now);
+    }, ROLLOUT_ACTOR, (decision) => (decision.rollout.status === 'ABORTED' ? 'rolloutAbort'
       : decision.rollout.status === 'PROMOTED' ? 'rolloutPromote'
-        : decision.rollout.status === 'HOLDING' ? 'rolloutHold' : 'rolloutStep';
-    await this.apply(entry, decision, ROLLOUT_ACTOR, action);
+        : decision.rollout.status === 'HOLDING' ? 'rolloutHold' : 'rolloutStep'));
   }
 
   private dueAt(entry: LiveRollout): number | null {
@@ -703,7 +1117,8 @@ export class RolloutService {
   private reschedule(): void {
     this.timer?.cancel();
     this.timer = null;
-    if (this.stopped) return;
+    // Only the leader steps rollouts (one scheduler in a cluster).
+    if (this.stopped || !this.leading) return;
     let next: number | null = null;
     for (const entry of this.live.values()) {
       const due = this.dueAt(entry);
@@ -713,6 +1128,13 @@ export class RolloutService {
     const delay = Math.min(Math.max(0, next - this.deps.clock.now()), MAX_TIMER_MS);
     this.timer = this.deps.clock.setTimer(delay, () => this.tick());
   }
+}
+
+/** The mutable columns agree: nobody transitioned the rollout since `b` was read. */
+function sameState(a: Rollout, b: Rollout): boolean {
+  return a.status === b.status && a.stepIndex === b.stepIndex && a.percentage === b.percentage && a.updatedAt === b.updatedAt
+    && a.nextStepAt === b.nextStepAt && a.remainingMs === b.remainingMs && a.awaitingPromotion === b.awaitingPromotion
+    && a.stepStartedAt === b.stepStartedAt && a.finishedAt === b.finishedAt && a.testRunId === b.testRunId;
 }
 
 function flagInUse(flag: string, owner: string | null): UserError {

@@ -72,6 +72,23 @@ export class VersionStatsWindow {
     return this.maxMs;
   }
 
+  /** The window as plain data (sparse buckets), for another node to add up (rollout_node_stats). */
+  toJSON(): VersionStatsData {
+    const buckets: Array<[number, number]> = [];
+    for (let i = 0; i < BUCKET_COUNT; i++) if (this.buckets[i]! > 0) buckets.push([i, this.buckets[i]!]);
+    return { calls: this.calls, failures: this.failures, minMs: this.calls === 0 ? null : this.minMs, maxMs: this.calls === 0 ? null : this.maxMs, buckets };
+  }
+
+  /** Adds another window's figures (another node's, from `toJSON`) to this one. */
+  add(data: VersionStatsData): void {
+    if (!data || !(data.calls > 0)) return;
+    this.calls += data.calls;
+    this.failures += data.failures;
+    for (const [i, n] of data.buckets) if (i >= 0 && i < BUCKET_COUNT) this.buckets[i]! += n;
+    if (data.minMs !== null && data.minMs < this.minMs) this.minMs = data.minMs;
+    if (data.maxMs !== null && data.maxMs > this.maxMs) this.maxMs = data.maxMs;
+  }
+
   snapshot(): VersionStats {
     return {
       calls: this.calls,
@@ -81,6 +98,21 @@ export class VersionStatsWindow {
       p99Ms: this.quantile(0.99),
     };
   }
+}
+
+/** One version's window as plain data: what a node writes to rollout_node_stats. */
+export interface VersionStatsData {
+  calls: number;
+  failures: number;
+  minMs: number | null;
+  maxMs: number | null;
+  /** [bucket index, count] for the non-empty buckets. */
+  buckets: Array<[number, number]>;
+}
+
+export interface RolloutStatsData {
+  stable: VersionStatsData;
+  canary: VersionStatsData;
 }
 
 /** Both versions of one rollout. The modules domain records into it; the rollout service reads and resets it. */
@@ -95,5 +127,21 @@ export class RolloutStats {
 
   snapshot(): RolloutStatsSnapshot {
     return { stable: this.stable.snapshot(), canary: this.canary.snapshot() };
+  }
+
+  toJSON(): RolloutStatsData {
+    return { stable: this.stable.toJSON(), canary: this.canary.toJSON() };
+  }
+
+  /** A copy with other nodes' figures added (the cluster's step, for the gates). */
+  static sum(own: RolloutStats, others: readonly RolloutStatsData[]): RolloutStats {
+    const total = new RolloutStats();
+    total.stable.add(own.stable.toJSON());
+    total.canary.add(own.canary.toJSON());
+    for (const other of others) {
+      total.stable.add(other.stable);
+      total.canary.add(other.canary);
+    }
+    return total;
   }
 }

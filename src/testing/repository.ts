@@ -21,6 +21,8 @@ export interface TestRunRecord {
   timedOut: number;
   skipped: number;
   results: TestCaseResult[];
+  /** The node that runs (or ran) it; null for runs written before clusters. */
+  node: string | null;
 }
 
 interface RunRow {
@@ -40,6 +42,7 @@ interface RunRow {
   failed: number;
   timed_out: number;
   skipped: number;
+  node: string | null;
 }
 
 interface ResultRow {
@@ -67,7 +70,7 @@ function isUniqueViolation(error: unknown): boolean {
   return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-export type NewTestRun = Omit<TestRunRecord, 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results'>;
+export type NewTestRun = Omit<TestRunRecord, 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results' | 'node'> & { node?: string | null };
 
 export class TestRunRepository {
   constructor(private readonly uow: UnitOfWork) {}
@@ -114,6 +117,7 @@ export class TestRunRepository {
           failed: 0,
           timed_out: 0,
           skipped: 0,
+          node: run.node ?? null,
         })
         .execute();
     } catch (error) {
@@ -158,13 +162,17 @@ export class TestRunRepository {
       .execute();
   }
 
-  /** Marks runs a crash left RUNNING; returns how many. */
-  async interruptUnfinished(now: number): Promise<number> {
-    const result = await this.uow.db
+  /**
+   * Marks runs a crash left RUNNING; returns how many. `node` given: only that node's runs
+   * (other nodes sharing the database may be running theirs); null: every RUNNING run.
+   */
+  async interruptUnfinished(now: number, node: string | null = null): Promise<number> {
+    let query = this.uow.db
       .updateTable('test_runs')
       .set({ status: 'INTERRUPTED', finished_at: now })
-      .where('status', '=', 'RUNNING')
-      .executeTakeFirst();
+      .where('status', '=', 'RUNNING');
+    if (node !== null) query = query.where('node', '=', node);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
 
@@ -208,6 +216,7 @@ export class TestRunRepository {
       failed: row.failed,
       timedOut: row.timed_out,
       skipped: row.skipped,
+      node: row.node,
       results: results.map((r) => ({
         name: r.name,
         required: r.required === 1,

@@ -3,7 +3,10 @@
  * that `swapModule(testWith:)` passes through.
  *
  * - A run is stored when it starts (RUNNING), each result as it finishes, and its summary at
- *   the end. Runs that a crash left RUNNING are marked INTERRUPTED at the next start.
+ *   the end. Runs that a crash left RUNNING are marked INTERRUPTED at the next start (in a
+ *   cluster, a node marks only its own: each run records the node running it, and the others'
+ *   may be running now). Runs run where they were asked for; every node reads their results
+ *   from the shared tables; a run is cancelled on its node.
  * - Progress: each event is stored, then published on the bus's `testProgress` topic after its
  *   write commits. While a run is in memory its events are also kept in order; a subscriber
  *   first gets the events so far, then the live ones from the bus (bounded queue, SLOW_CONSUMER
@@ -28,7 +31,7 @@ import type { ModuleRecord, ModuleService } from '../modules/service.js';
 import { validateName } from '../validation.js';
 import { RUN_STATUSES, runTestRun, summarizeResults, type RunStatus, type TestRunEvent, type TestRunOutcome } from './engine.js';
 import type { TestProgressEvent } from './events.js';
-import { TestRunRepository, TestRunSeqTakenError, type TestRunRecord } from './repository.js';
+import { TestRunRepository, TestRunSeqTakenError, type NewTestRun, type TestRunRecord } from './repository.js';
 
 interface LiveRun {
   events: TestProgressEvent[];
@@ -46,6 +49,8 @@ interface TestRunServiceDeps {
   clock: Clock;
   logger: Logger;
   modules: ModuleService;
+  /** This node (its id goes on each run it starts) and whether others share the database. */
+  node?: { id: string; clustered: boolean };
 }
 
 export const MAX_TEST_RUNS_PAGE = 200;
@@ -62,8 +67,14 @@ export class TestRunService {
     this.repo = new TestRunRepository(deps.uow);
   }
 
+  /**
+   * Marks the runs this node's last stop left RUNNING as INTERRUPTED: on SQLite every RUNNING
+   * run (one node; older runs have no node), in a cluster only this node's (the others' may be
+   * running now).
+   */
   async start(): Promise<{ interrupted: number }> {
-    const interrupted = await this.repo.interruptUnfinished(this.deps.clock.now());
+    const node = this.deps.node;
+    const interrupted = await this.repo.interruptUnfinished(this.deps.clock.now(), node?.clustered ? node.id : null);
     await this.deps.modules.setTestGate(async (actor, moduleName, target, moduleType) => {
       const record = (await this.deps.modules.get(moduleName))!;
       const { run, done } = await this.launch(actor, 'swapModule', record, target, moduleType);
@@ -136,6 +147,10 @@ export class TestRunService {
     if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(id)} does not exist`, 'id');
     // It finished while it was read: its final row is stored by now.
     if (live?.finished) record = (await this.repo.get(id)) ?? record;
+    if (!live && record.status === 'RUNNING' && record.node !== null && record.node !== (this.deps.node?.id ?? null)) {
+      // Each node runs its own runs (and their staged instances): the one running it cancels it.
+      throw new UserError('INVALID_ARGUMENT', `Test run ${quoteValue(id)} runs on node ${quoteValue(record.node)}; cancel it there`, 'id');
+    }
     if (!live || live.finished || record.status !== 'RUNNING') {
       throw new UserError('INVALID_ARGUMENT', `Test run ${quoteValue(id)} is ${record.status}; only a RUNNING run can be cancelled`, 'id');
     }
@@ -176,6 +191,7 @@ export class TestRunService {
     const id = randomUUID();
     const base = {
       id, moduleName: module.name, moduleVersion: target.version, modulePath: target.modulePath, moduleType, trigger, actor, startedAt: now,
+      node: this.deps.node?.id ?? null,
     };
     let settle!: (outcome: Promise<TestRunOutcome | null>) => void;
     const done = new Promise<TestRunOutcome | null>((resolve) => {
@@ -206,7 +222,7 @@ export class TestRunService {
    * number two runs alike at once: the one that loses takes the next number (each attempt in a
    * savepoint, so the failed insert does not abort the unit).
    */
-  private async createRow(run: Omit<TestRunRecord, 'seq' | 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results'>): Promise<void> {
+  private async createRow(run: Omit<NewTestRun, 'seq'>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.uow.run(async () => {
