@@ -151,6 +151,36 @@ describe.skipIf(!postgresAvailable())('a cluster of three nodes on PostgreSQL', 
     dispose();
   });
 
+  it('a module registered, loaded and swapped on node A is serving the new version on all three', async () => {
+    const register = `mutation($name: String!, $path: String!, $v: String!, $deps: [String!]) {
+      registerModule(name: $name, modulePath: $path, version: $v, dependencies: $deps) { errors { code message } } }`;
+    const load = `mutation($name: String!) { loadModule(name: $name) { errors { code message } } }`;
+    const invoke = `mutation { invokeModule(name: "cluster_predictor", method: "predict", args: { prices: [1, 2, 3] }) { servedBy result errors { code message } } }`;
+    const nodesOf = `{ module(name: "cluster_predictor") { version nodes { node state version } } }`;
+    const ok = (payload: Record<string, { errors: unknown[] }>) => expect(Object.values(payload)[0]!.errors).toEqual([]);
+    // The predictor calls its dependency by the name it was registered with: feature_extractor.
+    const features = await a.data<{ registerModule: { errors: Array<{ code: string }> } }>(register, { name: 'feature_extractor', path: 'feature_extractor.js', v: '1.0.0', deps: [] });
+    expect(features.registerModule.errors.filter((e) => e.code !== 'MODULE_ALREADY_EXISTS')).toEqual([]);
+    ok(await a.data(register, { name: 'cluster_predictor', path: 'ml/neural_predictor.js', v: '1.0.0', deps: ['feature_extractor'] }));
+    ok(await a.data(load, { name: 'cluster_predictor' }));
+    type Nodes = { module: { version: string; nodes: Array<{ node: string; state: string; version: string | null }> } };
+    await eventually(async () => {
+      const { module } = await b.data<Nodes>(nodesOf);
+      return module.nodes.length === 3 && module.nodes.every((n) => n.state === 'ACTIVE' && n.version === '1.0.0');
+    }, 'three nodes ACTIVE at 1.0.0');
+    ok(await a.data(`mutation { swapModule(name: "cluster_predictor", newVersionPath: "ml/neural_predictor_v2.js", newVersion: "2.0.0") { errors { code message } } }`));
+    await eventually(async () => {
+      const { module } = await c.data<Nodes>(nodesOf);
+      return module.nodes.length === 3 && module.nodes.every((n) => n.state === 'ACTIVE' && n.version === '2.0.0');
+    }, 'three nodes ACTIVE at 2.0.0');
+    // Each node's own worker answers with the new version.
+    for (const node of [a, b, c]) {
+      const { invokeModule } = await node.data<{ invokeModule: { servedBy: string; errors: unknown[] } }>(invoke);
+      expect(invokeModule.errors).toEqual([]);
+      expect(invokeModule.servedBy).toBe('2.0.0');
+    }
+  });
+
   it('kill -9 of a node under write load loses no acknowledged write', async () => {
     const victim = await startNode(db.url, 'node-d');
     nodes.push(victim);
