@@ -125,7 +125,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         maxRestarts: config.modules.maxRestarts,
         metrics: config.metrics,
       });
-      const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules, node: { id: cluster.nodeId, clustered: cluster.clustered } });
+      const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules, node: { id: cluster.nodeId, clustered: cluster.clustered }, events: cluster.events });
       const { interrupted } = await testing.start();
       if (interrupted > 0) logger.warn('test runs left unfinished by the last stop were marked INTERRUPTED', { interrupted });
       const recovery = await modules.start();

@@ -20,6 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditRepository } from '../audit/repository.js';
 import type { Clock } from '../clock.js';
+import type { ClusterEvents } from '../cluster/event-log.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import { quoteValue, UserError } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -51,7 +52,12 @@ interface TestRunServiceDeps {
   modules: ModuleService;
   /** This node (its id goes on each run it starts) and whether others share the database. */
   node?: { id: string; clustered: boolean };
+  /** The cluster's event log: a run's progress reaches `testProgress` subscribers on every node. */
+  events?: ClusterEvents;
 }
+
+/** The cluster event topic of test progress; its payload is the TestProgressEvent. */
+export const TEST_PROGRESS_TOPIC = 'test.progress';
 
 export const MAX_TEST_RUNS_PAGE = 200;
 /** Attempts at a run's seq when runs of other nodes sharing the database take it first. */
@@ -65,6 +71,8 @@ export class TestRunService {
   constructor(private readonly deps: TestRunServiceDeps) {
     this.uow = deps.uow;
     this.repo = new TestRunRepository(deps.uow);
+    // Another node's run: its subscribers here hear it as it goes (progress() follows them).
+    deps.events?.on(TEST_PROGRESS_TOPIC, (payload) => deps.bus.publish('testProgress', payload as TestProgressEvent));
   }
 
   /**
@@ -119,9 +127,25 @@ export class TestRunService {
   async progress(runId: string): Promise<AsyncIterableIterator<TestProgressEvent>> {
     const live = this.live.get(runId);
     if (live) return this.follow(live, runId);
-    const record = await this.repo.get(runId);
-    if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
-    return replay(record);
+    if (!this.deps.node?.clustered) {
+      const record = await this.repo.get(runId);
+      if (!record) throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
+      return replay(record);
+    }
+    // Maybe running on another node: listen before reading, so nothing falls between the two.
+    const feed = this.deps.bus.subscribe('testProgress', (event) => event.runId === runId);
+    let record: TestRunRecord | null;
+    try {
+      record = await this.repo.get(runId);
+    } catch (error) {
+      void feed.return?.();
+      throw error;
+    }
+    if (!record) {
+      void feed.return?.();
+      throw new UserError('TEST_RUN_NOT_FOUND', `Test run ${quoteValue(runId)} does not exist`, 'runId');
+    }
+    return followRemote(record, feed);
   }
 
   // ---- mutations ----
@@ -268,13 +292,17 @@ export class TestRunService {
       if (event.type === 'RUN_FINISHED') finishReported = true;
       const at = event.type === 'TEST_FINISHED' ? position++ : -1;
       writes = writes.then(async () => {
-        if (event.type === 'TEST_STARTED') {
+        if (event.type === 'TEST_STARTED' && !this.deps.node?.clustered) {
           publish(); // nothing to store
           return;
         }
         try {
           await this.uow.run(async () => {
-            if (event.type === 'RUN_STARTED') await this.repo.setTotal(id, event.total);
+            // In a cluster every event goes to the other nodes' subscribers too (TEST_STARTED only that).
+            this.deps.events?.append(TEST_PROGRESS_TOPIC, progress);
+            if (event.type === 'TEST_STARTED') {
+              // nothing to store
+            } else if (event.type === 'RUN_STARTED') await this.repo.setTotal(id, event.total);
             else if (event.type === 'TEST_FINISHED') await this.repo.addResult(id, at, event.result);
             else await this.repo.finish(id, event.status, event.at, event.summary);
             this.uow.afterCommit(publish);
@@ -353,6 +381,35 @@ export class TestRunService {
 }
 
 /** The events of a stored run, as they were sent. */
+/**
+ * A run that is not live on this node: what is stored, then, while it is RUNNING (on another
+ * node), the events that node sends through the cluster log, from the first one the stored
+ * record does not hold, until RUN_FINISHED. A run whose node died stays RUNNING, and so does
+ * its feed, until the client leaves.
+ */
+async function* followRemote(
+  record: TestRunRecord,
+  feed: AsyncIterableIterator<TestProgressEvent>,
+): AsyncGenerator<TestProgressEvent, void, undefined> {
+  try {
+    yield* replay(record);
+    if (record.status !== 'RUNNING') return;
+    const stored = record.results.length;
+    for (;;) {
+      const next = await feed.next();
+      if (next.done) return;
+      const event = next.value;
+      // Already in the replay: the start and every test whose result was stored.
+      if (event.type === 'RUN_STARTED') continue;
+      if ((event.type === 'TEST_STARTED' || event.type === 'TEST_FINISHED') && event.index < stored) continue;
+      yield event;
+      if (event.type === 'RUN_FINISHED') return;
+    }
+  } finally {
+    await feed.return?.();
+  }
+}
+
 async function* replay(record: TestRunRecord): AsyncGenerator<TestProgressEvent, void, undefined> {
   const events: TestProgressEvent[] = [];
   const runId = record.id;

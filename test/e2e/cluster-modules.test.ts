@@ -224,6 +224,33 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
     expect(((await n2.services.modules.invoke('canaried', 'get', null)).result as { count: number }).count).toBe(7);
   });
 
+  it('a run on n1 streams its progress live to a follower on n3 (stored part, then the rest), ending with RUN_FINISHED', async () => {
+    await n1.services.modules.register('admin', { name: 'streamed', modulePath: 'counter.js', version: 's1', moduleType: 'GENERIC' });
+    await eventually(async () => n3.services.modules.get('streamed') !== null, 'streamed registered on n3');
+    const startedOnN3: string[] = [];
+    const off = n3.services.bus.on('testProgress', (event) => {
+      if (event.type === 'RUN_STARTED') startedOnN3.push(event.runId);
+    });
+    const run = await n1.services.testing.testModule('admin', 'streamed', 'GENERIC');
+    const onN1: string[] = [];
+    const onN3: string[] = [];
+    const follow = async (app: App, into: string[]) => {
+      for await (const event of await app.services.testing.progress(run.id)) {
+        into.push(event.type === 'TEST_STARTED' || event.type === 'TEST_FINISHED' ? `${event.type}:${event.index}` : event.type);
+      }
+    };
+    await Promise.all([follow(n1, onN1), follow(n3, onN3)]);
+    off();
+    expect(onN3.at(-1)).toBe('RUN_FINISHED');
+    // Every finished test once, in order, and the same ones n1 streamed.
+    const finished = (list: string[]) => list.filter((e) => e.startsWith('TEST_FINISHED'));
+    expect(finished(onN3)).toEqual(finished(onN1));
+    expect(finished(onN3).length).toBeGreaterThan(0);
+    expect(new Set(onN3).size).toBe(onN3.length);
+    // The testRunStarted feed on n3 heard the run n1 started.
+    await eventually(async () => startedOnN3.includes(run.id), 'RUN_STARTED on n3');
+  });
+
   it('a test run records its node, its results are read on every node, and a restarting node interrupts only its own runs', async () => {
     await n1.services.modules.register('admin', { name: 'tested', modulePath: 'counter.js', version: 't1', moduleType: 'GENERIC' });
     await eventually(async () => n2.services.modules.get('tested') !== null, 'tested registered on n2');
