@@ -410,9 +410,26 @@ export class RolloutService {
     }
   }
 
-  /** The current step's figures of a module's unfinished rollout. */
+  /** The current step's figures of a module's unfinished rollout, on this node. */
   stats(module: string): RolloutStatsSnapshot | null {
     return this.live.get(module)?.stats.snapshot() ?? null;
+  }
+
+  /**
+   * The current step's figures of the whole cluster as last written: this node's memory plus
+   * every other live node's latest row (written every heartbeat), without asking for fresher
+   * ones as a judgement does. On SQLite, this node's.
+   */
+  async clusterStatsNow(module: string): Promise<RolloutStatsSnapshot | null> {
+    const entry = this.live.get(module);
+    if (!entry) return null;
+    if (!this.clustered) return entry.stats.snapshot();
+    const cluster = this.deps.cluster!;
+    const r = entry.rollout;
+    const others = (await cluster.membership.nodes()).map((n) => n.id).filter((id) => id !== cluster.nodeId);
+    if (others.length === 0) return entry.stats.snapshot();
+    const rows = (await this.repo.nodeStats(r.id, r.stepIndex, others)).map((x) => x.stats as NodeStatsRow);
+    return RolloutStats.sum(entry.stats, rows.filter((x) => x.window === r.stepStartedAt)).snapshot();
   }
 
   /**

@@ -242,6 +242,13 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
     for (let i = 0; i < 20; i++) mine.canary.record(2, false);
     for (let i = 0; i < 20; i++) theirs.canary.record(2, i < 15);
     expect(leader.services.rollouts.stats('quotes')!.canary).toMatchObject({ calls: 20, failures: 0 });
+    // rollout { canary } shows the whole cluster's step as last reported (every heartbeat).
+    await eventually(async () => {
+      const answer = await gql<{ rollout: { canary: { calls: number; failures: number } | null } | null }>(
+        leader, 'query($m: String!) { rollout(module: $m) { canary { calls failures } } }', { m: 'quotes' },
+      );
+      return answer.rollout?.canary?.calls === 40 && answer.rollout.canary.failures === 15;
+    }, 'the summed canary figures on the leader');
     await toNextStep(leader, 'quotes');
     const aborted = await eventually(async () => {
       const r = await rolloutOn(leader, 'quotes');
