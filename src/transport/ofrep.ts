@@ -6,6 +6,9 @@
  * service from memory, the engine behind GraphQL's `evaluateFlag`. The mapping is
  * src/flags/ofrep.ts.
  *
+ * A browser page on an origin HELIOS_ALLOWED_ORIGINS lets in gets CORS answers (a preflight
+ * `OPTIONS` 204 and `Access-Control-Allow-Origin` on every answer, `ETag` exposed).
+ *
  * Bulk answers carry a strong ETag: a digest of the flag definitions (their revision, read
  * from content, so it needs no listener and survives restarts), of the request's context and
  * of the answer itself. `If-None-Match` with it gives 304 only when the client holds exactly
@@ -48,11 +51,34 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       sendJson(res, 404, { errorDetails: `No OFREP endpoint at ${path}` });
       return;
     }
-    if (req.method !== 'POST') {
-      sendJson(res, 405, { errorDetails: 'OFREP evaluations are POST requests' }, { allow: 'POST' });
+    const origin = checkRequestOrigin(req.headers, deps.origins);
+    // CORS for browser SDKs (OpenFeature's web OFREP provider) on an origin HELIOS_ALLOWED_ORIGINS
+    // lets in: every answer names it, and the bulk ETag is readable by the page.
+    const corsOrigin = origin.ok ? req.headers.origin : undefined;
+    if (corsOrigin !== undefined) {
+      res.setHeader('access-control-allow-origin', corsOrigin);
+      res.setHeader('access-control-expose-headers', 'ETag');
+      res.setHeader('vary', 'Origin');
+    }
+    if (req.method === 'OPTIONS') {
+      // A preflight: same origin rule as the request itself; no token is needed to ask.
+      if (!origin.ok) {
+        sendJson(res, 403, { errorDetails: origin.message });
+        return;
+      }
+      res.writeHead(204, {
+        allow: 'POST, OPTIONS',
+        'access-control-allow-methods': 'POST',
+        'access-control-allow-headers': 'authorization, content-type, if-none-match',
+        'access-control-max-age': '600',
+      });
+      res.end();
       return;
     }
-    const origin = checkRequestOrigin(req.headers, deps.origins);
+    if (req.method !== 'POST') {
+      sendJson(res, 405, { errorDetails: 'OFREP evaluations are POST requests' }, { allow: 'POST, OPTIONS' });
+      return;
+    }
     if (!origin.ok) {
       sendJson(res, 403, { errorDetails: origin.message });
       return;

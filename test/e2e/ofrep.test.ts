@@ -114,6 +114,33 @@ describe('OFREP single flag evaluation', () => {
     expect(big.body).toEqual(small.body);
   });
 
+  it('answers CORS for a browser page on an allowed origin (preflight, then the evaluation), and refuses other origins', async () => {
+    const h = await pool.start({ env: { HELIOS_ALLOWED_ORIGINS: 'https://app.example' } });
+    const url = `${baseOf(h)}/ofrep/v1/evaluate/flags`;
+    const preflight = await fetch(`${url}/hot_reload_modules`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(preflight.headers.get('access-control-allow-methods')).toBe('POST');
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+    const single = await ofrep(h, '/hot_reload_modules', { context: { targetingKey: 'u1' } }, { ...ADMIN, origin: 'https://app.example' });
+    expect(single.status).toBe(200);
+    expect(single.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    const bulk = await ofrep(h, '', { context: { targetingKey: 'u1' } }, { ...ADMIN, origin: 'https://app.example' });
+    expect(bulk.headers.get('access-control-expose-headers')).toBe('ETag');
+    expect(bulk.headers.get('etag')).toBeTruthy();
+    const evil = await fetch(`${url}/hot_reload_modules`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
+    expect(evil.status).toBe(403);
+    expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+    // Without an Origin (a server SDK), no CORS headers at all.
+    expect((await ofrep(h, '/hot_reload_modules', {})).headers.get('access-control-allow-origin')).toBeNull();
+  });
+
   it('uses the tokens, origin check and body limit of GraphQL', async () => {
     const h = await pool.start({ env: { HELIOS_MAX_BODY_BYTES: '2048' } });
     expect(await ofrep(h, '/hot_reload_modules', {}, { authorization: 'Bearer not-a-token' })).toMatchObject({
@@ -129,7 +156,7 @@ describe('OFREP single flag evaluation', () => {
     expect(big.status).toBe(413);
     const get = await fetch(`${baseOf(h)}/ofrep/v1/evaluate/flags/hot_reload_modules`, { headers: ADMIN });
     expect(get.status).toBe(405);
-    expect(get.headers.get('allow')).toBe('POST');
+    expect(get.headers.get('allow')).toBe('POST, OPTIONS');
     expect((await fetch(`${baseOf(h)}/ofrep/v2/other`, { method: 'POST', headers: ADMIN })).status).toBe(404);
 
     const closed = await pool.start({ env: { HELIOS_ANONYMOUS: 'none' } });
