@@ -38,12 +38,6 @@ const toRecord = (row: TokenRow): ApiTokenRecord => ({
 
 const toStored = (row: TokenRow): StoredToken => ({ record: toRecord(row), tokenHash: row.token_hash });
 
-/** A primary-key or unique violation, on either dialect (two creates of one name racing on PostgreSQL). */
-export function isUniqueViolation(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const code = String((error as { code?: unknown }).code);
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
 
 export class ApiTokenRepository {
   constructor(private readonly uow: UnitOfWork) {}

@@ -42,9 +42,10 @@ import { EventBus } from '../events.js';
 import { errorFields, type Logger } from '../logger.js';
 import { validateName } from '../validation.js';
 import { ANONYMOUS_ACTOR, parseAuthorization, type Authentication, type AuthenticatedToken } from './authorization.js';
-import { ApiTokenRepository, isUniqueViolation, type ApiTokenRecord, type StoredToken } from './repository.js';
+import { ApiTokenRepository, type ApiTokenRecord, type StoredToken } from './repository.js';
 import { isRole, type Role } from './roles.js';
 import { generateToken, hashToken, isGeneratedTokenShape, sameHash } from './token-secret.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 export type { ApiTokenRecord } from './repository.js';
 

@@ -2,6 +2,7 @@
 import type { Dialect } from '../db/database.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { FlagDefinition, RolloutStrategy, WhitelistEntry } from './engine.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 interface FlagRow {
   name: string;
@@ -33,12 +34,6 @@ export class FlagRowExistsError extends Error {
   }
 }
 
-/** A primary-key or unique violation, as better-sqlite3 and pg report it. */
-export function isUniqueViolation(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
 
 /** Whitelist rows per INSERT statement (four parameters each). */
 const WHITELIST_BATCH = 500;

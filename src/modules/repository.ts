@@ -3,6 +3,7 @@ import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from './contract.js';
 import type { ModuleIsolation } from './runtime/index.js';
 import type { DesiredModuleState, ModuleState } from './states.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 export interface ModuleRecord {
   name: string;
@@ -50,11 +51,6 @@ export class ModuleRowExistsError extends Error {
   }
 }
 
-/** A unique or primary-key violation, on SQLite or PostgreSQL. */
-function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
 
 const toRecord = (row: ModuleRow, dependencies: string[]): ModuleRecord => ({
   name: row.name,

@@ -9,6 +9,7 @@ import {
   type RolloutHistoryEvent,
   type RolloutStatus,
 } from './events.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 interface RolloutRow {
   id: string;
@@ -57,8 +58,8 @@ export type RolloutConflict = 'id' | 'seq' | 'module' | 'flag';
  * PostgreSQL the constraint (`rollouts_active_module`, `rollouts_seq_key`, `rollouts_pkey`).
  */
 export function rolloutConflictOf(error: unknown): RolloutConflict | null {
-  if (typeof error !== 'object' || error === null) return null;
-  const { code, constraint, message } = error as { code?: unknown; constraint?: unknown; message?: unknown };
+  if (!isUniqueViolation(error)) return null;
+  const { code, constraint, message } = error as { code: string; constraint?: unknown; message?: unknown };
   if (code === '23505' && typeof constraint === 'string') {
     if (constraint === 'rollouts_active_module') return 'module';
     if (constraint === 'rollouts_active_flag') return 'flag';
@@ -66,7 +67,7 @@ export function rolloutConflictOf(error: unknown): RolloutConflict | null {
     if (constraint === 'rollouts_pkey') return 'id';
     return null;
   }
-  if ((code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') && typeof message === 'string') {
+  if (code !== '23505' && typeof message === 'string') {
     const column = /constraint failed: rollouts\.(\w+)/.exec(message)?.[1];
     return column === 'module' || column === 'flag' || column === 'seq' || column === 'id' ? column : null;
   }

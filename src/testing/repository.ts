@@ -2,6 +2,7 @@
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { RunStatus, TestCaseResult, TestRunSummary, TestSource, TestStatus } from './engine.js';
+import { isUniqueViolation } from '../db/errors.js';
 
 export interface TestRunRecord {
   id: string;
@@ -64,11 +65,6 @@ export class TestRunSeqTakenError extends Error {
   }
 }
 
-/** A unique or primary-key violation, on SQLite or PostgreSQL. */
-function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
 
 export type NewTestRun = Omit<TestRunRecord, 'status' | 'finishedAt' | 'total' | 'passed' | 'failed' | 'timedOut' | 'skipped' | 'results' | 'node'> & { node?: string | null };
 
