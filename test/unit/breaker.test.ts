@@ -2,13 +2,9 @@ import { afterEach, describe, expect, it, it as vitestIt } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
 import { BreakerService } from '../../src/breakers/service.js';
 import { ManualClock, type Clock } from '../../src/clock.js';
-import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
-import { UnitOfWork } from '../../src/db/unit-of-work.js';
 import { EventBus } from '../../src/events.js';
 import { createLogger } from '../../src/logger.js';
-import { packageRoot } from '../../src/paths.js';
-import { openTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
+import { bothDialects, type TestDatabase } from '../support/database.js';
 import {
   BREAKER_STATES,
   BreakerConfigError,
@@ -1209,25 +1205,7 @@ describe('exponential backoff of the OPEN wait', () => {
   });
 });
 
-/** A migrated PostgreSQL database of its own, dropped on close. */
-async function openTestPostgres(): Promise<TestDatabase> {
-  const pg = await createTestPostgres('breakers');
-  const database = openPostgresDatabase(pg.url, { poolSize: 4 });
-  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
-  return {
-    database,
-    uow: new UnitOfWork(database.kysely),
-    async close() {
-      await database.close();
-      await pg.drop();
-    },
-  };
-}
-
-const serviceStores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
-  ['SQLite', () => openTestDatabase(), true],
-  ['PostgreSQL', openTestPostgres, postgresAvailable()],
-];
+const serviceStores = bothDialects('breakers');
 
 describe.each(serviceStores)('the service on %s: persistence off the call path', (_dialect, openStore, available) => {
   const opened: TestDatabase[] = [];

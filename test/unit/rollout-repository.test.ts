@@ -1,12 +1,8 @@
 /** The rollout tables (migration 0006) and their repository: every field round-trips, and the database itself keeps one unfinished rollout per module and per flag. */
 import { afterEach, describe, expect, it as vitestIt } from 'vitest';
-import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
-import { UnitOfWork } from '../../src/db/unit-of-work.js';
-import { packageRoot } from '../../src/paths.js';
 import type { Rollout } from '../../src/rollouts/events.js';
 import { rolloutConflictOf, RolloutRepository } from '../../src/rollouts/repository.js';
-import { openTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
+import { bothDialects, type TestDatabase } from '../support/database.js';
 
 function rollout(overrides: Partial<Rollout> = {}): Rollout {
   return {
@@ -19,25 +15,7 @@ function rollout(overrides: Partial<Rollout> = {}): Rollout {
   };
 }
 
-/** A migrated PostgreSQL database of its own, dropped on close. */
-async function openTestPostgres(): Promise<TestDatabase> {
-  const pg = await createTestPostgres('rollouts');
-  const database = openPostgresDatabase(pg.url, { poolSize: 2 });
-  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
-  return {
-    database,
-    uow: new UnitOfWork(database.kysely),
-    async close() {
-      await database.close();
-      await pg.drop();
-    },
-  };
-}
-
-const stores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
-  ['SQLite', () => openTestDatabase(), true],
-  ['PostgreSQL', openTestPostgres, postgresAvailable()],
-];
+const stores = bothDialects('rollouts', 2);
 
 /** The error an insert rejects with. */
 async function insertError(repo: RolloutRepository, r: Rollout): Promise<unknown> {

@@ -6,15 +6,11 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it, it as vitestIt } from 'vitest';
 import { AuditRepository, type NewAuditEntry } from '../../src/audit/repository.js';
 import { ManualClock } from '../../src/clock.js';
-import { migrateDatabase, migrationsDir, openPostgresDatabase, readMigrations } from '../../src/db/database.js';
-import { UnitOfWork } from '../../src/db/unit-of-work.js';
 import { UserError, UserErrors } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import type { RolloutProgressEvent } from '../../src/rollouts/events.js';
-import { packageRoot } from '../../src/paths.js';
 import { RolloutService } from '../../src/rollouts/service.js';
-import { openTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
+import { bothDialects, openTestDatabase, type TestDatabase } from '../support/database.js';
 import { deferred, FakeFlags, FakeModules, flush } from '../support/rollouts.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -542,25 +538,7 @@ describe('rollout service', () => {
   });
 });
 
-/** A migrated PostgreSQL database of its own, dropped on close. */
-async function openTestPostgres(): Promise<TestDatabase> {
-  const pg = await createTestPostgres('rollout_service');
-  const database = openPostgresDatabase(pg.url, { poolSize: 4 });
-  await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
-  return {
-    database,
-    uow: new UnitOfWork(database.kysely),
-    async close() {
-      await database.close();
-      await pg.drop();
-    },
-  };
-}
-
-const stores: Array<[string, () => Promise<TestDatabase>, boolean]> = [
-  ['SQLite', () => openTestDatabase(), true],
-  ['PostgreSQL', openTestPostgres, postgresAvailable()],
-];
+const stores = bothDialects('rollout_service');
 
 // Units run one after the other on SQLite and in parallel on PostgreSQL: the races on both.
 describe.each(stores)('rollout service on %s: concurrent starts', (_dialect, openStore, available) => {
