@@ -1,4 +1,6 @@
 /** The api_tokens store. Rows hold the token's SHA-256, never the token. */
+import type { Selectable } from 'kysely';
+import type { ApiTokensTable } from '../db/schema.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { Role } from './roles.js';
 
@@ -17,15 +19,8 @@ export interface StoredToken {
   tokenHash: string;
 }
 
-interface TokenRow {
-  name: string;
-  role: string;
-  token_hash: string;
-  created_at: number;
-  created_by: string;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
+/** A row as the store reads it: the table's columns (src/db/schema.ts). */
+type TokenRow = Selectable<ApiTokensTable>;
 
 const toRecord = (row: TokenRow): ApiTokenRecord => ({
   name: row.name,

@@ -1,23 +1,13 @@
 /** The feature flag store: one row per flag plus its whitelist rows, always written together. */
+import type { Selectable } from 'kysely';
+import type { FeatureFlagsTable } from '../db/schema.js';
 import type { Dialect } from '../db/database.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { FlagDefinition, RolloutStrategy, WhitelistEntry } from './engine.js';
 import { isUniqueViolation } from '../db/errors.js';
 
-interface FlagRow {
-  name: string;
-  description: string;
-  enabled: number;
-  strategy: string;
-  percentage: number;
-  stickiness: string;
-  gradual_start_percentage: number | null;
-  gradual_target_percentage: number | null;
-  gradual_start_at: number | null;
-  gradual_duration_seconds: number | null;
-  created_at: number;
-  updated_at: number;
-}
+/** A row as the store reads it: the table's columns (src/db/schema.ts). */
+type FlagRow = Selectable<FeatureFlagsTable>;
 
 interface WhitelistRow {
   flag: string;

@@ -1,4 +1,6 @@
 /** SQL for modules: the registration, the desired and current state, and the dependency list. */
+import type { Selectable } from 'kysely';
+import type { ModulesTable } from '../db/schema.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from './contract.js';
 import type { ModuleIsolation } from './runtime/index.js';
@@ -25,23 +27,8 @@ export interface ModuleRecord {
   updatedAt: number;
 }
 
-interface ModuleRow {
-  name: string;
-  module_path: string;
-  version: string;
-  hot_reloadable: number;
-  isolation: string;
-  module_type: string | null;
-  config_json: string;
-  desired_state: string;
-  state: string;
-  last_error: string | null;
-  loaded_at: number | null;
-  previous_version: string | null;
-  previous_module_path: string | null;
-  created_at: number;
-  updated_at: number;
-}
+/** A row as the store reads it: the table's columns (src/db/schema.ts). */
+type ModuleRow = Selectable<ModulesTable>;
 
 /** A module row that already exists (another node registered the same name first). */
 export class ModuleRowExistsError extends Error {

@@ -1,4 +1,6 @@
 /** SQL for test runs: one row per run, one per test result, written as the run goes. */
+import type { Selectable } from 'kysely';
+import type { TestRunsTable, TestResultsTable } from '../db/schema.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { ModuleType } from '../modules/contract.js';
 import type { RunStatus, TestCaseResult, TestRunSummary, TestSource, TestStatus } from './engine.js';
@@ -26,36 +28,11 @@ export interface TestRunRecord {
   node: string | null;
 }
 
-interface RunRow {
-  id: string;
-  seq: number;
-  module_name: string;
-  module_version: string;
-  module_path: string;
-  module_type: string;
-  status: string;
-  trigger: string;
-  actor: string;
-  started_at: number;
-  finished_at: number | null;
-  total: number;
-  passed: number;
-  failed: number;
-  timed_out: number;
-  skipped: number;
-  node: string | null;
-}
+/** A row as the store reads it: the table's columns (src/db/schema.ts). */
+type RunRow = Selectable<TestRunsTable>;
 
-interface ResultRow {
-  run_id: string;
-  position: number;
-  name: string;
-  required: number;
-  source: string;
-  status: string;
-  duration_ms: number;
-  error: string | null;
-}
+/** A row as the store reads it: the table's columns (src/db/schema.ts). */
+type ResultRow = Selectable<TestResultsTable>;
 
 /** A run whose seq another run (another node sharing the database) took first. */
 export class TestRunSeqTakenError extends Error {
