@@ -6,9 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createClient, type Client } from 'graphql-ws';
-import WebSocket from 'ws';
-import { TEST_ADMIN_TOKEN } from './server.js';
+import type { Client } from 'graphql-ws';
+import { TEST_ADMIN_TOKEN, testWsClient } from './server.js';
 
 export interface ClusterNodeProcess {
   id: string;
@@ -71,13 +70,7 @@ export async function startNode(databaseUrl: string, id: string, env: Record<str
       return result.data!;
     },
     wsClient(token: string | null = TEST_ADMIN_TOKEN) {
-      const client = createClient({
-        url: url.replace(/^http/, 'ws'),
-        webSocketImpl: WebSocket,
-        retryAttempts: 0,
-        lazy: true,
-        ...(token ? { connectionParams: { authorization: `Bearer ${token}` } } : {}),
-      });
+      const client = testWsClient(url.replace(/^http/, 'ws'), token);
       clients.push(client);
       return client;
     },

@@ -91,13 +91,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       return result.data!;
     },
     wsClient({ token = TEST_ADMIN_TOKEN }: { token?: string | null } = {}) {
-      const client = createClient({
-        url: wsUrl,
-        webSocketImpl: WebSocket,
-        retryAttempts: 0,
-        lazy: true,
-        ...(token ? { connectionParams: { authorization: `Bearer ${token}` } } : {}),
-      });
+      const client = testWsClient(wsUrl, token);
       clients.push(client);
       return client;
     },
@@ -106,6 +100,17 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       await server.stop();
     },
   };
+}
+
+/** A graphql-ws client as the tests use it: no retries, lazy, the token (if any) in connectionParams. */
+export function testWsClient(wsUrl: string, token: string | null): Client {
+  return createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    lazy: true,
+    ...(token ? { connectionParams: { authorization: `Bearer ${token}` } } : {}),
+  });
 }
 
 export function removeDir(dir: string): void {
