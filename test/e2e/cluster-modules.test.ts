@@ -14,20 +14,17 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { graphql } from 'graphql';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { buildSchema } from '../../src/graphql/schema.js';
 import { createLogger } from '../../src/logger.js';
 import { RolloutStats } from '../../src/rollouts/stats.js';
-import { eventually, startNode, type ClusterNodeProcess } from '../support/cluster.js';
+import { adminGql, eventually, startNode, type ClusterNodeProcess } from '../support/cluster.js';
 import { makeModulesDir } from '../support/modules.js';
 import { createTestPostgres, postgresAvailable, type TestPostgres } from '../support/postgres.js';
 
 const ADMIN = 'cluster-modules-admin-0123456789abcdef';
-const schema = buildSchema();
 
 function startApp(url: string, id: string, modulesDir: string): Promise<App> {
   return createApp(
@@ -44,17 +41,6 @@ function startApp(url: string, id: string, modulesDir: string): Promise<App> {
   );
 }
 
-/** GraphQL on one in-process node, as the admin. */
-async function gql<T>(app: App, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const result = await graphql({
-    schema,
-    source: query,
-    variableValues: variables ?? null,
-    contextValue: { actor: 'admin', caller: { name: 'admin', role: 'ADMIN', anonymous: false }, services: app.services },
-  });
-  if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
-  return result.data as T;
-}
 
 interface NodesAnswer {
   module: { state: string; version: string; nodes: Array<{ node: string; state: string; version: string | null }> } | null;
@@ -109,7 +95,7 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
       expect((await served(app, 'counter')).version).toBe('1.0.0');
     }
     const answer = await eventually(async () => {
-      const a = await gql<NodesAnswer>(n2, NODES, { name: 'counter' });
+      const a = await adminGql<NodesAnswer>(n2, NODES, { name: 'counter' });
       return a.module!.nodes.length === 3 && a.module!.nodes.every((n) => n.state === 'ACTIVE') ? a : null;
     }, 'three nodes reporting ACTIVE');
     expect(answer.module!.nodes.map((n) => [n.node, n.state, n.version])).toEqual([
@@ -133,7 +119,7 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
     expect(n2.services.modules.get('counter')).toMatchObject({ version: '2.0.0', modulePath: 'counter_b.js', previousVersion: '1.0.0', previousModulePath: 'counter.js' });
     expect(await count(db.url, `SELECT count(*) AS n FROM audit_log WHERE target = 'counter' AND action = 'swapModule'`)).toBe(1);
     await eventually(async () => {
-      const a = await gql<NodesAnswer>(n3, NODES, { name: 'counter' });
+      const a = await adminGql<NodesAnswer>(n3, NODES, { name: 'counter' });
       return a.module!.nodes.every((n) => n.version === '2.0.0');
     }, 'every node reporting 2.0.0');
     // A rollback on n3 is done everywhere too.
@@ -181,7 +167,7 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
     await expect(n1.services.modules.load('admin', 'broken')).rejects.toMatchObject({ code: 'MODULE_LOAD_FAILED' });
     // The desired state (ACTIVE) is shared: each node tries, and each reports its own FAILED.
     const answer = await eventually(async () => {
-      const a = await gql<NodesAnswer>(n3, NODES, { name: 'broken' });
+      const a = await adminGql<NodesAnswer>(n3, NODES, { name: 'broken' });
       return a.module!.nodes.length === 3 && a.module!.nodes.every((n) => n.state === 'FAILED') ? a : null;
     }, 'FAILED on every node');
     expect(answer.module!.nodes.every((n) => n.version === null)).toBe(true);
@@ -262,7 +248,7 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
     }, 'the finished run read on n3');
     expect(onN3.node).toBe('n2');
     expect(onN3.results.length).toBeGreaterThan(0);
-    const viaGraphql = await gql<{ testRun: { node: string } }>(n1, `query($id: ID!) { testRun(id: $id) { node } }`, { id: run.id });
+    const viaGraphql = await adminGql<{ testRun: { node: string } }>(n1, `query($id: ID!) { testRun(id: $id) { node } }`, { id: run.id });
     expect(viaGraphql.testRun.node).toBe('n2');
     // Rows a crash left RUNNING: one of n3's, one of n1's, one from before clusters.
     const client = new pg.Client({ connectionString: db.url });
@@ -292,7 +278,7 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
 });
 
 async function setAllOn(app: App, name: string): Promise<void> {
-  const created = await gql<{ createFeatureFlag: { errors: unknown[] } }>(
+  const created = await adminGql<{ createFeatureFlag: { errors: unknown[] } }>(
     app, `mutation($name: String!) { createFeatureFlag(name: $name, enabled: true, strategy: ALL_ON) { errors { code message } } }`, { name },
   );
   expect(created.createFeatureFlag.errors).toEqual([]);
@@ -371,9 +357,9 @@ describe('modules on SQLite (a cluster of one)', () => {
     );
     try {
       await app.services.modules.register('admin', { name: 'counter', modulePath: 'counter.js', version: '1.0.0' });
-      expect((await gql<NodesAnswer>(app, NODES, { name: 'counter' })).module!.nodes).toMatchObject([{ node: 'solo', state: 'UNLOADED', version: null }]);
+      expect((await adminGql<NodesAnswer>(app, NODES, { name: 'counter' })).module!.nodes).toMatchObject([{ node: 'solo', state: 'UNLOADED', version: null }]);
       await app.services.modules.load('admin', 'counter');
-      expect((await gql<NodesAnswer>(app, NODES, { name: 'counter' })).module!.nodes).toMatchObject([{ node: 'solo', state: 'ACTIVE', version: '1.0.0' }]);
+      expect((await adminGql<NodesAnswer>(app, NODES, { name: 'counter' })).module!.nodes).toMatchObject([{ node: 'solo', state: 'ACTIVE', version: '1.0.0' }]);
       const run = await app.services.testing.testModule('admin', 'counter', 'GENERIC');
       expect(run.node).toBe('solo');
       await eventually(async () => (await app.services.testing.get(run.id))?.status !== 'RUNNING', 'the run to finish');

@@ -14,20 +14,17 @@
 import { cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { graphql } from 'graphql';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
-import { buildSchema } from '../../src/graphql/schema.js';
 import { createLogger } from '../../src/logger.js';
 import type { RolloutProgressEvent } from '../../src/rollouts/events.js';
-import { eventually, startNode, type ClusterNodeProcess } from '../support/cluster.js';
+import { adminGql, eventually, startNode, type ClusterNodeProcess } from '../support/cluster.js';
 import { createTestPostgres, postgresAvailable, type TestPostgres } from '../support/postgres.js';
 
 const ADMIN = 'cluster-rollouts-admin-0123456789abcdef';
-const schema = buildSchema();
 
 function rolloutModulesDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'helios-cluster-rollouts-'));
@@ -53,17 +50,6 @@ function startApp(url: string, id: string, modulesDir: string, clock: ManualCloc
   );
 }
 
-/** GraphQL on one in-process node, as the admin. */
-async function gql<T>(app: App, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const result = await graphql({
-    schema,
-    source: query,
-    variableValues: variables ?? null,
-    contextValue: { actor: 'admin', caller: { name: 'admin', role: 'ADMIN', anonymous: false }, services: app.services },
-  });
-  if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
-  return result.data as T;
-}
 
 const REGISTER = `mutation($name: String!) { registerModule(name: $name, modulePath: "rollout/stable.js", version: "1.0.0") { errors { code message } } }`;
 const LOAD = `mutation($name: String!) { loadModule(name: $name) { errors { code message } } }`;
@@ -125,12 +111,12 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
   }, 60_000);
 
   async function withStable(name: string): Promise<void> {
-    expect((await gql<{ registerModule: { errors: unknown[] } }>(leader, REGISTER, { name })).registerModule.errors).toEqual([]);
-    expect((await gql<{ loadModule: { errors: unknown[] } }>(leader, LOAD, { name })).loadModule.errors).toEqual([]);
-    await eventually(async () => (await gql<{ module: { state: string } | null }>(follower, MODULE_STATE, { name })).module?.state === 'ACTIVE', `${name} ACTIVE on the other node`);
+    expect((await adminGql<{ registerModule: { errors: unknown[] } }>(leader, REGISTER, { name })).registerModule.errors).toEqual([]);
+    expect((await adminGql<{ loadModule: { errors: unknown[] } }>(leader, LOAD, { name })).loadModule.errors).toEqual([]);
+    await eventually(async () => (await adminGql<{ module: { state: string } | null }>(follower, MODULE_STATE, { name })).module?.state === 'ACTIVE', `${name} ACTIVE on the other node`);
   }
 
-  const rolloutOn = async (app: App, module: string) => (await gql<RolloutAnswer>(app, ROLLOUT, { module })).rollout;
+  const rolloutOn = async (app: App, module: string) => (await adminGql<RolloutAnswer>(app, ROLLOUT, { module })).rollout;
   /** The node's one scheduler timer (white box: only the leader ever arms it). */
   const timerOf = (app: App) => (app.services.rollouts as unknown as { timer: unknown }).timer;
   /** Moves the shared clock to the rollout's next judgement, once `app` knows it. */
@@ -155,7 +141,7 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
     const heard = new Map<App, RolloutProgressEvent[]>([[leader, []], [follower, []]]);
     const offs = [leader, follower].map((app) => app.services.bus.on('rolloutProgress', (e) => { heard.get(app)!.push(e); }));
 
-    const started = await gql<{ startRollout: { rollout: { status: string; stepIndex: number; percentage: number }; errors: unknown[] } }>(follower, START, {
+    const started = await adminGql<{ startRollout: { rollout: { status: string; stepIndex: number; percentage: number }; errors: unknown[] } }>(follower, START, {
       module: 'pricing', path: 'rollout/healthy.js', steps: [50, 100], interval: 1, gates: { minCalls: 3, maxFailureRate: 0.5 },
     });
     expect(started.startRollout.errors).toEqual([]);
@@ -192,29 +178,29 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
     offs.forEach((off) => off());
     // The canary is the active version everywhere.
     for (const app of [leader, follower]) {
-      await eventually(async () => (await gql<{ module: { version: string } }>(app, MODULE_STATE, { name: 'pricing' })).module.version === '2.0.0', 'version 2.0.0');
+      await eventually(async () => (await adminGql<{ module: { version: string } }>(app, MODULE_STATE, { name: 'pricing' })).module.version === '2.0.0', 'version 2.0.0');
     }
   }, 60_000);
 
   it('a pause on one node stops the leader\'s timer; a resume on the other goes on with the time left', async () => {
     await withStable('tariffs');
-    const started = await gql<{ startRollout: { errors: unknown[] } }>(leader, START, {
+    const started = await adminGql<{ startRollout: { errors: unknown[] } }>(leader, START, {
       module: 'tariffs', path: 'rollout/healthy.js', steps: [50, 100], interval: 2, gates: { minCalls: 1 },
     });
     expect(started.startRollout.errors).toEqual([]);
     await eventually(async () => (await rolloutOn(follower, 'tariffs'))?.status === 'RUNNING', 'the rollout on the follower');
-    const paused = await gql<{ pauseRollout: { rollout: { status: string } | null; errors: unknown[] } }>(follower, PAUSE, { module: 'tariffs' });
+    const paused = await adminGql<{ pauseRollout: { rollout: { status: string } | null; errors: unknown[] } }>(follower, PAUSE, { module: 'tariffs' });
     expect(paused.pauseRollout.errors).toEqual([]);
     expect(paused.pauseRollout.rollout?.status).toBe('PAUSED');
     await eventually(async () => (await rolloutOn(leader, 'tariffs'))?.status === 'PAUSED', 'PAUSED on the leader');
     // Pausing again on the leader is refused: the state is shared.
-    const again = await gql<{ pauseRollout: { errors: Array<{ code: string }> } }>(leader, PAUSE, { module: 'tariffs' });
+    const again = await adminGql<{ pauseRollout: { errors: Array<{ code: string }> } }>(leader, PAUSE, { module: 'tariffs' });
     expect(again.pauseRollout.errors.map((e) => e.code)).toEqual(['INVALID_ROLLOUT_STATE']);
     // Long past the step's deadline: no judgement while paused (the leader has no timer armed).
     await eventually(async () => timerOf(leader) === null, 'the leader\'s timer disarmed');
     clock.advance(60_000);
     expect(await rolloutOn(leader, 'tariffs')).toMatchObject({ status: 'PAUSED', stepIndex: 0 });
-    const resumed = await gql<{ resumeRollout: { rollout: { status: string } | null; errors: unknown[] } }>(leader, RESUME, { module: 'tariffs' });
+    const resumed = await adminGql<{ resumeRollout: { rollout: { status: string } | null; errors: unknown[] } }>(leader, RESUME, { module: 'tariffs' });
     expect(resumed.resumeRollout.errors).toEqual([]);
     // With the time that was left (2 s): no calls at all, so the leader's timer holds it (HOLDING).
     await eventually(async () => (await rolloutOn(follower, 'tariffs'))?.status === 'RUNNING', 'RUNNING on the follower');
@@ -223,15 +209,15 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
     expect(left).toBeLessThanOrEqual(2_000);
     await toNextStep(leader, 'tariffs');
     await eventually(async () => (await rolloutOn(follower, 'tariffs'))?.status === 'HOLDING', 'HOLDING on the follower');
-    const { rollout } = await gql<RolloutAnswer>(leader, ROLLOUT, { module: 'tariffs' });
+    const { rollout } = await adminGql<RolloutAnswer>(leader, ROLLOUT, { module: 'tariffs' });
     expect(await history(db.url, rollout!.id)).toEqual(['STARTED 0', 'STEP 50', 'PAUSED 50', 'RESUMED 50', 'HOLDING 50']);
-    await gql(follower, `mutation { abortRollout(module: "tariffs") { errors { code } } }`);
+    await adminGql(follower, `mutation { abortRollout(module: "tariffs") { errors { code } } }`);
     await eventually(async () => (await rolloutOn(leader, 'tariffs'))?.status === 'ABORTED', 'ABORTED on the leader');
   }, 60_000);
 
   it('the error-rate gate judges both nodes\' canary calls: it fails only with the other node\'s failures', async () => {
     await withStable('quotes');
-    const started = await gql<{ startRollout: { errors: unknown[] } }>(leader, START, {
+    const started = await adminGql<{ startRollout: { errors: unknown[] } }>(leader, START, {
       module: 'quotes', path: 'rollout/healthy.js', steps: [50, 100], interval: 2, gates: { minCalls: 10, maxFailureRate: 0.2 },
     });
     expect(started.startRollout.errors).toEqual([]);
@@ -244,7 +230,7 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
     expect(leader.services.rollouts.stats('quotes')!.canary).toMatchObject({ calls: 20, failures: 0 });
     // rollout { canary } shows the whole cluster's step as last reported (every heartbeat).
     await eventually(async () => {
-      const answer = await gql<{ rollout: { canary: { calls: number; failures: number } | null } | null }>(
+      const answer = await adminGql<{ rollout: { canary: { calls: number; failures: number } | null } | null }>(
         leader, 'query($m: String!) { rollout(module: $m) { canary { calls failures } } }', { m: 'quotes' },
       );
       return answer.rollout?.canary?.calls === 40 && answer.rollout.canary.failures === 15;
@@ -263,7 +249,7 @@ describe.skipIf(!postgresAvailable())('rollouts in a cluster of two in-process n
 
   it('when the leader stops, the other node takes over the scheduler and goes on at the same step with the time left', async () => {
     await withStable('fares');
-    const started = await gql<{ startRollout: { errors: unknown[] } }>(follower, START, {
+    const started = await adminGql<{ startRollout: { errors: unknown[] } }>(follower, START, {
       module: 'fares', path: 'rollout/healthy.js', steps: [50, 100], interval: 10, gates: { minCalls: 1 },
     });
     expect(started.startRollout.errors).toEqual([]);

@@ -6,7 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { graphql } from 'graphql';
 import type { Client } from 'graphql-ws';
+import type { App } from '../../src/app.js';
+import { buildSchema } from '../../src/graphql/schema.js';
 import { TEST_ADMIN_TOKEN, testWsClient } from './server.js';
 
 export interface ClusterNodeProcess {
@@ -101,4 +104,16 @@ export async function eventually<T>(check: () => Promise<T | null | undefined | 
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** GraphQL on an in-process node (an App of createApp), as the admin; throws on errors. */
+export async function adminGql<T>(app: App, query: string, variables?: Record<string, unknown>): Promise<T> {
+  const result = await graphql({
+    schema: buildSchema(),
+    source: query,
+    variableValues: variables ?? null,
+    contextValue: { actor: 'admin', caller: { name: 'admin', role: 'ADMIN', anonymous: false }, services: app.services },
+  });
+  if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
+  return result.data as T;
 }
