@@ -424,12 +424,22 @@ export class RolloutService {
     const entry = this.live.get(module);
     if (!entry) return null;
     if (!this.clustered) return entry.stats.snapshot();
-    const cluster = this.deps.cluster!;
     const r = entry.rollout;
-    const others = (await cluster.membership.nodes()).map((n) => n.id).filter((id) => id !== cluster.nodeId);
+    const others = await this.otherLiveNodes();
     if (others.length === 0) return entry.stats.snapshot();
     const rows = (await this.repo.nodeStats(r.id, r.stepIndex, others)).map((x) => x.stats as NodeStatsRow);
-    return RolloutStats.sum(entry.stats, rows.filter((x) => x.window === r.stepStartedAt)).snapshot();
+    return this.sumWithStep(entry, rows);
+  }
+
+  /** The live nodes other than this one. */
+  private async otherLiveNodes(): Promise<string[]> {
+    const cluster = this.deps.cluster!;
+    return (await cluster.membership.nodes()).map((n) => n.id).filter((id) => id !== cluster.nodeId);
+  }
+
+  /** This node's figures of the step plus the rows of other nodes for the same step (same start). */
+  private sumWithStep(entry: LiveRollout, rows: readonly NodeStatsRow[]): RolloutStatsSnapshot {
+    return RolloutStats.sum(entry.stats, rows.filter((x) => x.window === entry.rollout.stepStartedAt)).snapshot();
   }
 
   /**
@@ -1062,7 +1072,7 @@ export class RolloutService {
   private async clusterStats(entry: LiveRollout): Promise<RolloutStatsSnapshot> {
     const cluster = this.deps.cluster!;
     const r = entry.rollout;
-    const others = (await cluster.membership.nodes()).map((n) => n.id).filter((id) => id !== cluster.nodeId);
+    const others = await this.otherLiveNodes();
     if (others.length === 0) return entry.stats.snapshot();
     const ask = randomUUID();
     await this.uow.run(async () => {
@@ -1076,8 +1086,7 @@ export class RolloutService {
       if (others.every((id) => answered.has(id)) || Date.now() >= deadline || this.stopped) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const sameStep = rows.filter((x) => x.stats.window === r.stepStartedAt).map((x) => x.stats);
-    return RolloutStats.sum(entry.stats, sameStep).snapshot();
+    return this.sumWithStep(entry, rows.map((x) => x.stats));
   }
 
   /**
