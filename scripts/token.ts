@@ -105,7 +105,7 @@ function printTable(tokens: ApiTokenRecord[]): void {
 }
 
 async function run(parsed: Parsed, database: Database): Promise<void> {
-  const uow = new UnitOfWork(database.kysely);
+  const uow = new UnitOfWork(database);
   const tokens = new TokenService({
     uow, sqlite: database.sqlite, audit: new AuditRepository(uow), clock: systemClock, logger: createLogger('warn', { component: 'token-cli' }),
   });

@@ -89,7 +89,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
     if (applied.length > 0) logger.info('applied migrations', { versions: applied, db: database.location });
 
     const bus = new EventBus();
-    const uow = new UnitOfWork(database.kysely);
+    const uow = new UnitOfWork(database);
     uow.setErrorReporter((message, error) => logger.error(message, errorFields(error)));
     const version = packageVersion();
     const cluster = new Cluster({ config, database, uow, clock, logger, version });

@@ -1,9 +1,9 @@
 /**
  * The store's database, one Kysely instance for either dialect:
  * - SQLite (the embedded default, `HELIOS_DB_PATH`): Kysely's SQLite dialect over the one
- *   better-sqlite3 connection of `connection.ts`. Kysely runs one query or transaction at a time
- *   on it (its connection mutex), so an `await` inside a transaction never lets another unit's
- *   statements in between: the property a hand-made async wrapper would have to re-invent.
+ *   better-sqlite3 connection of `connection.ts`, one query or unit of work at a time on it, so
+ *   an `await` inside a transaction never lets another unit's statements in between (see
+ *   sqlite-connection.ts).
  * - PostgreSQL (`HELIOS_DATABASE_URL=postgres://...`): Kysely's PostgreSQL dialect over a
  *   `pg` pool. BIGINT columns (epoch milliseconds, ids) are parsed as numbers: every value Helios
  *   stores there is below 2^53.
@@ -12,11 +12,12 @@
  * each with its `schema_migrations` row in one transaction; on PostgreSQL under a session
  * advisory lock, so nodes starting together apply each file once and wait for each other.
  */
-import { Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import path from 'node:path';
 import { openDatabase as openSqlite, type Db } from './connection.js';
 import { migrate, readMigrations, type Migration } from './migrate.js';
+import { SqliteConnection } from './sqlite-connection.js';
 import type { Schema } from './schema.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -26,6 +27,8 @@ export interface Database {
   readonly kysely: Kysely<Schema>;
   /** The better-sqlite3 connection under Kysely (SQLite only): tests and the token CLI read it. */
   readonly sqlite: Db | null;
+  /** That connection as Kysely and the unit of work share it (SQLite only; see sqlite-connection.ts). */
+  readonly sqliteConnection: SqliteConnection | null;
   /** Where it is, without credentials: the SQLite file or `postgres://host:port/db`. */
   readonly location: string;
   close(): Promise<void>;
@@ -39,43 +42,15 @@ export const STARTUP_LOCK_KEY = 0x4845_4c04;
 // int8 (BIGINT, COUNT(*)) arrives as a string by default; Helios's values all fit a double.
 pg.types.setTypeParser(20, (value) => Number(value));
 
-/** How many prepared statements the SQLite connection keeps (one per distinct SQL text). */
-const STATEMENT_CACHE_SIZE = 512;
-
-/**
- * The connection as Kysely's SQLite driver sees it, with its statements kept: the driver
- * prepares every query it runs, and a CPU profile of `setFlagPercentage` showed better-sqlite3's
- * `prepare` at a quarter of the call. Kysely's queries have a fixed text per shape (values are
- * parameters), so a few dozen statements serve every query Helios makes; the cache is bounded
- * (oldest dropped first) for the shapes that vary, such as multi-row inserts. Reusing a statement
- * is safe here: better-sqlite3 runs one statement at a time on the one connection.
- */
-function withStatementCache(db: Db): SqliteDatabase {
-  const statements = new Map<string, ReturnType<Db['prepare']>>();
-  return {
-    close: () => db.close(),
-    prepare(text: string) {
-      let statement = statements.get(text);
-      if (statement) return statement;
-      statement = db.prepare(text);
-      if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
-      statements.set(text, statement);
-      return statement;
-    },
-  };
-}
-
 export function openSqliteDatabase(file: string): Database {
-  const db = openSqlite(file);
-  const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(db) }) });
+  const connection = new SqliteConnection(openSqlite(file));
   return {
     dialect: 'sqlite',
-    kysely,
-    sqlite: db,
+    kysely: connection.kysely,
+    sqlite: connection.db,
+    sqliteConnection: connection,
     location: file,
-    async close() {
-      await kysely.destroy(); // closes the better-sqlite3 connection too
-    },
+    close: () => connection.close(),
   };
 }
 
@@ -93,6 +68,7 @@ export function openPostgresDatabase(url: string, options: { poolSize?: number; 
     dialect: 'postgres',
     kysely,
     sqlite: null,
+    sqliteConnection: null,
     location: redactUrl(url),
     async close() {
       await kysely.destroy();

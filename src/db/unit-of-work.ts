@@ -28,10 +28,19 @@
  * Inside one unit, statements run one after the other (a unit is one connection): run its
  * store calls in sequence, never in parallel (`Promise.all`) — two savepoints at once would
  * interleave on the one connection.
+ *
+ * On PostgreSQL a unit is Kysely's controlled transaction on a connection of the pool. On SQLite
+ * it holds the one connection's turn (src/db/sqlite-connection.ts) from BEGIN to COMMIT and runs
+ * those, and its savepoints, as prepared statements; its stores' Kysely queries run on that
+ * connection meanwhile, and nothing else does. `query`/`write` run the statements written per
+ * dialect (src/db/statement.ts) on the unit's connection, or outside a unit as a query would.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { ControlledTransaction, Kysely } from 'kysely';
+import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
+import type { Database } from './database.js';
 import type { Schema } from './schema.js';
+import type { PreparedStatement, SqliteConnection } from './sqlite-connection.js';
+import type { Statement } from './statement.js';
 
 type Callback = () => void;
 type AsyncCallback = () => Promise<void>;
@@ -42,7 +51,10 @@ export class UnitOfWorkError extends Error {
 }
 
 interface Frame {
-  readonly trx: ControlledTransaction<Schema, string[]>;
+  /** What the unit's stores query. */
+  readonly db: Kysely<Schema>;
+  /** Kysely's transaction (PostgreSQL); null on SQLite, where the unit runs its own BEGIN and COMMIT. */
+  readonly trx: ControlledTransaction<Schema, string[]> | null;
   readonly afterCommit: Callback[];
   readonly onRollback: Callback[];
   readonly beforeCommit: AsyncCallback[];
@@ -53,13 +65,36 @@ interface Frame {
 
 export type UnitOfWorkErrorReporter = (message: string, error: unknown) => void;
 
+/** The SQLite connection and its transaction statements, prepared once. */
+interface SqliteUnits {
+  readonly connection: SqliteConnection;
+  readonly begin: PreparedStatement;
+  readonly commit: PreparedStatement;
+  readonly rollback: PreparedStatement;
+}
+
+const frameOf = (db: Kysely<Schema>, trx: Frame['trx'], depth: number): Frame => ({
+  db, trx, afterCommit: [], onRollback: [], beforeCommit: [], depth, done: false, savepoints: 0,
+});
+
 export class UnitOfWork {
   private readonly storage = new AsyncLocalStorage<Frame>();
+  private readonly database: Kysely<Schema>;
+  private readonly sqlite: SqliteUnits | null;
   private report: UnitOfWorkErrorReporter = (message, error) => {
     console.error(message, error);
   };
 
-  constructor(private readonly database: Kysely<Schema>) {}
+  constructor(database: Database) {
+    this.database = database.kysely;
+    const connection = database.sqliteConnection;
+    this.sqlite = connection && {
+      connection,
+      begin: connection.db.prepare<unknown[]>('BEGIN'),
+      commit: connection.db.prepare<unknown[]>('COMMIT'),
+      rollback: connection.db.prepare<unknown[]>('ROLLBACK'),
+    };
+  }
 
   /** Where errors thrown by after-commit and rollback callbacks go (the app's logger). */
   setErrorReporter(report: UnitOfWorkErrorReporter): void {
@@ -75,20 +110,57 @@ export class UnitOfWork {
   /** What stores query: the open unit's transaction, or the database outside one. */
   get db(): Kysely<Schema> {
     const frame = this.storage.getStore();
-    return frame && !frame.done ? frame.trx : this.database;
+    return frame && !frame.done ? frame.db : this.database;
+  }
+
+  /** The rows of a statement written per dialect, in the open unit (or outside one, as a query). */
+  query<R>(statement: Statement, parameters: readonly unknown[]): Promise<R[]> {
+    if (this.sqlite) return this.onSqlite(statement, (prepared) => prepared.all(parameters) as R[]);
+    return this.db.executeQuery<R>(CompiledQuery.raw(statement.postgres, [...parameters])).then((result) => result.rows);
+  }
+
+  /** Runs a statement written per dialect that returns no rows; resolves to the rows it changed. */
+  write(statement: Statement, parameters: readonly unknown[]): Promise<number> {
+    if (this.sqlite) return this.onSqlite(statement, (prepared) => prepared.run(parameters).changes);
+    return this.db.executeQuery(CompiledQuery.raw(statement.postgres, [...parameters])).then((result) => Number(result.numAffectedRows ?? 0));
+  }
+
+  /**
+   * Inside a unit, which holds the connection's turn, the statement runs at once (not `async`:
+   * the hot path makes one promise per statement, not three); outside, it takes the turn.
+   */
+  private onSqlite<T>(statement: Statement, execute: (prepared: PreparedStatement) => T): Promise<T> {
+    try {
+      const prepared = this.sqlite!.connection.prepare(statement.sqlite);
+      return this.openFrame() ? Promise.resolve(execute(prepared)) : this.inTurn(prepared, execute);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private async inTurn<T>(prepared: PreparedStatement, execute: (prepared: PreparedStatement) => T): Promise<T> {
+    const { gate } = this.sqlite!.connection;
+    if (!gate.tryTake()) await gate.take();
+    try {
+      return execute(prepared);
+    } finally {
+      gate.give();
+    }
   }
 
   /** Runs `fn` in a transaction, or in a savepoint of the one already open; see the file comment. */
   async run<T>(fn: () => Promise<T> | T): Promise<T> {
     const parent = this.storage.getStore();
     if (parent && !parent.done) return this.nested(parent, fn);
+    return this.sqlite ? this.runOnSqlite(this.sqlite, fn) : this.runOnKysely(fn);
+  }
+
+  private async runOnKysely<T>(fn: () => Promise<T> | T): Promise<T> {
     const trx = await this.database.startTransaction().execute();
-    const frame: Frame = { trx, afterCommit: [], onRollback: [], beforeCommit: [], depth: 0, done: false, savepoints: 0 };
+    const frame = frameOf(trx, trx, 0);
     let result: T;
     try {
-      result = await this.storage.run(frame, fn);
-      for (const callback of frame.beforeCommit) await this.storage.run(frame, callback);
-      frame.done = true;
+      result = await this.body(frame, fn);
       await trx.commit().execute();
     } catch (error) {
       frame.done = true;
@@ -99,45 +171,99 @@ export class UnitOfWork {
           this.report('a rollback failed', rollbackError);
         }
       }
-      for (const undo of frame.onRollback.reverse()) this.safely('a rollback callback failed', undo);
+      this.rolledBack(frame);
       throw error;
     }
-    for (const callback of frame.afterCommit) this.safely('an after-commit callback failed', callback);
+    this.committed(frame);
     return result;
+  }
+
+  private async runOnSqlite<T>(sqlite: SqliteUnits, fn: () => Promise<T> | T): Promise<T> {
+    const { connection } = sqlite;
+    if (!connection.gate.tryTake()) await connection.gate.take();
+    try {
+      sqlite.begin.run();
+    } catch (error) {
+      connection.gate.give();
+      throw error;
+    }
+    const frame = frameOf(connection.held, null, 0);
+    let result: T;
+    try {
+      result = await this.body(frame, fn);
+      sqlite.commit.run();
+    } catch (error) {
+      frame.done = true;
+      // A failed COMMIT (a deferred constraint) leaves the transaction open; some errors end it.
+      if (connection.db.inTransaction) {
+        try {
+          sqlite.rollback.run();
+        } catch (rollbackError) {
+          this.report('a rollback failed', rollbackError);
+        }
+      }
+      connection.gate.give();
+      this.rolledBack(frame);
+      throw error;
+    }
+    // The turn is given back and memory updated by the callbacks in one synchronous step: no
+    // other unit or query runs between this commit and its after-commit callbacks.
+    connection.gate.give();
+    this.committed(frame);
+    return result;
+  }
+
+  /** `fn`, then the before-commit callbacks, in the unit's context; the frame is done after. */
+  private async body<T>(frame: Frame, fn: () => Promise<T> | T): Promise<T> {
+    const result = await this.storage.run(frame, fn);
+    for (const callback of frame.beforeCommit) await this.storage.run(frame, callback);
+    frame.done = true;
+    return result;
+  }
+
+  private rolledBack(frame: Frame): void {
+    for (const undo of frame.onRollback.reverse()) this.safely('a rollback callback failed', undo);
+  }
+
+  private committed(frame: Frame): void {
+    for (const callback of frame.afterCommit) this.safely('an after-commit callback failed', callback);
   }
 
   private async nested<T>(parent: Frame, fn: () => Promise<T> | T): Promise<T> {
     const name = `helios_sp_${parent.depth + 1}_${parent.savepoints++}`;
-    await parent.trx.savepoint(name).execute();
-    const frame: Frame = {
-      trx: parent.trx,
-      afterCommit: [],
-      onRollback: [],
-      beforeCommit: [],
-      depth: parent.depth + 1,
-      done: false,
-      savepoints: 0,
-    };
+    await this.savepoint(parent, 'savepoint', name);
+    const frame = frameOf(parent.db, parent.trx, parent.depth + 1);
     let result: T;
     try {
       result = await this.storage.run(frame, fn);
       frame.done = true;
-      await parent.trx.releaseSavepoint(name).execute();
+      await this.savepoint(parent, 'release', name);
     } catch (error) {
       frame.done = true;
       try {
-        await parent.trx.rollbackToSavepoint(name).execute();
-        await parent.trx.releaseSavepoint(name).execute();
+        await this.savepoint(parent, 'rollback to', name);
+        await this.savepoint(parent, 'release', name);
       } catch (rollbackError) {
         this.report('a rollback to a savepoint failed', rollbackError);
       }
-      for (const undo of frame.onRollback.reverse()) this.safely('a rollback callback failed', undo);
+      this.rolledBack(frame);
       throw error;
     }
     parent.afterCommit.push(...frame.afterCommit);
     parent.onRollback.push(...frame.onRollback);
     parent.beforeCommit.push(...frame.beforeCommit);
     return result;
+  }
+
+  private async savepoint(parent: Frame, command: 'savepoint' | 'release' | 'rollback to', name: string): Promise<void> {
+    const trx = parent.trx;
+    if (trx === null) {
+      this.sqlite!.connection.db.prepare(`${command} "${name}"`).run();
+      return;
+    }
+    if (command === 'savepoint') await trx.savepoint(name).execute();
+    else if (command === 'release') await trx.releaseSavepoint(name).execute();
+    else await trx.rollbackToSavepoint(name).execute();
   }
 
   /** Queues `callback` for after the outermost commit (dropped on rollback); at once outside a unit. */

@@ -18,7 +18,7 @@ export interface TestDatabase {
 export async function openTestDatabase(file = ':memory:'): Promise<TestDatabase> {
   const database = openSqliteDatabase(file);
   await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
-  const uow = new UnitOfWork(database.kysely);
+  const uow = new UnitOfWork(database);
   return { database, uow, close: () => database.close() };
 }
 
@@ -29,7 +29,7 @@ export async function openTestPostgresDatabase(tag: string, poolSize = 4): Promi
   await migrateDatabase(database, readMigrations(migrationsDir(packageRoot(), database.dialect)));
   return {
     database,
-    uow: new UnitOfWork(database.kysely),
+    uow: new UnitOfWork(database),
     async close() {
       await database.close();
       await pg.drop();

@@ -44,7 +44,7 @@ function cliOn(db: string, ...args: string[]): Promise<Run> {
 /** What the server would see: a TokenService on its own connection to the same file. */
 async function authenticate(token: string) {
   const database = openSqliteDatabase(dbPath);
-  const uow = new UnitOfWork(database.kysely);
+  const uow = new UnitOfWork(database);
   const tokens = new TokenService({
     uow, sqlite: database.sqlite, audit: new AuditRepository(uow), clock: new ManualClock(), logger: createLogger('silent'),
   });

@@ -23,8 +23,9 @@ interface Harness {
   rows(): Promise<string[]>;
 }
 
-function harness(db: Kysely<Schema>): Harness {
-  const uow = new UnitOfWork(db);
+function harness(database: Database): Harness {
+  const db: Kysely<Schema> = database.kysely;
+  const uow = new UnitOfWork(database);
   const log: string[] = [];
   uow.setErrorReporter((message, error) => log.push(`${message}: ${(error as Error).message}`));
   let n = 0;
@@ -53,7 +54,7 @@ function suite(name: string, open: () => Promise<Database>, enabled = true): voi
     const fresh = async (): Promise<Harness> => {
       await sql`DROP TABLE IF EXISTS meta`.execute(database.kysely);
       await TABLE.execute(database.kysely);
-      return harness(database.kysely);
+      return harness(database);
     };
 
     it('runs after-commit callbacks once, in order, only after the outermost commit', async () => {
