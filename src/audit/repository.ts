@@ -3,6 +3,7 @@
  * `record` inside the unit of work of the change it describes (src/db/unit-of-work.ts), so the
  * log and the data can never disagree: it refuses to write outside a transaction.
  */
+import { statement } from '../db/statement.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 
 export const AUDIT_TARGET_TYPES = ['FEATURE_FLAG', 'CIRCUIT_BREAKER', 'MODULE', 'TEST_RUN', 'API_TOKEN', 'ROLLOUT'] as const;
@@ -51,6 +52,11 @@ const toEntry = (row: AuditRow): AuditEntry => ({
   after: row.after_json === null ? null : (JSON.parse(row.after_json) as unknown),
 });
 
+/** Every change writes one (src/db/statement.ts). */
+const INSERT_ENTRY = statement(
+  'insert into "audit_log" ("at", "actor", "action", "target_type", "target", "before_json", "after_json") values (?, ?, ?, ?, ?, ?, ?)',
+);
+
 const jsonOrNull = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
 export class AuditRepository {
@@ -58,18 +64,9 @@ export class AuditRepository {
 
   async record(entry: NewAuditEntry): Promise<void> {
     if (!this.uow.active) throw new Error(`audit entry "${entry.action}" written outside the change's unit of work`);
-    await this.uow.db
-      .insertInto('audit_log')
-      .values({
-        at: entry.at,
-        actor: entry.actor,
-        action: entry.action,
-        target_type: entry.targetType,
-        target: entry.target,
-        before_json: jsonOrNull(entry.before),
-        after_json: jsonOrNull(entry.after),
-      })
-      .execute();
+    await this.uow.write(INSERT_ENTRY, [
+      entry.at, entry.actor, entry.action, entry.targetType, entry.target, jsonOrNull(entry.before), jsonOrNull(entry.after),
+    ]);
   }
 
   /**

@@ -5,6 +5,7 @@ import type { Dialect } from '../db/database.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { FlagDefinition, RolloutStrategy, WhitelistEntry } from './engine.js';
 import { isUniqueViolation } from '../db/errors.js';
+import { statement } from '../db/statement.js';
 
 /** A row as the store reads it: the table's columns (src/db/schema.ts). */
 type FlagRow = Selectable<FeatureFlagsTable>;
@@ -25,6 +26,26 @@ export class FlagRowExistsError extends Error {
 }
 
 
+/**
+ * The statements every change of a flag runs (src/db/statement.ts), written as `withWhitelist`,
+ * `get`'s lock and `save`'s upsert build them with Kysely: the same columns, the same rows.
+ */
+const SELECT_FLAG = statement(
+  'select "feature_flags".*, "flag_whitelist"."attribute" as "wl_attribute", "flag_whitelist"."value" as "wl_value" ' +
+    'from "feature_flags" left join "flag_whitelist" on "flag_whitelist"."flag" = "feature_flags"."name" ' +
+    'where "feature_flags"."name" = ? order by "flag_whitelist"."position"',
+);
+const LOCK_FLAG = statement('select "name" from "feature_flags" where "name" = ? for update');
+const FLAG_COLUMNS = [
+  'name', 'description', 'enabled', 'strategy', 'percentage', 'stickiness', 'gradual_start_percentage',
+  'gradual_target_percentage', 'gradual_start_at', 'gradual_duration_seconds', 'created_at', 'updated_at',
+] as const;
+/** Every column but the key and `created_at` is replaced when the row exists. */
+const UPSERT_FLAG = statement(
+  `insert into "feature_flags" (${FLAG_COLUMNS.map((c) => `"${c}"`).join(', ')}) values (${FLAG_COLUMNS.map(() => '?').join(', ')}) ` +
+    `on conflict ("name") do update set ${FLAG_COLUMNS.filter((c) => c !== 'name' && c !== 'created_at').map((c) => `"${c}" = "excluded"."${c}"`).join(', ')}`,
+);
+
 /** Whitelist rows per INSERT statement (four parameters each). */
 const WHITELIST_BATCH = 500;
 /** Names per `IN (...)` list. */
@@ -34,7 +55,9 @@ const NAMES_BATCH = 500;
  * Flags from `withWhitelist` rows, which come ordered by flag name and whitelist position: a
  * flag's rows are adjacent.
  */
-function assemble(rows: ReadonlyArray<FlagRow & { wl_attribute: string | null; wl_value: string | null }>): FlagDefinition[] {
+type WithWhitelistRow = FlagRow & { wl_attribute: string | null; wl_value: string | null };
+
+function assemble(rows: readonly WithWhitelistRow[]): FlagDefinition[] {
   const flags: FlagDefinition[] = [];
   let i = 0;
   while (i < rows.length) {
@@ -66,6 +89,12 @@ function flagRow(def: FlagDefinition) {
   };
 }
 
+/** `flagRow`'s values in FLAG_COLUMNS order (UPSERT_FLAG's parameters). */
+function flagValues(def: FlagDefinition): unknown[] {
+  const row = flagRow(def);
+  return FLAG_COLUMNS.map((column) => row[column]);
+}
+
 export interface FlagRepositoryOptions {
   /**
    * The database's dialect. On PostgreSQL, units run side by side: `get(name, { lock: true })`
@@ -95,11 +124,10 @@ export class FlagRepository {
       // The lock first, in a statement of its own: a locking read that waited for another unit
       // sees that unit's flag row, but a join in it would still show the whitelist as it was.
       // The read below starts after the lock is held, so it sees the flag whole.
-      const locked = await this.uow.db.selectFrom('feature_flags').select('name').where('name', '=', name).forUpdate().executeTakeFirst();
-      if (!locked) return null;
+      const locked = await this.uow.query(LOCK_FLAG, [name]);
+      if (locked.length === 0) return null;
     }
-    const rows = await this.withWhitelist().where('feature_flags.name', '=', name).orderBy('flag_whitelist.position').execute();
-    return assemble(rows)[0] ?? null;
+    return assemble(await this.uow.query<WithWhitelistRow>(SELECT_FLAG, [name]))[0] ?? null;
   }
 
   /**
@@ -137,16 +165,9 @@ export class FlagRepository {
    * delete and an insert per value, for nothing).
    */
   async save(def: FlagDefinition, stored: FlagDefinition | null = null): Promise<void> {
-    const db = this.uow.db;
-    const values = flagRow(def);
-    const { name: _name, created_at: _createdAt, ...update } = values;
-    await db
-      .insertInto('feature_flags')
-      .values(values)
-      .onConflict((oc) => oc.column('name').doUpdateSet(update))
-      .execute();
+    await this.uow.write(UPSERT_FLAG, flagValues(def));
     if (stored && stored.name === def.name && sameWhitelist(stored.whitelist, def.whitelist)) return;
-    await db.deleteFrom('flag_whitelist').where('flag', '=', def.name).execute();
+    await this.uow.db.deleteFrom('flag_whitelist').where('flag', '=', def.name).execute();
     await this.insertWhitelist(def);
   }
 
