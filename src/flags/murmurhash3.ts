@@ -131,9 +131,11 @@ export function murmurhash3(input: string, seed = 0): number {
   return hashFrom(input, seed | 0, 0, 0, 0);
 }
 
+const utf8 = new TextEncoder();
+
 /** The state after hashing the UTF-8 bytes of `prefix`, to be continued by `murmurhash3From`. */
 export function murmurStateOf(prefix: string, seed = 0): MurmurState {
-  const bytes = new TextEncoder().encode(prefix);
+  const bytes = utf8.encode(prefix);
   let h1 = seed | 0;
   let k = 0;
   let kBytes = 0;
