@@ -208,6 +208,22 @@ describe('HTTP GraphQL lane: the same answers as Yoga', () => {
     expect(lane).toMatch(/name="anonymous",outcome="success"\} [1-9]/);
     expect(lane).toBe(yoga);
   });
+
+  // After the metrics comparison: these requests reach the lane's server only.
+  it('survives clients that hang up before their answer', async () => {
+    const port = pair.lane.server.port;
+    const body = gql(EVALUATE);
+    const head = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    await Promise.all(Array.from({ length: 20 }, () => new Promise<void>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => socket.end(head + body, () => {
+        socket.destroy();
+        resolve();
+      }));
+      socket.on('error', () => resolve());
+    })));
+    const answer = await send(pair.lane, { name: 'after', lane: true, body }, {});
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+  });
 });
 
 describe('HTTP GraphQL lane with CORS on, anonymous access off and introspection off', () => {
