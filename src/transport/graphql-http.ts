@@ -22,6 +22,8 @@ import type { GraphQLContext } from '../graphql/context.js';
 
 /** Query texts whose verdict (a document, or "leave it to Yoga") is kept; oldest out first. */
 const DOCUMENT_CACHE_SIZE = 1024;
+/** Longer query texts are not kept (1,024 of them at the body cap would hold 256 MB). */
+const MAX_CACHED_QUERY_CHARS = 16 * 1024;
 /** Distinct Accept headers whose negotiated media type is kept. */
 const MEDIA_TYPE_CACHE_SIZE = 64;
 
@@ -69,6 +71,8 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     } catch {
       document = null;
     }
+    // A long text (a hostile one, often) is decided again each time rather than held.
+    if (query.length > MAX_CACHED_QUERY_CHARS) return document;
     if (documents.size >= DOCUMENT_CACHE_SIZE) documents.delete(documents.keys().next().value!);
     documents.set(query, document);
     return document;
@@ -90,6 +94,9 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     yoga.logger.debug('Parsing request to extract GraphQL parameters');
     // The server context Yoga's node adapter builds ({ req, res, waitUntil }); Yoga's handler
     // adds `params` (and its Request, which nothing here reads: the token comes from `req`).
+    // No Request is passed (`handleParams` then adds only `params`): of Yoga's hooks, the only
+    // ones that read it (usePreventMutationViaGET on parse) matter for GET and for a document
+    // without a runnable operation, both left to Yoga above.
     const context = { req, res, waitUntil: yoga.waitUntil };
     const result = await yoga.handleParams({ request: undefined as unknown as Request, params, context: context as never });
     const response = processRegularResult(result as ExecutionResult, CAPTURE, mediaType) as unknown as CapturedResponse;
