@@ -119,6 +119,8 @@ describe('HTTP GraphQL lane: the same answers as Yoga', () => {
     { name: 'operationName among several', lane: true, body: gql('query A { __typename } query B { featureFlags { name } }', { operationName: 'B' }) },
     { name: 'null variables, operationName and extensions', lane: true, body: gql('{ __typename }', { variables: null, operationName: null, extensions: null }) },
     { name: 'extensions object', lane: true, body: gql('{ __typename }', { extensions: { trace: true } }) },
+    { name: 'a long query text (not cached)', lane: true, body: gql(`{ __typename } # ${'x'.repeat(20 * 1024)}`) },
+    { name: 'the same long text again', lane: true, body: gql(`{ __typename } # ${'x'.repeat(20 * 1024)}`) },
     { name: 'charset in the content type', lane: true, headers: { 'Content-Type': 'application/json; charset=utf-8' }, body: gql('{ __typename }') },
     { name: 'mutation as admin', lane: true, headers: admin, body: gql('mutation { setFlagPercentage(name: "neural_network_v2", percentage: 30) { flag { name percentage strategy } errors { code message field } } }') },
     { name: 'business error as data', lane: true, headers: admin, body: gql('mutation { setFlagPercentage(name: "neural_network_v2", percentage: 300) { flag { name } errors { code message field } } }') },
