@@ -7,6 +7,8 @@
  * - transport/dashboard.ts: the built operations dashboard on /dashboard (HELIOS_DASHBOARD).
  * - transport/rest.ts: the seeds' REST API (/api/modularity/*) over the same services, and its
  *   OpenAPI document (/api/openapi.json).
+ * - transport/graphql-http.ts: the lane for ordinary GraphQL POSTs, answered from node:http
+ *   through Yoga's own params handler and result processor, without its Fetch-API layer.
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,
