@@ -7,6 +7,8 @@
  * - transport/dashboard.ts: the built operations dashboard on /dashboard (HELIOS_DASHBOARD).
  * - transport/rest.ts: the seeds' REST API (/api/modularity/*) over the same services, and its
  *   OpenAPI document (/api/openapi.json).
+ * - transport/graphql-http.ts: the lane for ordinary GraphQL POSTs, answered from node:http
+ *   through Yoga's own params handler and result processor, without its Fetch-API layer.
  * Yoga answers HTTP GraphQL (and GraphiQL) on /graphql through the same envelop plugins that
  * graphql-ws operations run. Revoking a token ends its sockets and streams. Shutdown stops
  * accepting, completes every subscription on both transports, lets in-flight requests finish,
@@ -17,9 +19,10 @@ import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } fro
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { createApp, type App, type AppOptions } from './app.js';
 import { isLoopbackHost } from './auth/anonymous.js';
-import { resolveCaller } from './auth/authorization.js';
+import { resolveCaller, thenMaybe, type MaybePromise } from './auth/authorization.js';
 import type { OriginPolicy } from './hardening/browser-origin.js';
 import { useMessageLimits } from './hardening/message-limits.js';
+import { parseWithLimits } from './hardening/document.js';
 import { useDocumentLimits } from './hardening/plugin.js';
 import { handBodyToYoga } from './hardening/request-body.js';
 import { useRequestErrorCodes } from './hardening/request-errors.js';
@@ -33,6 +36,7 @@ import { createMetricsRoute, METRICS_PATH } from './transport/metrics.js';
 import { createOfrepRoute, OFREP_PREFIX } from './transport/ofrep.js';
 import { dashboardRoutes } from './transport/dashboard.js';
 import { GRAPHIQL_ASSETS_PATH, graphiqlWelcome, renderGraphiQLPage, serveGraphiQLAsset } from './transport/graphiql.js';
+import { createGraphQLHttpLane } from './transport/graphql-http.js';
 import { createGraphQLWsTransport } from './transport/graphql-ws.js';
 import { createHttpTransport, probeRoutes } from './transport/http.js';
 import { restRoutes } from './transport/rest.js';
@@ -63,7 +67,16 @@ function serveSchemaFile(req: IncomingMessage, res: ServerResponse): void {
   res.end(req.method === 'HEAD' ? undefined : sdl);
 }
 
-export async function startServer(config: HeliosConfig, options: AppOptions = {}): Promise<HeliosServer> {
+export interface ServerOptions extends AppOptions {
+  /**
+   * Internal, for tests: false sends every HTTP GraphQL request through Yoga's own pipeline
+   * instead of the lane (transport/graphql-http.ts), so the two answers can be compared;
+   * `onDecision` hears, per request Yoga would have answered, whether the lane took it.
+   */
+  graphqlHttpLane?: boolean | { onDecision(req: IncomingMessage, taken: boolean): void };
+}
+
+export async function startServer(config: HeliosConfig, options: ServerOptions = {}): Promise<HeliosServer> {
   const app = await createApp(config, options);
   const { services } = app;
   const logger = services.logger.child({ component: 'server' });
@@ -75,14 +88,18 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
   // GraphQL operations and subscriptions counted for /metrics (null with HELIOS_METRICS=false).
   const operations = config.metrics ? new GraphQLOperationCounters() : null;
 
-  /** The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP). */
-  const contextFor = async (authorization: string | null | undefined): Promise<GraphQLContext> => {
-    const resolution = await resolveCaller(authorization, services.tokens, config.anonymous);
-    if (!resolution.ok) {
-      throw new GraphQLError(resolution.message, { extensions: { code: resolution.code, http: { status: 401 } } });
-    }
-    return { actor: resolution.caller.name, caller: resolution.caller, services };
-  };
+  /**
+   * The caller behind an Authorization value, or a typed UNAUTHENTICATED error (401 over HTTP).
+   * Synchronous while the token index answers from memory (no promise per request); envelop
+   * handles a throw here as it handles a rejection.
+   */
+  const contextFor = (authorization: string | null | undefined): MaybePromise<GraphQLContext> =>
+    thenMaybe(resolveCaller(authorization, services.tokens, config.anonymous), (resolution) => {
+      if (!resolution.ok) {
+        throw new GraphQLError(resolution.message, { extensions: { code: resolution.code, http: { status: 401 } } });
+      }
+      return { actor: resolution.caller.name, caller: resolution.caller, services };
+    });
 
   const maskError = (error: unknown, message: string): GraphQLError => {
     const original = error instanceof GraphQLError ? error.originalError : error;
@@ -120,9 +137,10 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
       ...(operations ? [useOperationMetrics(operations)] : []),
     ],
     // graphql-ws operations arrive with their caller already resolved (onConnect); HTTP ones here.
+    // (From the node request, which Yoga's Request copies its headers from: the HTTP lane has no Request.)
     context: (initial) => {
       const resolved = initial as Partial<GraphQLContext>;
-      return resolved.caller ? (resolved as GraphQLContext) : contextFor(initial.request.headers.get('authorization'));
+      return resolved.caller ? (resolved as GraphQLContext) : contextFor(initial.req.headers.authorization);
     },
     logging: {
       debug: (...args) => logger.debug(String(args[0]), { args: args.slice(1).map(String) }),
@@ -133,10 +151,16 @@ export async function startServer(config: HeliosConfig, options: AppOptions = {}
     maskedErrors: { maskError },
   });
 
+  const lane = options.graphqlHttpLane === false
+    ? null
+    : createGraphQLHttpLane({ yoga, path: GRAPHQL_PATH, parse: (source) => parseWithLimits(source, limits), cors: config.allowedOrigins.length > 0 });
   const http = createHttpTransport({
     origins,
     maxRequestBodyBytes: limits.maxRequestBodyBytes,
     fallback: (req, res) => {
+      const answered = lane?.handle(req, res) ?? null;
+      if (typeof options.graphqlHttpLane === 'object') options.graphqlHttpLane.onDecision(req, answered !== null);
+      if (answered) return answered;
       handBodyToYoga(req);
       return yoga(req, res);
     },

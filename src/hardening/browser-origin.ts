@@ -44,10 +44,24 @@ function normalizeOrigin(origin: string): string | null {
   }
 }
 
+/** Hosts whose loopback verdict is kept: every request of a client names the same one. */
+const LOOPBACK_HOST_CACHE_SIZE = 64;
+const loopbackHosts = new Map<string, boolean>();
+
+function isLoopbackHostHeader(host: string): boolean {
+  let loopback = loopbackHosts.get(host);
+  if (loopback === undefined) {
+    loopback = isLoopbackHost(hostnameOf(host));
+    if (loopbackHosts.size >= LOOPBACK_HOST_CACHE_SIZE) loopbackHosts.delete(loopbackHosts.keys().next().value!);
+    loopbackHosts.set(host, loopback);
+  }
+  return loopback;
+}
+
 export function checkRequestOrigin(headers: IncomingHttpHeaders, policy: OriginPolicy): OriginVerdict {
   const host = headers.host;
   if (!host) return refuse('Missing Host header');
-  if (policy.requireLoopbackHost && !isLoopbackHost(hostnameOf(host))) {
+  if (policy.requireLoopbackHost && !isLoopbackHostHeader(host)) {
     return refuse(`Host ${quoteValue(host)} is not allowed`);
   }
   const originHeader = headers.origin;

@@ -13,7 +13,7 @@ import type { Clock } from '../../src/clock.js';
 import { loadConfig, type HeliosConfig } from '../../src/config.js';
 import type { EventMap } from '../../src/events.js';
 import { createLogger, type Logger } from '../../src/logger.js';
-import { startServer, type HeliosServer } from '../../src/server.js';
+import { startServer, type HeliosServer, type ServerOptions } from '../../src/server.js';
 
 /** Every test server bootstraps this admin token; `request` and `wsClient` send it unless told otherwise. */
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -44,6 +44,8 @@ export interface TestServerOptions {
   print?: (text: string) => void;
   /** Default: a logger at HELIOS_TEST_LOG_LEVEL (silent). */
   logger?: Logger;
+  /** The HTTP GraphQL lane (src/server.ts ServerOptions); default on. */
+  graphqlHttpLane?: ServerOptions['graphqlHttpLane'];
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -63,6 +65,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     print: options.print ?? (() => {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.random ? { random: options.random } : {}),
+    ...(options.graphqlHttpLane !== undefined ? { graphqlHttpLane: options.graphqlHttpLane } : {}),
   });
   const url = server.url;
   const wsUrl = url.replace(/^http/, 'ws');
