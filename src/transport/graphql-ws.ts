@@ -1,7 +1,14 @@
 /**
- * graphql-ws (`graphql-transport-ws`) on the HTTP server's /graphql path: authentication in
+ * GraphQL over WebSocket (`graphql-transport-ws`, graphql-ws's protocol, served by
+ * graphql-transport-ws.ts) on the HTTP server's /graphql path: authentication in
  * `connection_init`, the same envelop pipeline (limits, codes, masking) as HTTP per operation,
  * per-token sockets for revocation, and a shutdown that completes every operation first.
+ *
+ * Fan-out. A subscription's events are executed once per distinct (document, variables, role)
+ * (shared-subscriptions.ts), and the JSON of the `next` payload is made once with them
+ * (`nextPayloadJson`); each socket's frame is that payload with its own id spliced in
+ * (`nextFrame`), the bytes graphql-ws's `JSON.stringify({ id, type, payload })` writes (tested
+ * against graphql-ws itself), written straight to the socket (`SocketDelivery`).
  *
  * Frame size. ws checks a frame's declared length against its `maxPayload` when it has read the
  * frame *header*, before buffering the payload, and on excess closes with 1009 "Message Too Big"
@@ -19,17 +26,17 @@
  * operation after the ack fails; ws is pinned to ^8 in package.json. A message split over
  * fragments is counted whole (ws sums the fragments' lengths).
  *
- * Shutdown. `shutdown()` ends every subscription's iterator, so graphql-ws sends `complete`
- * for each id, waits until those are written, and only then closes the socket with 1001
+ * Shutdown. `shutdown()` ends every subscription's iterator, so the protocol server sends
+ * `complete` for each id, waits until those are written, and only then closes the socket with 1001
  * "Going Away". 1001 is RFC 6455's "server is going down"; graphql-ws clients treat it as
  * retryable, which is what a client of a restarting server wants, and since every subscription
  * has completed, a lazy client (graphql-ws's default) has nothing left to reconnect for, while
  * an eager one retries only `retryAttempts` times with backoff. A fatal 4xxx code would instead
  * tell clients that their request was wrong.
  *
- * Loading. ws and graphql-ws are imported on the first upgrade request, not at start: a server
- * that no client opens a socket to never loads them (about 15 modules, tens of ms of every start;
- * issue 15). Until then this transport's own `upgrade` listener holds the request; the
+ * Loading. ws, graphql-ws and the protocol server are imported on the first upgrade request,
+ * not at start: a server that no client opens a socket to never loads them (about 15 modules,
+ * tens of ms of every start; issue 15). Until then this transport's own `upgrade` listener holds the request; the
  * WebSocketServer it then makes (`noServer`, same path, origin check and frame cap) handles
  * that upgrade and every later one exactly as one attached to the HTTP server would.
  */
@@ -74,7 +81,7 @@ export interface GraphQLWsTransportOptions {
   limits: HardeningLimits;
   maskError: (error: unknown, message: string) => GraphQLError;
   logger: Logger;
-  /** Wraps each started subscription, e.g. to count it for /metrics (graphql-ws skips envelop's subscribe). */
+  /** Wraps each started subscription, e.g. to count it for /metrics (shared subscriptions skip envelop's subscribe). */
   countSubscription?: (args: ExecutionArgs, started: Promise<unknown>) => Promise<unknown>;
 }
 
@@ -197,8 +204,8 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   })());
 
   // What `new WebSocketServer({ server })` attaches: every upgrade goes to ws (which answers 400
-  // for another path), and the HTTP server's errors are the WebSocket server's (graphql-ws then
-  // closes its sockets with 1011).
+  // for another path), and the HTTP server's errors are the WebSocket server's (the protocol
+  // server then closes its sockets with 4500, as graphql-ws does).
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Until ws owns the socket, a reset must not be an uncaught 'error'.
     const early = () => socket.destroy();
@@ -268,7 +275,7 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
           return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
         }
         const enveloped = yoga.getEnveloped({ socket, params: payload });
-        // A throwing parse or validation rule would make graphql-ws close the whole socket:
+        // A throwing parse or validation rule would close the whole socket (4500):
         // turn every failure into errors for this one operation instead.
         try {
           const document = enveloped.parse(payload.query);
