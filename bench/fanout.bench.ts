@@ -1,8 +1,8 @@
 /**
  * Subscription fan-out against its physical floor. 1,000, 5,000 then 20,000 graphql-ws
  * subscribers to `breakerStateChanged`, the server (Helios, own process) forcing one breaker open
- * and resetting it, in turns. Beside it, in the same run and from the same client process, the
- * same number of sockets on a plain `ws` server (support/raw-ws-server.ts) that sends a
+ * and resetting it, in turns. Beside it, in the same run and from a client process running the
+ * same code (one per server, see Open files), the same number of sockets on a plain `ws` server (support/raw-ws-server.ts) that sends a
  * pre-serialized frame, the very bytes Helios sent, to every subscribed socket. Rounds alternate
  * between the two, so load on the machine hits both alike.
  *
@@ -18,10 +18,14 @@
  * subscriber and after the last one of a step has subscribed, divided by the subscribers added
  * (goal at 5,000: <= 8 KiB of RSS); the floor's the same way, for comparison.
  *
- * Open files: 20,000 sockets on each of two servers are 40,000 descriptors in the client
- * process, over the machine's default limit; each child's limit is raised with `prlimit` when
- * the benchmark may (root), else the steps stop at what fits.
+ * Open files: each server has its own client process (Helios's sockets in one, the floor's in
+ * another, both the same code, rounds still alternating), so a step of n subscribers needs n
+ * descriptors in each of the four processes plus what each holds anyway (a server: its
+ * database, listening socket, IPC; a few dozen). Each child's limit is raised with `prlimit`
+ * when the benchmark may (root); else a step that does not fit is replaced by the largest
+ * multiple of 500 that leaves SPARE_FILES free in every process.
  */
+import { readdirSync } from 'node:fs';
 import type { BenchReport, BenchRow } from './report.js';
 import { forkRpc, siblingScript, type RpcChild } from './support/rpc.js';
 import { startHelios, type ServerChild } from './support/servers.js';
@@ -29,13 +33,16 @@ import type { MemorySample } from './support/memory.js';
 import { openFileLimit, openFileSoftLimit, raiseOpenFileLimit } from './support/system.js';
 import { MB, percentile, ratio, round, sleep, sortedCopy } from './support/stats.js';
 
-const STEPS = [1_000, 5_000, 20_000];
+/** BENCH_FANOUT_STEPS=1000,5000 runs only those steps (the 20,000 step takes minutes and GBs). */
+const STEPS = process.env.BENCH_FANOUT_STEPS ? process.env.BENCH_FANOUT_STEPS.split(',').map(Number) : [1_000, 5_000, 20_000];
 const ROUNDS = 20;
 const WARMUP_ROUNDS = 2;
 const GOALS: Record<number, number> = { 5_000: 1.25, 20_000: 1.5 };
 const MEMORY_GOAL_KIB = 8;
 const MEMORY_GOAL_STEP = 5_000;
 const NOFILE = 65_536;
+/** Descriptors left for each process's own files (the servers use a few dozen; see the notes). */
+const SPARE_FILES = 500;
 const BREAKER = 'fanout_bench';
 const SUBSCRIPTION = 'subscription { breakerStateChanged { name from to reason at metrics { failures consecutiveFailures rejections } } }';
 
@@ -56,6 +63,15 @@ interface StepResult {
   heapPerSubscriber: Record<Target, number>;
 }
 
+/** Open descriptors of a process (Linux /proc), or null where that cannot be read. */
+function openFiles(pid: number): number | null {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return null;
+  }
+}
+
 async function until(what: string, count: () => Promise<number>, target: number, clients: RpcChild<unknown>): Promise<void> {
   const deadline = Date.now() + 60_000;
   let active = 0;
@@ -70,12 +86,15 @@ const emptyRounds = (): Rounds => ({ latencies: [], lastReceipt: [], missing: 0,
 export default async function run(): Promise<BenchReport> {
   const server = await startHelios();
   const floor = await forkRpc<{ url: string }>(siblingScript(import.meta.url, './support/raw-ws-server'));
-  const clients = await forkRpc<unknown>(siblingScript(import.meta.url, './support/fanout-clients'));
-  const raised = [server, floor, clients].map((c) => raiseOpenFileLimit(c.child.pid!, NOFILE));
+  const clientsOf: Record<Target, RpcChild<unknown>> = {
+    helios: await forkRpc<unknown>(siblingScript(import.meta.url, './support/fanout-clients')),
+    floor: await forkRpc<unknown>(siblingScript(import.meta.url, './support/fanout-clients')),
+  };
+  const raised = [server, floor, clientsOf.helios, clientsOf.floor].map((c) => raiseOpenFileLimit(c.child.pid!, NOFILE));
   const fits = raised.every((r) => r !== null) ? NOFILE : openFileSoftLimit();
-  // Each step needs `n` descriptors in each server and 2n in the client process, plus some
-  // spare. A step that does not fit is replaced by the largest multiple of 500 that does.
-  const largest = Math.floor((fits - 500) / 2 / 500) * 500;
+  // Each step needs `n` descriptors in every one of the four processes, plus their own files.
+  const largest = Math.floor((fits - SPARE_FILES) / 500) * 500;
+  const ownFiles = { helios: openFiles(server.child.pid!), floor: openFiles(floor.child.pid!) };
   const steps = [...new Set(STEPS.map((n) => Math.min(n, largest)))];
   const goalOf = (n: number): number | undefined => GOALS[STEPS.find((s) => Math.min(s, largest) === n) ?? n];
   const results: StepResult[] = [];
@@ -88,9 +107,9 @@ export default async function run(): Promise<BenchReport> {
       floor: () => floor.call<number>('broadcast'),
     };
     const measureRound = async (target: Target, into: Rounds, counted: boolean) => {
-      await clients.call('arm', target);
+      await clientsOf[target].call('arm', target);
       const t0 = await triggers[target]();
-      const got = await clients.call<{ times: number[]; missing: number; bad: number; frame: string | null }>('collect', 15_000);
+      const got = await clientsOf[target].call<{ times: number[]; missing: number; bad: number; frame: string | null }>('collect', 15_000);
       if (target === 'helios' && got.frame) frameBytes = await floor.call<number>('setFrame', got.frame);
       if (!counted) return;
       let last = 0;
@@ -109,13 +128,15 @@ export default async function run(): Promise<BenchReport> {
       const add = target - subscribed;
       const connected: Record<Target, number> = { helios: 0, floor: 0 };
       for (const [group, url] of [['helios', server.ready.url], ['floor', floor.ready.url]] as const) {
-        const { ms } = await clients.call<{ connected: number; ms: number }>('connect', { group, url, count: add, query: SUBSCRIPTION });
+        const { ms } = await clientsOf[group].call<{ connected: number; ms: number }>('connect', { group, url, count: add, query: SUBSCRIPTION });
         connected[group] = ms;
       }
-      await until('Helios', () => server.call<number>('listenerCount', 'breakerStateChanged'), target, clients);
-      await until('floor', () => floor.call<number>('subscribed'), target, clients);
+      await until('Helios', () => server.call<number>('listenerCount', 'breakerStateChanged'), target, clientsOf.helios);
+      await until('floor', () => floor.call<number>('subscribed'), target, clientsOf.floor);
       subscribed = target;
       const after = { helios: await memory.helios(), floor: await memory.floor() };
+      // BENCH_HEAP_SNAPSHOT=<folder>: Helios's heap with every subscriber of the step idle, to see what each one holds.
+      if (process.env.BENCH_HEAP_SNAPSHOT) await server.call('heapSnapshot', `${process.env.BENCH_HEAP_SNAPSHOT}/fanout-${target}.heapsnapshot`);
       const rounds = { helios: emptyRounds(), floor: emptyRounds() };
       // Helios first in each warm-up round: the floor sends the bytes Helios sent last.
       for (let r = 0; r < WARMUP_ROUNDS + ROUNDS; r++) {
@@ -136,12 +157,14 @@ export default async function run(): Promise<BenchReport> {
       );
       before = { helios: await memory.helios(), floor: await memory.floor() };
     }
-    const stats = await clients.call<{ errors: number; closedEarly: number; oddFrames: number; firstOddFrame: string | null }>('stats');
+    type ClientStats = { errors: number; closedEarly: number; oddFrames: number; firstOddFrame: string | null };
+    const [a, b] = await Promise.all([clientsOf.helios.call<ClientStats>('stats'), clientsOf.floor.call<ClientStats>('stats')]);
+    const stats: ClientStats = { errors: a.errors + b.errors, closedEarly: a.closedEarly + b.closedEarly, oddFrames: a.oddFrames + b.oddFrames, firstOddFrame: a.firstOddFrame ?? b.firstOddFrame };
     notes.push(
       `client socket errors ${stats.errors}, sockets closed by a server ${stats.closedEarly}, frames other than next/ping ${stats.oddFrames}${stats.firstOddFrame ? ` (first: ${stats.firstOddFrame})` : ''}; the floor's frame: ${frameBytes} bytes, the last one Helios sent.`,
     );
   } finally {
-    await clients.stop();
+    await Promise.all([clientsOf.helios.stop(), clientsOf.floor.stop()]);
     await Promise.all([server.stop(), floor.stop()]);
   }
 
@@ -191,11 +214,11 @@ export default async function run(): Promise<BenchReport> {
   const skipped = STEPS.filter((n) => !steps.includes(n));
   if (skipped.length) {
     notes.push(
-      `Step${skipped.length > 1 ? 's' : ''} ${skipped.join(', ')} replaced by ${largest} subscribers (with ${skipped.length > 1 ? 'their goals' : 'its goal'}): two sets of n sockets in the one client process need 2n open files, and the limit here is ${fits} (raising it with prlimit was refused).`,
+      `Step${skipped.length > 1 ? 's' : ''} ${skipped.join(', ')} replaced by ${largest} subscribers (with ${skipped.length > 1 ? 'their goals' : 'its goal'}): every server and client process holds n sockets, the open-file limit here is ${fits} per process (raising it with prlimit was refused), and ${SPARE_FILES} are kept for each process's own files (at start Helios held ${ownFiles.helios ?? '?'} descriptors, the floor ${ownFiles.floor ?? '?'}).`,
     );
   }
   notes.push(
-    `Clients: raw ws speaking graphql-transport-ws in one child process for both servers, at most 16 sockets per loopback source address (Helios allows 20 WebSockets per client address by default). Open-file limit of this process (soft/hard): ${openFileLimit()}; of the three children: ${raised.every((r) => r !== null) ? `raised to ${NOFILE} with prlimit` : 'not raised (prlimit refused)'}.`,
+    `Clients: raw ws speaking graphql-transport-ws, one child process per server (the same code; rounds alternate between the two), at most 16 sockets per loopback source address (Helios allows 20 WebSockets per client address by default). Open-file limit of this process (soft/hard): ${openFileLimit()}; of the four children: ${raised.every((r) => r !== null) ? `raised to ${NOFILE} with prlimit` : 'not raised (prlimit refused)'}.`,
   );
   return { name: 'fanout', rows, notes };
 }

@@ -77,9 +77,13 @@ export class EventBus<M extends object = EventMap> {
     filter: (event: M[K]) => boolean = () => true,
     maxQueue = DEFAULT_SUBSCRIBER_QUEUE,
   ): AsyncIterableIterator<M[K]> {
-    return feed<M[K]>((push) => this.on(topic, (event) => {
-      if (filter(event)) push(event);
-    }), maxQueue);
+    // One listener closure per subscriber (thousands of them on a busy topic): the feed's
+    // state lives in the Feed object, not in closures.
+    const subscriber = new Feed<M[K]>(maxQueue);
+    subscriber.attached(this.on(topic, (event) => {
+      if (filter(event)) subscriber.push(event);
+    }));
+    return subscriber;
   }
 }
 
@@ -88,64 +92,113 @@ export class EventBus<M extends object = EventMap> {
  * detach. Ending the iterator (client unsubscribes, server shuts down) detaches at once.
  */
 export function feed<T>(attach: (push: (value: T) => void) => () => void, maxQueue = DEFAULT_SUBSCRIBER_QUEUE): AsyncIterableIterator<T> {
-  const queue: T[] = [];
+  const subscriber = new Feed<T>(maxQueue);
+  subscriber.attached(attach((value) => subscriber.push(value)));
+  return subscriber;
+}
+
+/** Takes a feed's values one at a time without a promise per value (see `Feed.read`). */
+export interface FeedReader<T> {
+  onValue(value: T): void;
+  /** The feed ended: returned (null) or failed (SLOW_CONSUMER). */
+  onEnd(error: Error | null): void;
+}
+
+/**
+ * One subscriber's bounded queue (see the module comment), as `feed` and `EventBus.subscribe`
+ * hand it out: an async iterator, or, for a reader that keeps up without promises, `read`.
+ */
+export class Feed<T> implements AsyncIterableIterator<T> {
+  private readonly queue: T[] = [];
   // Only ever set while the queue is empty: a value arriving then goes straight to the reader.
-  let waiting: ((result: IteratorResult<T>) => void) | null = null;
-  let done = false;
-  let failure: Error | null = null;
+  private waiting: ((result: IteratorResult<T>) => void) | null = null;
+  private reader: FeedReader<T> | null = null;
+  private done = false;
+  private failure: Error | null = null;
+  private detach: (() => void) | null = null;
 
-  const finish = () => {
-    if (done) return;
-    done = true;
-    detach();
-    queue.length = 0;
-    const resolve = waiting;
-    waiting = null;
-    resolve?.({ value: undefined, done: true });
-  };
+  constructor(private readonly maxQueue: number) {}
 
-  const push = (value: T) => {
-    if (done) return;
-    if (waiting) {
-      const resolve = waiting;
-      waiting = null;
+  /** Takes the source's detach; a feed that ended while attaching (overflow in a replay) detaches at once. */
+  attached(detach: () => void): void {
+    if (this.done) detach();
+    else this.detach = detach;
+  }
+
+  push(value: T): void {
+    if (this.done) return;
+    if (this.reader) {
+      const reader = this.reader;
+      this.reader = null;
+      reader.onValue(value);
+    } else if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = null;
       resolve({ value, done: false });
-    } else if (queue.length >= maxQueue) {
+    } else if (this.queue.length >= this.maxQueue) {
       // The reader is not waiting, so the failure is raised on its next read.
-      failure = new SlowConsumerError(`Subscriber fell more than ${maxQueue} events behind and was disconnected`);
+      this.failure = new SlowConsumerError(`Subscriber fell more than ${this.maxQueue} events behind and was disconnected`);
       feedCounters.slowConsumerDisconnects++;
-      finish();
+      this.finish();
     } else {
-      queue.push(value);
+      this.queue.push(value);
     }
-  };
+  }
 
-  const detach = attach(push);
-
-  const iterator: AsyncIterableIterator<T> = {
-    next() {
-      if (queue.length > 0) return Promise.resolve({ value: queue.shift() as T, done: false });
-      if (failure) {
-        const error = failure;
-        failure = null;
-        return Promise.reject(error);
-      }
-      if (done) return Promise.resolve({ value: undefined, done: true });
-      return new Promise<IteratorResult<T>>((resolve) => {
-        waiting = resolve;
-      });
-    },
-    return() {
-      finish();
-      return Promise.resolve({ value: undefined, done: true });
-    },
-    throw(error?: unknown) {
-      finish();
+  next(): Promise<IteratorResult<T>> {
+    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift() as T, done: false });
+    if (this.failure) {
+      const error = this.failure;
+      this.failure = null;
       return Promise.reject(error);
-    },
-    [Symbol.asyncIterator]() {
-      return iterator;
-    },
-  };
-  return iterator;
+    }
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise<IteratorResult<T>>((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  /**
+   * `next()` with a callback: the reader gets the next value at once when one is queued, else
+   * when it is pushed, synchronously (inside the publisher's `publish`), and nothing is
+   * allocated per value. One read at a time, like one pending `next()`.
+   */
+  read(reader: FeedReader<T>): void {
+    if (this.queue.length > 0) return reader.onValue(this.queue.shift() as T);
+    if (this.failure) {
+      const error = this.failure;
+      this.failure = null;
+      return reader.onEnd(error);
+    }
+    if (this.done) return reader.onEnd(null);
+    this.reader = reader;
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.finish();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<T>> {
+    this.finish();
+    return Promise.reject(error);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.detach?.();
+    this.detach = null;
+    this.queue.length = 0;
+    const resolve = this.waiting;
+    this.waiting = null;
+    resolve?.({ value: undefined, done: true });
+    const reader = this.reader;
+    this.reader = null;
+    reader?.onEnd(null);
+  }
 }

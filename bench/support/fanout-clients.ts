@@ -7,8 +7,8 @@
  * (127.0.1.1, 127.0.1.2, ...): Helios limits WebSockets per client address, and the benchmark
  * is about fan-out, not about that quota.
  *
- * Sockets come in groups, one per target server (Helios, the raw `ws` floor), all in this one
- * process. Rounds: `arm` picks a group and clears its receipt times, the parent triggers an event, `collect` waits until
+ * Sockets come in groups, one per target server (the fanout benchmark runs one such process per
+ * server, so each holds one group and at most the open-file limit of sockets). Rounds: `arm` picks a group and clears its receipt times, the parent triggers an event, `collect` waits until
  * every socket got a `next` and returns the receipt times (epoch ms, sub-ms resolution).
  * The message handler only stamps the time and keeps the raw frame; frames are parsed and
  * checked afterwards, off the clock.

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig } from '../../src/config.js';
 import { startServer } from '../../src/server.js';
 import type { EventMap } from '../../src/events.js';
@@ -33,6 +34,8 @@ async function main(): Promise<void> {
   const ready: HeliosServerReady = { url: server.url, port: server.port, startedInMs, dir };
   serveRpc(ready, {
     memory: () => memorySample(),
+    /** Writes a V8 heap snapshot to the given file (BENCH_HEAP_SNAPSHOT in the fanout bench). */
+    heapSnapshot: (file) => writeHeapSnapshot(String(file)),
     listenerCount: (topic) => services.bus.listenerCount(topic as keyof EventMap),
     configureBreaker: async (name) => {
       await services.breakers.configure('bench', String(name), { failureThreshold: 5 });

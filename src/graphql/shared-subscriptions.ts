@@ -16,8 +16,33 @@
  * value) and its errors are masked like every other result, as is an error the stream itself
  * throws. A stream that fails to start goes through the standard path, which formats and masks
  * its errors.
+ *
+ * Direct delivery (`options.delivery`, what the graphql-ws transport uses). Serialising the
+ * shared result is shared too: the delivery's `payloadOf` turns a result into the JSON of a
+ * `next` message's payload once per key and event, and each subscriber only splices that into
+ * its own frame and writes it (`write`). The iterator handed to graphql-ws then yields nothing:
+ * it settles when the subscription ends (done) or fails (the masked error), so graphql-ws still
+ * sends `complete` or `error` itself, after every `next` this subscriber wrote. Per subscriber
+ * that is one promise hop per event, against about ten through graphql-ws's emit (an awaited
+ * hook, a result spread, message validation, JSON.stringify and a promise per send).
+ * Backpressure is unchanged: the next event is taken from the source only once the previous
+ * frame's write has completed, exactly when graphql-ws would have taken it, so a subscriber
+ * whose socket does not drain still fills its own feed's queue and is ended with SLOW_CONSUMER.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createSourceEventStream, execute, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { Feed, type FeedReader } from '../events.js';
+
+/** How a directly delivered subscriber's `next` frames are made and written (see the module comment). */
+export interface SubscriptionDelivery {
+  /**
+   * The JSON of a `next` message's payload for `result`. Called once per key and event, so it
+   * must depend on the result alone (all subscribers of a key share what it returns).
+   */
+  payloadOf(result: ExecutionResult): string;
+  /** Writes this subscriber's frame around `payload`; `written` runs once it has been handed on, or failed. */
+  write(payload: string, written: (error?: Error) => void): void;
+}
 
 export interface SharedSubscriptionOptions {
   /** The standard path (envelop's subscribe), for streams that fail to start. */
@@ -26,11 +51,21 @@ export interface SharedSubscriptionOptions {
   maskError: (error: GraphQLError) => GraphQLError;
   /** What besides the operation decides a result, e.g. the caller's role. */
   sharingKey: string;
+  /** Write `next` frames directly instead of yielding results (one `payloadOf` per key shared by all). */
+  delivery?: SubscriptionDelivery;
+}
+
+type Shared<T> = T | Promise<T>;
+
+/** One key's share of one event: its result and, once a directly delivered subscriber asked, its payload JSON. */
+interface SharedEvent {
+  result: Shared<ExecutionResult>;
+  payload?: Shared<string>;
 }
 
 const documentIds = new WeakMap<DocumentNode, number>();
 let nextDocumentId = 0;
-const resultsByEvent = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+const sharedByEvent = new WeakMap<object, Map<string, SharedEvent>>();
 
 function documentId(document: DocumentNode): number {
   let id = documentIds.get(document);
@@ -45,9 +80,75 @@ function isAsyncIterator(value: unknown): value is AsyncIterator<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as AsyncIterator<unknown>).next === 'function';
 }
 
-async function executeEvent(args: ExecutionArgs, event: unknown, maskError: (error: GraphQLError) => GraphQLError): Promise<ExecutionResult> {
-  const result = await execute({ ...args, rootValue: event });
+function isPromise<T>(value: Shared<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | null)?.then === 'function';
+}
+
+function masked(result: ExecutionResult, maskError: (error: GraphQLError) => GraphQLError): ExecutionResult {
   return result.errors?.length ? { ...result, errors: result.errors.map(maskError) } : result;
+}
+
+/**
+ * Runs a function in no asynchronous context: an event read from a feed is delivered inside the
+ * publisher's `publish` (Feed.read), and its execution must not run inside the publisher's unit
+ * of work (src/db/unit-of-work.ts), as it did not when it ran in a promise job of the subscriber's.
+ */
+const outsideAnyContext = AsyncLocalStorage.snapshot();
+
+/** As graphql-js's subscribe executes an event; synchronous when every resolver is (no promise to wait for). */
+function executeEvent(args: ExecutionArgs, event: unknown, maskError: (error: GraphQLError) => GraphQLError): Shared<ExecutionResult> {
+  const result = outsideAnyContext(() => execute({ ...args, rootValue: event }));
+  return isPromise(result) ? result.then((r) => masked(r, maskError)) : masked(result, maskError);
+}
+
+/** A stream error (SLOW_CONSUMER from a feed), masked as on the standard path. */
+function streamError(error: unknown, maskError: (error: GraphQLError) => GraphQLError): GraphQLError {
+  const original = error instanceof Error ? error : new Error(String(error));
+  return maskError(error instanceof GraphQLError ? error : new GraphQLError(original.message, { originalError: original }));
+}
+
+/** What every subscriber of one `subscribeShared` call needs to share the execution of an event. */
+class SharedOperation {
+  private readonly args: ExecutionArgs;
+
+  constructor(
+    args: ExecutionArgs,
+    private readonly key: string,
+    readonly options: SharedSubscriptionOptions,
+  ) {
+    // Without the root value (each event is one), which holds the operation's envelop functions.
+    const { rootValue: _rootValue, ...executable } = args;
+    this.args = executable;
+  }
+
+  private shareOf(event: unknown): SharedEvent {
+    if (typeof event !== 'object' || event === null) return { result: executeEvent(this.args, event, this.options.maskError) };
+    let shares = sharedByEvent.get(event);
+    if (!shares) {
+      shares = new Map();
+      sharedByEvent.set(event, shares);
+    }
+    let share = shares.get(this.key);
+    if (!share) {
+      share = { result: executeEvent(this.args, event, this.options.maskError) };
+      shares.set(this.key, share);
+    }
+    return share;
+  }
+
+  result(event: unknown): Shared<ExecutionResult> {
+    return this.shareOf(event).result;
+  }
+
+  /** The event's payload JSON for `delivery` (made by the first subscriber of the key to ask). */
+  payload(event: unknown, delivery: SubscriptionDelivery): Shared<string> {
+    const share = this.shareOf(event);
+    if (share.payload === undefined) {
+      const { result } = share;
+      share.payload = isPromise(result) ? result.then((r) => delivery.payloadOf(r)) : delivery.payloadOf(result);
+    }
+    return share.payload;
+  }
 }
 
 /** graphql-ws's `subscribe`: the event stream of `args`, each event executed once per key and shared. */
@@ -55,46 +156,184 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
   const source = await createSourceEventStream(args);
   if (!isAsyncIterator(source)) return options.subscribe(args);
   const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? null)}\u0000${options.sharingKey}`;
-  const executeOnce = (event: unknown): Promise<ExecutionResult> => {
-    if (typeof event !== 'object' || event === null) return executeEvent(args, event, options.maskError);
-    let results = resultsByEvent.get(event);
-    if (!results) {
-      results = new Map();
-      resultsByEvent.set(event, results);
+  const operation = new SharedOperation(args, key, options);
+  return options.delivery ? new DeliveredStream(source, operation, options.delivery) : new SharedResults(source, operation);
+}
+
+/**
+ * Yields each event's shared result. A plain iterator, not an async generator: `return()` must
+ * reach the source at once (an async generator waits for the next event before it can finish,
+ * keeping the listener meanwhile).
+ */
+class SharedResults implements AsyncIterableIterator<ExecutionResult> {
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly operation: SharedOperation,
+  ) {}
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    let step: IteratorResult<unknown>;
+    try {
+      step = await this.source.next();
+    } catch (error) {
+      // A feed that ends its subscriber (SLOW_CONSUMER) throws here; masked as on the standard path.
+      throw streamError(error, this.operation.options.maskError);
     }
-    let result = results.get(key);
-    if (!result) {
-      result = executeEvent(args, event, options.maskError);
-      results.set(key, result);
+    if (step.done) return { value: undefined, done: true };
+    return { value: await this.operation.result(step.value), done: false };
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<ExecutionResult>> {
+    await this.source.return?.();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ExecutionResult> {
+    return this;
+  }
+}
+
+/**
+ * Writes each event's shared payload through `delivery` and yields nothing: its one pending
+ * `next()` settles when the subscription is over (see the module comment). The first `next()`
+ * starts it, so nothing is written before graphql-ws iterates (it may return it unread when the
+ * client completed the id meanwhile).
+ */
+class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedReader<unknown> {
+  private started = false;
+  private ended: (() => void) | null = null;
+  /** A frame handed to `write` whose `written` has not run yet. */
+  private writing = false;
+  /** Returned by graphql-ws (client `complete`, socket closed, shutdown) or ended by the source. */
+  private over = false;
+  private failure: { error: unknown } | null = null;
+  private settle: { resolve: (step: IteratorResult<ExecutionResult>) => void; reject: (error: unknown) => void } | null = null;
+  private settled: Promise<IteratorResult<ExecutionResult>> | null = null;
+  private readonly written = (error?: Error) => this.onWritten(error);
+
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly operation: SharedOperation,
+    private readonly delivery: SubscriptionDelivery,
+  ) {}
+
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    this.settled ??= new Promise((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+    if (!this.started) {
+      this.started = true;
+      this.pull();
     }
-    return result;
-  };
-  // A plain iterator, not an async generator: `return()` must reach the source at once (an async
-  // generator waits for the next event before it can finish, keeping the listener meanwhile).
-  const iterator: AsyncIterableIterator<ExecutionResult> = {
-    async next() {
-      let step: IteratorResult<unknown>;
-      try {
-        step = await source.next();
-      } catch (error) {
-        // A feed that ends its subscriber (SLOW_CONSUMER) throws here; masked as on the standard path.
-        const original = error instanceof Error ? error : new Error(String(error));
-        throw options.maskError(error instanceof GraphQLError ? error : new GraphQLError(original.message, { originalError: original }));
-      }
-      if (step.done) return { value: undefined, done: true };
-      return { value: await executeOnce(step.value), done: false };
-    },
-    async return() {
-      await source.return?.();
-      return { value: undefined, done: true };
-    },
-    async throw(error?: unknown) {
-      await source.return?.();
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return iterator;
-    },
-  };
-  return iterator;
+    this.settleIfIdle();
+    return this.settled;
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    this.over = true;
+    this.endOnce();
+    this.settleIfIdle();
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<ExecutionResult>> {
+    await this.return();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ExecutionResult> {
+    return this;
+  }
+
+  /** Runs `callback` once when the subscription is over (for counting it), before graphql-ws hears of it. */
+  whenEnded(callback: () => void): void {
+    if (this.over) callback();
+    else this.ended = callback;
+  }
+
+  private pull(): void {
+    if (this.over) return;
+    // A bus feed hands its next event over without a promise (and its hooks) per subscriber and event.
+    if (this.source instanceof Feed) return this.source.read(this);
+    this.source.next().then(
+      (step) => this.onStep(step),
+      (error: unknown) => this.end(streamError(error, this.operation.options.maskError)),
+    );
+  }
+
+  onValue(value: unknown): void {
+    this.onStep({ value, done: false });
+  }
+
+  onEnd(error: unknown): void {
+    if (error === null) this.onStep({ value: undefined, done: true });
+    else this.end(streamError(error, this.operation.options.maskError));
+  }
+
+  private onStep(step: IteratorResult<unknown>): void {
+    if (this.over) return;
+    if (step.done) return this.end(null);
+    let payload: Shared<string>;
+    try {
+      payload = this.operation.payload(step.value, this.delivery);
+    } catch (error) {
+      return this.end(error);
+    }
+    if (isPromise(payload)) payload.then((p) => this.send(p), (error: unknown) => this.end(error));
+    else this.send(payload);
+  }
+
+  private send(payload: string): void {
+    if (this.over) return;
+    this.writing = true;
+    try {
+      this.delivery.write(payload, this.written);
+    } catch (error) {
+      // Called inside the publisher's `publish` (Feed.read): nothing may escape to it.
+      this.writing = false;
+      this.end(error);
+    }
+  }
+
+  private onWritten(error?: Error): void {
+    this.writing = false;
+    if (error) {
+      void this.source.return?.();
+      this.end(error);
+    } else if (this.over) {
+      this.settleIfIdle();
+    } else {
+      this.pull();
+    }
+  }
+
+  /** The subscription is over: the source ended (null) or failed, or a write failed. */
+  private end(error: unknown): void {
+    if (this.over) return;
+    this.over = true;
+    if (error !== null) this.failure = { error };
+    this.endOnce();
+    this.settleIfIdle();
+  }
+
+  private endOnce(): void {
+    const ended = this.ended;
+    this.ended = null;
+    ended?.();
+  }
+
+  /** graphql-ws hears of the end only after this subscriber's last frame was written. */
+  private settleIfIdle(): void {
+    if (!this.over || this.writing || !this.settle) return;
+    const { resolve, reject } = this.settle;
+    this.settle = null;
+    if (this.failure) reject(this.failure.error);
+    else resolve({ value: undefined, done: true });
+  }
 }

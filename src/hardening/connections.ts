@@ -68,7 +68,8 @@ export function limitWebSocketConnections(
       socket.close(WS_CLOSE_TRY_AGAIN_LATER, 'Too many connections');
       return;
     }
-    socket.once('close', () => quota.release(key));
+    // `on`, not `once`: 'close' comes once, and `once` adds a wrapper and its state per socket.
+    socket.on('close', () => quota.release(key));
   };
   wsServer.on('connection', onConnection);
   return () => wsServer.off('connection', onConnection);

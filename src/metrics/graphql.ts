@@ -105,39 +105,57 @@ export async function countSharedSubscription(
   const begun = performance.now();
   const result = await started;
   if (!isAsyncIterable(result)) return result;
-  const iterator = result as AsyncIterableIterator<unknown>;
   const { type, name } = describeOperation(args.document, args.operationName);
   counters.record(type, name, false, performance.now() - begun);
   counters.activeSubscriptions++;
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    counters.activeSubscriptions--;
-  };
-  const next = iterator.next.bind(iterator);
-  const finish = iterator.return?.bind(iterator);
-  const fail = iterator.throw?.bind(iterator);
-  iterator.next = () =>
-    next().then(
+  // A stream that says when it ends (shared-subscriptions' DeliveredStream) needs no wrapper.
+  const observable = result as { whenEnded?: (callback: () => void) => void };
+  if (typeof observable.whenEnded === 'function') {
+    observable.whenEnded(() => counters.activeSubscriptions--);
+    return result;
+  }
+  return new CountedSubscription(result as AsyncIterableIterator<unknown>, counters);
+}
+
+/** An active subscription's iterator, counted in `activeSubscriptions` until it finishes, is returned or throws. */
+class CountedSubscription implements AsyncIterableIterator<unknown> {
+  private ended = false;
+
+  constructor(
+    private readonly inner: AsyncIterableIterator<unknown>,
+    private readonly counters: GraphQLOperationCounters,
+  ) {}
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.counters.activeSubscriptions--;
+  }
+
+  next(): Promise<IteratorResult<unknown>> {
+    return this.inner.next().then(
       (step) => {
-        if (step.done) end();
+        if (step.done) this.end();
         return step;
       },
       (error: unknown) => {
-        end();
+        this.end();
         throw error;
       },
     );
-  iterator.return = (value?: unknown) => {
-    end();
-    return finish ? finish(value) : Promise.resolve({ value: undefined, done: true });
-  };
-  if (fail) {
-    iterator.throw = (error?: unknown) => {
-      end();
-      return fail(error);
-    };
   }
-  return iterator;
+
+  return(value?: unknown): Promise<IteratorResult<unknown>> {
+    this.end();
+    return this.inner.return ? this.inner.return(value) : Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<unknown>> {
+    this.end();
+    return this.inner.throw ? this.inner.throw(error) : Promise.reject(error);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<unknown> {
+    return this;
+  }
 }

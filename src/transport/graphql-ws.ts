@@ -1,7 +1,14 @@
 /**
- * graphql-ws (`graphql-transport-ws`) on the HTTP server's /graphql path: authentication in
+ * GraphQL over WebSocket (`graphql-transport-ws`, graphql-ws's protocol, served by
+ * graphql-transport-ws.ts) on the HTTP server's /graphql path: authentication in
  * `connection_init`, the same envelop pipeline (limits, codes, masking) as HTTP per operation,
  * per-token sockets for revocation, and a shutdown that completes every operation first.
+ *
+ * Fan-out. A subscription's events are executed once per distinct (document, variables, role)
+ * (shared-subscriptions.ts), and the JSON of the `next` payload is made once with them
+ * (`nextPayloadJson`); each socket's frame is that payload with its own id spliced in
+ * (`nextFrame`), the bytes graphql-ws's `JSON.stringify({ id, type, payload })` writes (tested
+ * against graphql-ws itself), written straight to the socket (`SocketDelivery`).
  *
  * Frame size. ws checks a frame's declared length against its `maxPayload` when it has read the
  * frame *header*, before buffering the payload, and on excess closes with 1009 "Message Too Big"
@@ -19,24 +26,23 @@
  * operation after the ack fails; ws is pinned to ^8 in package.json. A message split over
  * fragments is counted whole (ws sums the fragments' lengths).
  *
- * Shutdown. `shutdown()` ends every subscription's iterator, so graphql-ws sends `complete`
- * for each id, waits until those are written, and only then closes the socket with 1001
+ * Shutdown. `shutdown()` ends every subscription's iterator, so the protocol server sends
+ * `complete` for each id, waits until those are written, and only then closes the socket with 1001
  * "Going Away". 1001 is RFC 6455's "server is going down"; graphql-ws clients treat it as
  * retryable, which is what a client of a restarting server wants, and since every subscription
  * has completed, a lazy client (graphql-ws's default) has nothing left to reconnect for, while
  * an eager one retries only `retryAttempts` times with backoff. A fatal 4xxx code would instead
  * tell clients that their request was wrong.
  *
- * Loading. ws and graphql-ws are imported on the first upgrade request, not at start: a server
- * that no client opens a socket to never loads them (about 15 modules, tens of ms of every start;
- * issue 15). Until then this transport's own `upgrade` listener holds the request; the
+ * Loading. ws, graphql-ws and the protocol server are imported on the first upgrade request,
+ * not at start: a server that no client opens a socket to never loads them (about 15 modules,
+ * tens of ms of every start; issue 15). Until then this transport's own `upgrade` listener holds the request; the
  * WebSocketServer it then makes (`noServer`, same path, origin check and frame cap) handles
  * that upgrade and every later one exactly as one attached to the HTTP server would.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import type { Context, OperationResult } from 'graphql-ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Services } from '../app.js';
@@ -46,8 +52,9 @@ import { verifyWebSocketOrigin, type OriginPolicy } from '../hardening/browser-o
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors } from '../hardening/connections.js';
 import type { HardeningLimits } from '../hardening/limits.js';
 import type { GraphQLContext } from '../graphql/context.js';
-import { subscribeShared } from '../graphql/shared-subscriptions.js';
+import { subscribeShared, type SubscriptionDelivery } from '../graphql/shared-subscriptions.js';
 import { errorFields, type Logger } from '../logger.js';
+import type { Connection, serveGraphQLTransportWs } from './graphql-transport-ws.js';
 
 /** The frame (message) cap before `connection_init` is acknowledged. */
 export const PRE_ACK_MAX_FRAME_BYTES = 8 * 1024;
@@ -57,9 +64,11 @@ export const WS_CLOSE_GOING_AWAY = 1001;
 export const PROTOCOL_ERROR_LINGER_MS = 1000;
 /** RFC 6455 "Message Too Big", ws's answer to a frame over the cap. */
 export const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
+/** graphql-ws's CloseCode.InternalServerError. */
+const CLOSE_INTERNAL_ERROR = 4500;
 
-type Extra = { request: IncomingMessage; socket: WebSocket; caller?: Caller | 'UNAUTHENTICATED' };
-type WsContext = Context<Record<string, unknown> | undefined, Extra>;
+type WsConnection = Connection<Caller | 'UNAUTHENTICATED'>;
+type OperationResult = ReturnType<Parameters<typeof serveGraphQLTransportWs>[1]['execute']>;
 
 export interface GraphQLWsTransportOptions {
   httpServer: Server;
@@ -72,7 +81,7 @@ export interface GraphQLWsTransportOptions {
   limits: HardeningLimits;
   maskError: (error: unknown, message: string) => GraphQLError;
   logger: Logger;
-  /** Wraps each started subscription, e.g. to count it for /metrics (graphql-ws skips envelop's subscribe). */
+  /** Wraps each started subscription, e.g. to count it for /metrics (shared subscriptions skip envelop's subscribe). */
   countSubscription?: (args: ExecutionArgs, started: Promise<unknown>) => Promise<unknown>;
 }
 
@@ -107,6 +116,48 @@ function withoutHttpExtension(error: GraphQLError): GraphQLError {
   });
 }
 
+/**
+ * What graphql-ws puts in a `next` message's payload for `result`: our `onNext` answer (request
+ * errors without their HTTP extension) or, without one, graphql-ws's own copy of the result.
+ */
+export function nextPayload(result: ExecutionResult): ExecutionResult | null {
+  if (!result.errors?.length) return null;
+  return { ...result, errors: result.errors.map(withoutHttpExtension) };
+}
+
+/**
+ * The JSON graphql-ws writes as a `next` message's payload (see its emit.next), made once per
+ * shared result; `nextFrame` splices it into one subscriber's message, byte for byte what
+ * `JSON.stringify({ id, type: 'next', payload })` writes.
+ */
+export function nextPayloadJson(result: ExecutionResult): string {
+  const answered = nextPayload(result);
+  if (answered) return JSON.stringify(answered);
+  const { errors, ...resultWithoutErrors } = result;
+  return JSON.stringify({ ...resultWithoutErrors, ...(errors ? { errors: errors.map((e) => e.toJSON()) } : {}) });
+}
+
+export function nextFrame(id: string, payloadJson: string): string {
+  return `{"id":${JSON.stringify(id)},"type":"next","payload":${payloadJson}}`;
+}
+
+/** A subscriber's `next` frames written straight to its socket, as graphql-ws's `send` would (nothing once it is not open). */
+class SocketDelivery implements SubscriptionDelivery {
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly id: string,
+  ) {}
+
+  payloadOf(result: ExecutionResult): string {
+    return nextPayloadJson(result);
+  }
+
+  write(payload: string, written: (error?: Error) => void): void {
+    if (this.socket.readyState !== this.socket.OPEN) return written();
+    this.socket.send(nextFrame(this.id, payload), written);
+  }
+}
+
 function tokenOf(params: unknown): string | null {
   try {
     return parseAuthorization(authorizationFromConnectionParams(params));
@@ -125,7 +176,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): GraphQLWsTransport {
   const { services, limits, logger, yoga } = options;
   const sockets = new SocketsByToken();
-  const connections = new Set<WsContext>();
+  let connections: ReadonlySet<WsConnection> = new Set();
+  /** Where each started operation's `next` frames go (its socket and id), for subscribeShared. */
+  const deliveries = new WeakMap<ExecutionArgs, SubscriptionDelivery>();
   let stopping = false;
   let warnedFrameLimit = false;
   const quota = new ClientQuota(limits.maxWsConnectionsPerClient);
@@ -135,22 +188,24 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   let loading: Promise<WebSocketServer> | null = null;
 
   const load = (): Promise<WebSocketServer> => (loading ??= (async () => {
-    const [{ WebSocketServer }, { useServer }, { CloseCode }] = await Promise.all([import('ws'), import('graphql-ws/use/ws'), import('graphql-ws')]);
+    const [{ WebSocketServer }, { serveGraphQLTransportWs }] = await Promise.all([import('ws'), import('./graphql-transport-ws.js')]);
     const made = new WebSocketServer({
       noServer: true,
       path: options.path,
       verifyClient: verifyWebSocketOrigin(options.origins),
       maxPayload: Math.min(PRE_ACK_MAX_FRAME_BYTES, limits.maxRequestBodyBytes),
+      // ws's server default, said here: a zlib context per socket would cost more than the frames.
+      perMessageDeflate: false,
     });
     limitWebSocketConnections(made, quota);
-    disposable = serve(made, useServer<Record<string, unknown> | undefined, Extra>, CloseCode.InternalServerError);
+    disposable = serve(made, serveGraphQLTransportWs);
     wsServer = made;
     return made;
   })());
 
   // What `new WebSocketServer({ server })` attaches: every upgrade goes to ws (which answers 400
-  // for another path), and the HTTP server's errors are the WebSocket server's (graphql-ws then
-  // closes its sockets with 1011).
+  // for another path), and the HTTP server's errors are the WebSocket server's (the protocol
+  // server then closes its sockets with 4500, as graphql-ws does).
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Until ws owns the socket, a reset must not be an uncaught 'error'.
     const early = () => socket.destroy();
@@ -174,89 +229,82 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   options.httpServer.on('upgrade', onUpgrade);
   options.httpServer.on('error', onHttpError);
 
-  const serve = (
-    server: WebSocketServer,
-    useServer: typeof import('graphql-ws/use/ws').useServer<Record<string, unknown> | undefined, Extra>,
-    internalError: number,
-  ) => {
-    const served = useServer(
-      {
-        // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
-        // anonymous access off) each operation must bring its own, as GraphiQL does.
-        onConnect: async (ctx) => {
-          // Answered from memory; a promise only while the token index reloads (TokenService).
-          const caller = await connectionCaller(ctx.connectionParams, services.tokens, options.anonymous);
-          if (!caller) return false;
-          ctx.extra.caller = caller;
-          const { socket } = ctx.extra;
-          if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) sockets.add(caller.name, socket);
-          connections.add(ctx);
-          socket.once('close', () => connections.delete(ctx));
-          if (!raiseFrameLimit(socket, limits.maxRequestBodyBytes) && !warnedFrameLimit) {
-            warnedFrameLimit = true;
-            logger.warn('cannot raise the WebSocket frame cap after connection_init; frames stay capped', { bytes: PRE_ACK_MAX_FRAME_BYTES });
-          }
-          return true;
-        },
-        execute: (args) => (args.rootValue as Enveloped).execute(args),
-        // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
-        subscribe: (args) => {
-          const { caller } = args.contextValue as GraphQLContext;
-          const shared = subscribeShared(args, {
-            subscribe: (args.rootValue as Enveloped).subscribe,
-            maskError: (error) => options.maskError(error, 'Unexpected error.'),
-            sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-          });
-          return (options.countSubscription ? options.countSubscription(args, shared) : shared) as ReturnType<Enveloped['subscribe']>;
-        },
-        onSubscribe: async (ctx, _id, payload) => {
-          if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];
-          const quota = operationQuotaErrors(ctx, limits.maxOperationsPerConnection);
-          if (quota.length > 0) return quota;
-          // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
-          const resolution = await resolveOperationCaller(ctx.extra.caller!, payload.extensions, services.tokens, options.anonymous);
-          if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
-          const { caller } = resolution;
-          if (resolution.fromOperation) sockets.add(caller.name, ctx.extra.socket);
-          // A token revoked since the socket opened may not start anything new.
-          else if (!caller.anonymous && !(await services.tokens.authenticate(tokenOf(ctx.connectionParams)))) {
-            return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
-          }
-          const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-          // A throwing parse or validation rule would make graphql-ws close the whole socket:
-          // turn every failure into errors for this one operation instead.
-          try {
-            const document = enveloped.parse(payload.query);
-            const errors = enveloped.validate(enveloped.schema, document);
-            if (errors.length > 0) return errors.map(withoutHttpExtension);
-            const args: ExecutionArgs = {
-              schema: enveloped.schema,
-              operationName: payload.operationName ?? null,
-              document,
-              variableValues: payload.variables ?? null,
-              contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
-              rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-            };
-            return args;
-          } catch (error) {
-            if (error instanceof GraphQLError) return [withoutHttpExtension(error)];
-            logger.error('websocket subscribe failed', errorFields(error));
-            return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
-          }
-        },
-        // Request errors (variables) come back as a result; drop their HTTP-only extension too.
-        onNext: (_ctx, _id, _payload, _args, result) => {
-          if (!result.errors?.length) return;
-          return { ...result, errors: result.errors.map(withoutHttpExtension) } as ExecutionResult;
-        },
+  const maskSharedError = (error: GraphQLError) => options.maskError(error, 'Unexpected error.');
+  const serve = (server: WebSocketServer, serveProtocol: typeof serveGraphQLTransportWs) => {
+    const served = serveProtocol<Caller | 'UNAUTHENTICATED'>(server, {
+      logger,
+      // A malformed or revoked token closes the socket with 4403 Forbidden. Without any (and
+      // anonymous access off) each operation must bring its own, as GraphiQL does.
+      onConnect: async (connection) => {
+        // Answered from memory; a promise only while the token index reloads (TokenService).
+        const caller = await connectionCaller(connection.connectionParams, services.tokens, options.anonymous);
+        if (!caller) return false;
+        connection.caller = caller;
+        const { socket } = connection;
+        if (caller !== 'UNAUTHENTICATED' && !caller.anonymous) sockets.add(caller.name, socket);
+        if (!raiseFrameLimit(socket, limits.maxRequestBodyBytes) && !warnedFrameLimit) {
+          warnedFrameLimit = true;
+          logger.warn('cannot raise the WebSocket frame cap after connection_init; frames stay capped', { bytes: PRE_ACK_MAX_FRAME_BYTES });
+        }
+        return true;
       },
-      server,
-    );
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
+      subscribe: (args) => {
+        const { caller } = args.contextValue as GraphQLContext;
+        const shared = subscribeShared(args, {
+          subscribe: (args.rootValue as Enveloped).subscribe,
+          maskError: maskSharedError,
+          sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
+          delivery: deliveries.get(args),
+        });
+        return (options.countSubscription ? options.countSubscription(args, shared) : shared) as OperationResult;
+      },
+      onSubscribe: async (connection, id, payload) => {
+        if (stopping) return [new GraphQLError('The server is shutting down', { extensions: { code: 'SHUTTING_DOWN' } })];
+        const quota = operationQuotaErrors(connection, limits.maxOperationsPerConnection);
+        if (quota.length > 0) return quota;
+        // A token in the operation's extensions.headers (GraphiQL's Headers tab) counts for it alone.
+        const resolution = await resolveOperationCaller(connection.caller!, payload.extensions, services.tokens, options.anonymous);
+        if (!resolution.ok) return [new GraphQLError(resolution.message, { extensions: { code: resolution.code } })];
+        const { caller } = resolution;
+        const { socket } = connection;
+        if (resolution.fromOperation) sockets.add(caller.name, socket);
+        // A token revoked since the socket opened may not start anything new.
+        else if (!caller.anonymous && !(await services.tokens.authenticate(tokenOf(connection.connectionParams)))) {
+          return [new GraphQLError('Invalid or revoked token', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        const enveloped = yoga.getEnveloped({ socket, params: payload });
+        // A throwing parse or validation rule would close the whole socket (4500):
+        // turn every failure into errors for this one operation instead.
+        try {
+          const document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors.map(withoutHttpExtension);
+          const args: ExecutionArgs = {
+            schema: enveloped.schema,
+            operationName: payload.operationName ?? null,
+            document,
+            variableValues: payload.variables ?? null,
+            contextValue: await enveloped.contextFactory({ actor: caller.name, caller, services } satisfies GraphQLContext),
+            rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          };
+          deliveries.set(args, new SocketDelivery(socket, id));
+          return args;
+        } catch (error) {
+          if (error instanceof GraphQLError) return [withoutHttpExtension(error)];
+          logger.error('websocket subscribe failed', errorFields(error));
+          return [new GraphQLError('Unexpected error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
+        }
+      },
+      // Request errors (variables) come back as a result; drop their HTTP-only extension too.
+      onNext: nextPayload,
+    });
+    connections = served.connections;
 
-    // graphql-ws prints every socket error with its stack to the console, so each oversized frame
-    // (ws emits it as an error) would put a stack trace in the logs: an attacker's log flood.
-    // This listener runs after graphql-ws's, replaces its error handler, and logs one line; a
-    // protocol violation (ws's WS_ERR_* codes: too big, bad framing) is the client's fault.
+    // A socket error is logged as one line: each oversized frame (ws emits it as an error) with
+    // a stack trace would let an attacker flood the logs. A protocol violation (ws's WS_ERR_*
+    // codes: too big, bad framing) is the client's fault.
     //
     // On a protocol violation ws has already sent its close frame (1009 for a frame over the cap)
     // and would go on reading and discarding whatever the peer still sends until the peer closes
@@ -264,16 +312,15 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
     // for the collector. Instead the TCP socket stops being read (the kernel's window throttles
     // the peer) and is destroyed after PROTOCOL_ERROR_LINGER_MS, time for the close frame to arrive.
     server.on('connection', (socket, request) => {
-      socket.removeAllListeners('error');
+      const tcp = request.socket;
       socket.on('error', (error: Error & { code?: string }) => {
         const clientFault = typeof error.code === 'string' && error.code.startsWith('WS_ERR_');
         if (!clientFault) {
           logger.warn('websocket error', errorFields(error));
-          if (socket.readyState === socket.OPEN) socket.close(internalError, 'Internal server error');
+          if (socket.readyState === socket.OPEN) socket.close(CLOSE_INTERNAL_ERROR, 'Internal server error');
           return;
         }
         logger.debug('websocket closed on a protocol violation', { code: error.code });
-        const tcp = request.socket;
         // After ws's own resume (queued before it emitted this error).
         process.nextTick(() => tcp.pause());
         const linger = setTimeout(() => tcp.destroy(), PROTOCOL_ERROR_LINGER_MS);
@@ -283,15 +330,15 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
     return served;
   };
 
-  /** Ends each operation's iterator until graphql-ws has sent `complete` for all of them. */
-  const completeOperations = async (ctx: WsContext, deadline: number) => {
+  /** Ends each operation's iterator until `complete` has been sent for all of them. */
+  const completeOperations = async (connection: WsConnection, deadline: number) => {
     const ended = new WeakSet<object>();
     for (;;) {
-      const open = Object.values(ctx.subscriptions);
+      const open = Object.values(connection.subscriptions);
       if (open.length === 0 || Date.now() >= deadline) return;
       for (const operation of open) {
         // null: a query or mutation still executing, or a subscription still starting.
-        const iterator = operation as AsyncIterator<unknown> | null;
+        const iterator = operation;
         if (iterator && !ended.has(iterator) && typeof iterator.return === 'function') {
           ended.add(iterator);
           void Promise.resolve(iterator.return(undefined)).catch(() => {});
@@ -309,7 +356,7 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
       // An upgrade that is loading ws right now: its server is the one to close.
       const server = loading ? await loading.catch(() => null) : null;
       if (server && disposable) {
-        await Promise.all([...connections].map((ctx) => completeOperations(ctx, deadline)));
+        await Promise.all([...connections].map((connection) => completeOperations(connection, deadline)));
         // Closes what is left with 1001 "Going away".
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([disposable.dispose(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())); })]);
@@ -333,7 +380,7 @@ class SocketsByToken {
     if (set.has(socket)) return;
     set.add(socket);
     this.byName.set(name, set);
-    socket.once('close', () => {
+    socket.on('close', () => {
       set.delete(socket);
       if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
     });
