@@ -6,7 +6,9 @@
  *   same module's `echo` (imported and created in this process): sequential awaited calls,
  *   cases interleaved round by round, median round; then throughput with 32 calls in flight;
  *   beside them the channel's floor, a bare worker thread echoing the same message shape over
- *   postMessage (goal, issue 15: WORKER <= 6x INLINE);
+ *   postMessage (goal, issue 15: WORKER <= 6x INLINE), and a second floor, the same bare echo
+ *   with the worker blocked in `Atomics.wait` instead of its event loop (the best a
+ *   shared-memory wake-up can do while the server's thread itself never blocks);
  * - over HTTP, `invokeModule` with autocannon (32 connections, Helios in a child process,
  *   admin Bearer token) for both isolations, next to a Helios `evaluateFlag` query on the same
  *   server as the HTTP floor.
@@ -60,13 +62,16 @@ async function directEcho(file: string): Promise<EchoInstance> {
   return instance as EchoInstance;
 }
 
+interface EchoChannel {
+  call: (arg: unknown) => Promise<unknown>;
+  close: () => Promise<number>;
+}
+
 /**
- * The channel's own floor: a bare worker thread that posts back every message it gets, called
- * with the same message shape Helios posts for a call (`{ t, id, method, arg }`), one awaited
- * round trip at a time. Nothing of Helios runs on either side.
+ * Calls a bare echo worker with the message shape Helios posts for a call (`{ t, id, method,
+ * arg }`), one awaited round trip at a time; `afterPost` runs after each post.
  */
-function rawWorkerEcho(): { call: (arg: unknown) => Promise<unknown>; close: () => Promise<number> } {
-  const worker = new Worker("const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ t: 'ok', id: m.id, value: m.arg }));", { eval: true });
+function echoChannel(worker: Worker, afterPost: () => void = () => {}): EchoChannel {
   const waiting = new Map<number, (value: unknown) => void>();
   let id = 0;
   worker.on('message', (m: { id: number; value: unknown }) => {
@@ -79,9 +84,44 @@ function rawWorkerEcho(): { call: (arg: unknown) => Promise<unknown>; close: () 
       const next = ++id;
       waiting.set(next, resolve);
       worker.postMessage({ t: 'call', id: next, method: 'echo', arg });
+      afterPost();
     }),
     close: () => worker.terminate(),
   };
+}
+
+/**
+ * The channel's own floor: a bare worker thread that posts back every message it gets. Nothing
+ * of Helios runs on either side.
+ */
+function rawWorkerEcho(): EchoChannel {
+  return echoChannel(new Worker("const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ t: 'ok', id: m.id, value: m.arg }));", { eval: true }));
+}
+
+/**
+ * The shared-memory wake-up floor: the same messages, but the worker never returns to its event
+ * loop. It blocks in `Atomics.wait` on a shared word, the host bumps and notifies it after each
+ * post, the worker takes the messages with `receiveMessageOnPort` and posts the answers back
+ * (the host's thread cannot block, so it still wakes from its event loop). No module could run
+ * like this (its timers and I/O would never run): it bounds what any shared-memory channel
+ * could win over postMessage.
+ */
+function rawAtomicsEcho(): EchoChannel {
+  const wake = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
+    const wake = new Int32Array(workerData);
+    for (let seen = 0; ; ) {
+      Atomics.wait(wake, 0, seen);
+      seen = Atomics.load(wake, 0);
+      for (let r = receiveMessageOnPort(parentPort); r; r = receiveMessageOnPort(parentPort)) parentPort.postMessage({ t: 'ok', id: r.message.id, value: r.message.arg });
+    }`,
+    { eval: true, workerData: wake.buffer },
+  );
+  return echoChannel(worker, () => {
+    Atomics.add(wake, 0, 1);
+    Atomics.notify(wake, 0);
+  });
 }
 
 async function registerAndLoad(app: App, name: string, isolation: 'WORKER' | 'INLINE'): Promise<void> {
@@ -93,9 +133,11 @@ export default async function run(): Promise<BenchReport> {
   const modules = makeBenchModulesDir();
   const dbDir = mkdtempSync(path.join(tmpdir(), 'helios-bench-invoke-'));
   const notes: string[] = [];
-  const seq: Record<'direct' | 'inline' | 'worker' | 'rawWorker', number[]> = { direct: [], inline: [], worker: [], rawWorker: [] };
-  const conc: Record<'direct' | 'inline' | 'worker' | 'rawWorker', number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0 };
+  type Case = 'direct' | 'inline' | 'worker' | 'rawWorker' | 'rawAtomics';
+  const seq: Record<Case, number[]> = { direct: [], inline: [], worker: [], rawWorker: [], rawAtomics: [] };
+  const conc: Record<Case, number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0, rawAtomics: 0 };
   const raw = rawWorkerEcho();
+  const rawAtomics = rawAtomicsEcho();
   const app = await createApp(loadConfig({
     HELIOS_DB_PATH: path.join(dbDir, 'helios.db'),
     HELIOS_MODULES_DIR: modules.dir,
@@ -112,6 +154,7 @@ export default async function run(): Promise<BenchReport> {
       inline: () => service.invoke('echo_inline', 'echo', ARG),
       worker: () => service.invoke('echo_worker', 'echo', ARG),
       rawWorker: () => raw.call(ARG),
+      rawAtomics: () => rawAtomics.call(ARG),
     };
     const check = await service.invoke('echo_worker', 'echo', ARG);
     if (JSON.stringify(check.result) !== JSON.stringify(ARG)) throw new Error(`worker echo answered ${JSON.stringify(check)}`);
@@ -130,6 +173,7 @@ export default async function run(): Promise<BenchReport> {
     );
   } finally {
     await raw.close();
+    await rawAtomics.close();
     await app.close();
     rmSync(dbDir, { recursive: true, force: true });
   }
@@ -163,6 +207,7 @@ export default async function run(): Promise<BenchReport> {
   const i = median(seq.inline);
   const w = median(seq.worker);
   const rw = median(seq.rawWorker);
+  const ra = median(seq.rawAtomics);
   const floor = http.floor!;
   const hi = http.inline!;
   const hw = http.worker!;
@@ -173,16 +218,19 @@ export default async function run(): Promise<BenchReport> {
     { case: 'modules.invoke, WORKER vs INLINE', value: round(w, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(w, i), goal: 'ratio <= 6', met: ratio(w, i) <= 6 },
     { case: 'raw worker_threads postMessage echo round trip (channel floor)', value: round(rw, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(rw, i) },
     { case: 'modules.invoke, WORKER vs the raw postMessage round trip', value: round(w, 1), unit: 'ns/call', baseline: 'raw postMessage round trip', ratio: ratio(w, rw) },
+    { case: 'raw echo, worker blocked in Atomics.wait, woken by Atomics.notify (shared-memory wake floor)', value: round(ra, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(ra, i) },
+    { case: 'shared-memory wake floor vs the raw postMessage round trip', value: round(ra, 1), unit: 'ns/call', baseline: 'raw postMessage round trip', ratio: ratio(ra, rw) },
     { case: `throughput, ${IN_FLIGHT} in flight: direct`, value: round(conc.direct, 0), unit: 'calls/s', baseline: 'direct', ratio: 1 },
     { case: `throughput, ${IN_FLIGHT} in flight: INLINE`, value: round(conc.inline, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.inline, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: WORKER`, value: round(conc.worker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.worker, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: raw postMessage echo`, value: round(conc.rawWorker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawWorker, conc.direct) },
+    { case: `throughput, ${IN_FLIGHT} in flight: raw echo woken by Atomics.notify`, value: round(conc.rawAtomics, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawAtomics, conc.direct) },
     { case: 'HTTP evaluateFlag on the same server (floor)', value: round(floor.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: 1 },
     { case: 'HTTP invokeModule, INLINE', value: round(hi.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: ratio(hi.rps, floor.rps) },
     { case: 'HTTP invokeModule, WORKER', value: round(hw.rps, 0), unit: 'req/s', baseline: 'invokeModule INLINE', ratio: ratio(hw.rps, hi.rps) },
   ];
   notes.push(
-    `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us; a bare postMessage round trip to a worker thread (same message shape, nothing else) ${round(rw / 1000, 2)} us, which is ${round(rw / i, 1)}x INLINE by itself.`,
+    `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us; a bare postMessage round trip to a worker thread (same message shape, nothing else) ${round(rw / 1000, 2)} us, which is ${round(rw / i, 1)}x INLINE by itself; the same echo with the worker blocked in Atomics.wait (woken by Atomics.notify, so its event loop never runs) ${round(ra / 1000, 2)} us, ${round(ra / i, 1)}x INLINE: the floor of any shared-memory wake-up while the server's thread does not block.`,
     `HTTP: autocannon ${HTTP_CONNECTIONS} connections, warm-up then ${HTTP_DURATION_S} s, bodies checked byte for byte. evaluateFlag: ${describeFailures(floor)}; INLINE: p50 ${hi.latencyP50Ms} ms, p99 ${hi.latencyP99Ms} ms, ${describeFailures(hi)}; WORKER: p50 ${hw.latencyP50Ms} ms, p99 ${hw.latencyP99Ms} ms, ${describeFailures(hw)}.`,
   );
   if (!isClean(hi) || !isClean(hw)) notes.push('Some HTTP responses were not the expected answer: see the counts above.');
