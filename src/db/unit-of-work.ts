@@ -90,7 +90,11 @@ export class UnitOfWork {
     const connection = database.sqliteConnection;
     this.sqlite = connection && {
       connection,
-      begin: connection.db.prepare<unknown[]>('BEGIN'),
+      // IMMEDIATE: the unit takes the database's write lock at its start, waiting (busy_timeout)
+      // for another process's writer, such as the token CLI beside the server. A deferred BEGIN
+      // would take it only at the unit's first write, and a commit by the other process between
+      // the unit's read and that write fails the write at once (SQLITE_BUSY: a stale snapshot).
+      begin: connection.db.prepare<unknown[]>('BEGIN IMMEDIATE'),
       commit: connection.db.prepare<unknown[]>('COMMIT'),
       rollback: connection.db.prepare<unknown[]>('ROLLBACK'),
     };

@@ -235,9 +235,10 @@ describe('TokenService', () => {
       expect(await serverTokens.authenticate(token)).toEqual({ name: 'ci', role: 'OPERATOR' });
       // Loaded now: the next answer comes from memory again.
       expect(serverTokens.authenticate(token)).toEqual({ name: 'ci', role: 'OPERATOR' });
-      // The use above writes last_used_at in the background. Landing between the CLI unit's read
-      // and its write, that commit would fail the CLI's write with SQLITE_BUSY (its snapshot is
-      // stale): two connections racing, which is not what this test is about.
+      // The use above writes last_used_at in the background. Both connections live on this one
+      // thread here, so that write would busy-wait (synchronously) on the CLI unit's write lock
+      // while the unit cannot go on; in two processes it just waits its turn. Not what this test
+      // is about: let it land first.
       await serverTokens.flush();
       await cliTokens.revoke('cli:me', 'ci');
       expect(await serverTokens.authenticate(token)).toBeNull();

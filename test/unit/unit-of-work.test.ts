@@ -2,6 +2,9 @@
  * UnitOfWork on real databases, SQLite and PostgreSQL alike: transaction, savepoints,
  * after-commit, before-commit and rollback callbacks, and concurrent units.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresDatabase, openSqliteDatabase, type Database } from '../../src/db/database.js';
@@ -202,6 +205,38 @@ function suite(name: string, open: () => Promise<Database>, enabled = true): voi
 }
 
 suite('SQLite', async () => openSqliteDatabase(':memory:'));
+
+describe('UnitOfWork on SQLite with a second process on the same file', () => {
+  it('holds the write lock from its start: a commit by the other connection cannot land between its read and its write', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'helios-uow-'));
+    const file = path.join(dir, 'two.db');
+    const ours = openSqliteDatabase(file);
+    const theirs = openSqliteDatabase(file);
+    const other = theirs.sqlite!;
+    try {
+      await TABLE.execute(ours.kysely);
+      await ours.kysely.insertInto('meta').values({ key: 'n', value: '0' }).execute();
+      other.pragma('busy_timeout = 0'); // refused at once instead of waiting (same thread)
+      const uow = new UnitOfWork(ours);
+      let refused = '';
+      await uow.run(async () => {
+        const read = await uow.db.selectFrom('meta').select('value').where('key', '=', 'n').executeTakeFirstOrThrow();
+        try {
+          other.prepare("UPDATE meta SET value = 'theirs' WHERE key = 'n'").run();
+        } catch (error) {
+          refused = (error as { code?: string }).code ?? String(error);
+        }
+        await uow.db.updateTable('meta').set({ value: String(Number(read.value) + 1) }).where('key', '=', 'n').execute();
+      });
+      expect(refused).toBe('SQLITE_BUSY');
+      expect(other.prepare("SELECT value FROM meta WHERE key = 'n'").pluck().get()).toBe('1');
+    } finally {
+      await theirs.close();
+      await ours.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 let pgDatabase: TestPostgres | null = null;
 suite(
