@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 import { CreateApiTokenDocument, FeatureFlagChangedDocument, FeatureFlagsDocument, RevokeApiTokenDocument, SetFlagPercentageDocument } from '../gql/graphql.js';
 import { startChildServer, type ChildServer } from '../support/child.js';
 import { serverPool } from '../support/pool.js';
-import { subscribe, TEST_ADMIN_TOKEN, untilListening, type TestServer } from '../support/server.js';
+import { subscribe, TEST_ADMIN_TOKEN, untilListening, webSocketOpen, type TestServer } from '../support/server.js';
 
 const pool = serverPool();
 const ADMIN = `Bearer ${TEST_ADMIN_TOKEN}`;
@@ -62,12 +62,8 @@ class RawSocket {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  async open(): Promise<void> {
-    if (this.ws.readyState === WebSocket.OPEN) return;
-    await new Promise<void>((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
+  open(): Promise<void> {
+    return webSocketOpen(this.ws);
   }
 
   send(message: object): void {

@@ -12,7 +12,7 @@ import { CloseCode, MessageType, stringifyMessage } from 'graphql-ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { BreakerTransition } from '../../src/breakers/states.js';
-import { startTestServer, subscribe, TEST_ADMIN_TOKEN, untilListening, type TestServer } from '../support/server.js';
+import { startTestServer, subscribe, TEST_ADMIN_TOKEN, untilListening, webSocketOpen, type TestServer } from '../support/server.js';
 import { BreakerStateChangedDocument } from '../gql/graphql.js';
 
 const servers: TestServer[] = [];
@@ -39,10 +39,7 @@ class RawSubscriber {
   }
 
   async init(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
+    await webSocketOpen(this.ws);
     this.send({ type: 'connection_init', payload: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
     await this.until(1);
     expect(this.frames[0]!.toString()).toBe('{"type":"connection_ack"}');

@@ -116,6 +116,15 @@ export function testWsClient(wsUrl: string, token: string | null): Client {
   });
 }
 
+/** Resolves once `ws` is open (at once if it already is); rejects on its first error before that. */
+export function webSocketOpen(ws: WebSocket): Promise<void> {
+  if (ws.readyState === WebSocket.OPEN) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+}
+
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }

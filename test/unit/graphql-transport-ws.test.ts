@@ -12,6 +12,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createSchema } from 'graphql-yoga';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { webSocketOpen } from '../support/server.js';
 import { serveGraphQLTransportWs } from '../../src/transport/graphql-transport-ws.js';
 import { createLogger } from '../../src/logger.js';
 
@@ -121,12 +122,8 @@ class Conversation {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  async open(): Promise<void> {
-    if (this.ws.readyState === WebSocket.OPEN) return;
-    await new Promise<void>((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
+  open(): Promise<void> {
+    return webSocketOpen(this.ws);
   }
 
   send(message: object | string): void {

@@ -11,6 +11,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { webSocketOpen } from '../support/server.js';
 import { callerOfConnection, type Caller } from '../../src/auth/authorization.js';
 import { ClientQuota, limitWebSocketConnections, operationQuotaErrors, WS_CLOSE_TRY_AGAIN_LATER } from '../../src/hardening/connections.js';
 import { DEFAULT_HARDENING_LIMITS } from '../../src/hardening/limits.js';
@@ -162,10 +163,7 @@ class RawSocket {
   }
 
   opened(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
+    return webSocketOpen(this.ws);
   }
 
   send(message: object): void {
