@@ -20,6 +20,7 @@ import { Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driv
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Db } from './connection.js';
 import type { Schema } from './schema.js';
+import { setBounded } from '../bounded-cache.js';
 
 /** How many prepared statements the connection keeps (one per distinct SQL text). */
 const STATEMENT_CACHE_SIZE = 512;
@@ -77,8 +78,7 @@ export class SqliteConnection {
     let statement = this.statements.get(text);
     if (statement) return statement;
     statement = this.db.prepare<unknown[]>(text);
-    if (this.statements.size >= STATEMENT_CACHE_SIZE) this.statements.delete(this.statements.keys().next().value!);
-    this.statements.set(text, statement);
+    setBounded(this.statements, text, statement, STATEMENT_CACHE_SIZE);
     return statement;
   }
 

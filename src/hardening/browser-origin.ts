@@ -16,6 +16,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { VerifyClientCallbackAsync } from 'ws';
 import { isLoopbackHost } from '../auth/anonymous.js';
 import { quoteValue } from '../errors.js';
+import { setBounded } from '../bounded-cache.js';
 
 export interface OriginPolicy {
   /** Exact origins allowed besides the server's own, e.g. `https://ops.example.com`. */
@@ -52,8 +53,7 @@ function isLoopbackHostHeader(host: string): boolean {
   let loopback = loopbackHosts.get(host);
   if (loopback === undefined) {
     loopback = isLoopbackHost(hostnameOf(host));
-    if (loopbackHosts.size >= LOOPBACK_HOST_CACHE_SIZE) loopbackHosts.delete(loopbackHosts.keys().next().value!);
-    loopbackHosts.set(host, loopback);
+    setBounded(loopbackHosts, host, loopback, LOOPBACK_HOST_CACHE_SIZE);
   }
   return loopback;
 }

@@ -19,6 +19,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { getOperationAST, type DocumentNode, type ExecutionResult } from 'graphql';
 import { processRegularResult, type GraphQLParams, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLContext } from '../graphql/context.js';
+import { setBounded } from '../bounded-cache.js';
 
 /** Query texts whose verdict (a document, or "leave it to Yoga") is kept; oldest out first. */
 const DOCUMENT_CACHE_SIZE = 1024;
@@ -73,8 +74,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     }
     // A long text (a hostile one, often) is decided again each time rather than held.
     if (query.length > MAX_CACHED_QUERY_CHARS) return document;
-    if (documents.size >= DOCUMENT_CACHE_SIZE) documents.delete(documents.keys().next().value!);
-    documents.set(query, document);
+    setBounded(documents, query, document, DOCUMENT_CACHE_SIZE);
     return document;
   };
 
@@ -84,8 +84,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     let type = mediaTypes.get(accept);
     if (type === undefined) {
       type = regularMediaType(accept);
-      if (mediaTypes.size >= MEDIA_TYPE_CACHE_SIZE) mediaTypes.delete(mediaTypes.keys().next().value);
-      mediaTypes.set(accept, type);
+      setBounded(mediaTypes, accept, type, MEDIA_TYPE_CACHE_SIZE);
     }
     return type;
   };
