@@ -17,11 +17,11 @@
  * throws. A stream that fails to start goes through the standard path, which formats and masks
  * its errors.
  *
- * Direct delivery (`options.delivery`, what the graphql-ws transport uses). Serialising the
- * shared result is shared too: the delivery's `payloadOf` turns a result into the JSON of a
- * `next` message's payload once per key and event, and each subscriber only splices that into
- * its own frame and writes it (`write`). The iterator handed to graphql-ws then yields nothing:
- * it settles when the subscription ends (done) or fails (the masked error), so graphql-ws still
+ * Delivery (`options.delivery`). Serialising the shared result is shared too: the delivery's
+ * `payloadOf` turns a result into the JSON of a `next` message's payload once per key and event,
+ * and each subscriber only splices that into its own frame and writes it (`write`). The iterator
+ * handed to the protocol server (src/transport/graphql-transport-ws.ts) then yields nothing:
+ * it settles when the subscription ends (done) or fails (the masked error), so the server still
  * sends `complete` or `error` itself, after every `next` this subscriber wrote. Per subscriber
  * that is one promise hop per event, against about ten through graphql-ws's emit (an awaited
  * hook, a result spread, message validation, JSON.stringify and a promise per send).
@@ -51,13 +51,13 @@ export interface SharedSubscriptionOptions {
   maskError: (error: GraphQLError) => GraphQLError;
   /** What besides the operation decides a result, e.g. the caller's role. */
   sharingKey: string;
-  /** Write `next` frames directly instead of yielding results (one `payloadOf` per key shared by all). */
-  delivery?: SubscriptionDelivery;
+  /** Where this subscriber's `next` frames are made and written (one `payloadOf` per key, shared by all). */
+  delivery: SubscriptionDelivery;
 }
 
 type Shared<T> = T | Promise<T>;
 
-/** One key's share of one event: its result and, once a directly delivered subscriber asked, its payload JSON. */
+/** One key's share of one event: its result and, once a subscriber asked, its payload JSON. */
 interface SharedEvent {
   result: Shared<ExecutionResult>;
   payload?: Shared<string>;
@@ -136,10 +136,6 @@ class SharedOperation {
     return share;
   }
 
-  result(event: unknown): Shared<ExecutionResult> {
-    return this.shareOf(event).result;
-  }
-
   /** The event's payload JSON for `delivery` (made by the first subscriber of the key to ask). */
   payload(event: unknown, delivery: SubscriptionDelivery): Shared<string> {
     const share = this.shareOf(event);
@@ -157,45 +153,7 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
   if (!isAsyncIterator(source)) return options.subscribe(args);
   const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? null)}\u0000${options.sharingKey}`;
   const operation = new SharedOperation(args, key, options);
-  return options.delivery ? new DeliveredStream(source, operation, options.delivery) : new SharedResults(source, operation);
-}
-
-/**
- * Yields each event's shared result. A plain iterator, not an async generator: `return()` must
- * reach the source at once (an async generator waits for the next event before it can finish,
- * keeping the listener meanwhile).
- */
-class SharedResults implements AsyncIterableIterator<ExecutionResult> {
-  constructor(
-    private readonly source: AsyncIterator<unknown>,
-    private readonly operation: SharedOperation,
-  ) {}
-
-  async next(): Promise<IteratorResult<ExecutionResult>> {
-    let step: IteratorResult<unknown>;
-    try {
-      step = await this.source.next();
-    } catch (error) {
-      // A feed that ends its subscriber (SLOW_CONSUMER) throws here; masked as on the standard path.
-      throw streamError(error, this.operation.options.maskError);
-    }
-    if (step.done) return { value: undefined, done: true };
-    return { value: await this.operation.result(step.value), done: false };
-  }
-
-  async return(): Promise<IteratorResult<ExecutionResult>> {
-    await this.source.return?.();
-    return { value: undefined, done: true };
-  }
-
-  async throw(error?: unknown): Promise<IteratorResult<ExecutionResult>> {
-    await this.source.return?.();
-    throw error;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<ExecutionResult> {
-    return this;
-  }
+  return new DeliveredStream(source, operation, options.delivery);
 }
 
 /**

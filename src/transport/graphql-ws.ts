@@ -252,11 +252,14 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
       // Each event is executed once for all sockets holding the same subscription (see shared-subscriptions.ts).
       subscribe: (args) => {
         const { caller } = args.contextValue as GraphQLContext;
+        const delivery = deliveries.get(args);
+        // onSubscribe sets one for every operation it starts: a miss is a bug here (4500).
+        if (!delivery) throw new Error('subscription started without a delivery');
         const shared = subscribeShared(args, {
           subscribe: (args.rootValue as Enveloped).subscribe,
           maskError: maskSharedError,
           sharingKey: `${caller.role}:${caller.anonymous ? 'anonymous' : 'token'}`,
-          delivery: deliveries.get(args),
+          delivery,
         });
         return (options.countSubscription ? options.countSubscription(args, shared) : shared) as OperationResult;
       },
