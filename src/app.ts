@@ -143,7 +143,11 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
       if (resumed.resumed + resumed.finished > 0) logger.info('rollouts recovered', resumed);
 
       await cluster.start();
-      if (cluster.clustered) logger.info('joined the cluster', { node: cluster.nodeId, revision: cluster.events.revision });
+      if (cluster.clustered) {
+        logger.info('joined the cluster', { node: cluster.nodeId, revision: cluster.events.revision });
+        // The leader ends the test runs of nodes that left (a node killed mid-run).
+        testing.watchNodes(cluster.membership, config.cluster.heartbeatMs);
+      }
       return { auditRepo, tokens, flags, breakers, modules, testing, rollouts };
     });
 

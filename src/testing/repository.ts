@@ -132,7 +132,27 @@ export class TestRunRepository {
         skipped: summary.skipped,
       })
       .where('id', '=', id)
+      // A run the cluster's leader marked INTERRUPTED (its node was taken for dead) stays so.
+      .where('status', '=', 'RUNNING')
       .execute();
+  }
+
+  /** The RUNNING runs recorded by a node not in `nodes` (runs with no node predate clusters: not listed). */
+  async runningElsewhere(nodes: readonly string[]): Promise<string[]> {
+    let query = this.uow.db.selectFrom('test_runs').select('id').where('status', '=', 'RUNNING').where('node', 'is not', null);
+    if (nodes.length > 0) query = query.where('node', 'not in', nodes);
+    return (await query.orderBy('seq').execute()).map((r) => r.id);
+  }
+
+  /** Marks one run INTERRUPTED if it is still RUNNING; whether it was. */
+  async interrupt(id: string, now: number): Promise<boolean> {
+    const result = await this.uow.db
+      .updateTable('test_runs')
+      .set({ status: 'INTERRUPTED', finished_at: now })
+      .where('id', '=', id)
+      .where('status', '=', 'RUNNING')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
   }
 
   /**

@@ -5,7 +5,8 @@
  * - A run is stored when it starts (RUNNING), each result as it finishes, and its summary at
  *   the end. Runs that a crash left RUNNING are marked INTERRUPTED at the next start (in a
  *   cluster, a node marks only its own: each run records the node running it, and the others'
- *   may be running now). Runs run where they were asked for; every node reads their results
+ *   may be running now), and in a cluster the leader marks those of a node that left the
+ *   cluster (`watchNodes`). Runs run where they were asked for; every node reads their results
  *   from the shared tables; a run is cancelled on its node.
  * - Progress: each event is stored, then published on the bus's `testProgress` topic after its
  *   write commits. While a run is in memory its events are also kept in order; a subscriber
@@ -56,6 +57,13 @@ interface TestRunServiceDeps {
   events?: ClusterEvents;
 }
 
+/** What `watchNodes` needs of the cluster's membership. */
+export interface NodeWatch {
+  readonly isLeader: boolean;
+  /** The nodes seen within the node timeout. */
+  nodes(): Promise<ReadonlyArray<{ id: string }>>;
+}
+
 /** The cluster event topic of test progress; its payload is the TestProgressEvent. */
 export const TEST_PROGRESS_TOPIC = 'test.progress';
 
@@ -67,6 +75,8 @@ export class TestRunService {
   private readonly repo: TestRunRepository;
   private readonly uow: UnitOfWork;
   private readonly live = new Map<string, LiveRun>();
+  private nodeWatch: NodeJS.Timeout | null = null;
+  private sweeping: Promise<unknown> | null = null;
 
   constructor(private readonly deps: TestRunServiceDeps) {
     this.uow = deps.uow;
@@ -95,8 +105,61 @@ export class TestRunService {
     return { interrupted };
   }
 
+  /**
+   * In a cluster: every `everyMs`, while this node leads, the runs of nodes that left the cluster
+   * (no heartbeat within the node timeout, or stopped) are ended (`interruptOrphans`).
+   */
+  watchNodes(membership: NodeWatch, everyMs: number): void {
+    if (this.nodeWatch) clearInterval(this.nodeWatch);
+    this.nodeWatch = setInterval(() => {
+      if (!membership.isLeader || this.sweeping) return;
+      this.sweeping = membership
+        .nodes()
+        .then((nodes) => this.interruptOrphans(nodes.map((n) => n.id)))
+        .catch((error: unknown) => this.deps.logger.warn('could not end the test runs of nodes that left', errorFields(error)))
+        .finally(() => {
+          this.sweeping = null;
+        });
+    }, everyMs);
+    this.nodeWatch.unref();
+  }
+
+  /**
+   * Marks INTERRUPTED every RUNNING run recorded by a node other than this one and not in
+   * `liveNodes`, each in its own unit of work, and sends its RUN_FINISHED (status INTERRUPTED,
+   * the results stored so far) to `testProgress` on every node, so its followers end. A run whose
+   * node comes back after all keeps that status: the node's later writes of it are ignored.
+   * Runs with no node predate clusters and are left as they are. Returns how many were ended.
+   */
+  async interruptOrphans(liveNodes: readonly string[]): Promise<number> {
+    const self = this.deps.node?.id;
+    const orphans = await this.repo.runningElsewhere(self === undefined ? liveNodes : [...liveNodes, self]);
+    let ended = 0;
+    for (const id of orphans) {
+      await this.uow.run(async () => {
+        const now = this.deps.clock.now();
+        if (!(await this.repo.interrupt(id, now))) return;
+        const record = (await this.repo.get(id))!;
+        const event: TestProgressEvent = {
+          type: 'RUN_FINISHED', runId: id, at: now, status: 'INTERRUPTED',
+          summary: summarizeResults(record.results, now - record.startedAt),
+        };
+        this.deps.events?.append(TEST_PROGRESS_TOPIC, event);
+        this.uow.afterCommit(() => {
+          ended++;
+          this.deps.logger.warn('a test run of a node that left the cluster was marked INTERRUPTED', { run: id, node: record.node });
+          this.deps.bus.publish('testProgress', event);
+        });
+      });
+    }
+    return ended;
+  }
+
   /** Cancels every run in progress and waits (bounded) for them to wind down. */
   async stop(timeoutMs = 5000): Promise<void> {
+    if (this.nodeWatch) clearInterval(this.nodeWatch);
+    this.nodeWatch = null;
+    await this.sweeping;
     const runs = [...this.live.values()].filter((r) => !r.finished);
     for (const run of runs) run.controller.abort();
     await Promise.race([Promise.all(runs.map((r) => r.done)), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
@@ -384,8 +447,8 @@ export class TestRunService {
 /**
  * A run that is not live on this node: what is stored, then, while it is RUNNING (on another
  * node), the events that node sends through the cluster log, from the first one the stored
- * record does not hold, until RUN_FINISHED. A run whose node died stays RUNNING, and so does
- * its feed, until the client leaves.
+ * record does not hold, until RUN_FINISHED. When the node died, that RUN_FINISHED is the
+ * leader's INTERRUPTED one (`interruptOrphans`).
  */
 async function* followRemote(
   record: TestRunRecord,

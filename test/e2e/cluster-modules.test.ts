@@ -7,7 +7,8 @@
  *   every node); a swap on n1 is served by n2; an unload on n2 is done on n1; the shared row and
  *   the audit are written once, by the origin; a canary staged on the scheduler's node is staged
  *   and routed on the others and promoted everywhere; a test run's node is recorded, and a
- *   restarting node marks only its own unfinished runs INTERRUPTED.
+ *   restarting node marks only its own unfinished runs INTERRUPTED; the leader marks those of a
+ *   node that left the cluster and ends their feeds on every node.
  * - Processes: kill -9 of a node mid-swap leaves the others serving, and they converge.
  * - SQLite (a cluster of one): `module { nodes }` is this node alone, from memory.
  */
@@ -20,6 +21,7 @@ import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { RolloutStats } from '../../src/rollouts/stats.js';
+import { TestRunRepository } from '../../src/testing/repository.js';
 import { adminGql, eventually, startNode, type ClusterNodeProcess } from '../support/cluster.js';
 import { makeModulesDir } from '../support/modules.js';
 import { createTestPostgres, postgresAvailable, type TestPostgres } from '../support/postgres.js';
@@ -274,6 +276,46 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
     }
     // The restarted n3 came back to the shared desired state: canaried serves c2 there.
     await eventually(async () => n3.services.modules.activeVersion('canaried')?.version === 'c2', 'n3 recovered canaried at c2');
+  });
+
+  it('the leader ends the runs of a node that left: INTERRUPTED, RUN_FINISHED to followers elsewhere, a late write of it ignored', async () => {
+    await n1.services.modules.register('admin', { name: 'orphaned', modulePath: 'counter.js', version: 'o1', moduleType: 'GENERIC' });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      // A run of a node that is gone (no heartbeat), with one stored result, and one of a live node.
+      for (const [id, node, seq] of [['orphan-ghost', 'ghost', 2000], ['running-n2', 'n2', 2001]] as const) {
+        await client.query(
+          `INSERT INTO test_runs (id, seq, module_name, module_version, module_path, module_type, status, trigger, actor, started_at, total, passed, failed, timed_out, skipped, node)
+           VALUES ($1, $2, 'orphaned', 'o1', 'counter.js', 'GENERIC', 'RUNNING', 'testModule', 'admin', 1, 2, 0, 0, 0, 0, $3)`,
+          [id, seq, node],
+        );
+      }
+      await client.query(
+        `INSERT INTO test_results (run_id, position, name, required, source, status, duration_ms, error) VALUES ('orphan-ghost', 0, 'first', 1, 'BUILT_IN', 'PASSED', 3, NULL)`,
+      );
+      // Followers on two nodes: one of them leads (and ends the run), the other hears it through the log.
+      const follow = async (app: App) => {
+        const seen: string[] = [];
+        for await (const event of await app.services.testing.progress('orphan-ghost')) {
+          seen.push(event.type === 'RUN_FINISHED' ? `RUN_FINISHED:${event.status}:${event.summary.passed}` : event.type);
+        }
+        return seen;
+      };
+      const [onN1, onN3] = await Promise.all([follow(n1), follow(n3)]);
+      for (const seen of [onN1, onN3]) expect(seen).toEqual(['RUN_STARTED', 'TEST_STARTED', 'TEST_FINISHED', 'RUN_FINISHED:INTERRUPTED:1']);
+      const status = async (id: string) => (await client.query<{ status: string }>('SELECT status FROM test_runs WHERE id = $1', [id])).rows[0]!.status;
+      expect(await status('orphan-ghost')).toBe('INTERRUPTED');
+      expect((await n2.services.testing.get('orphan-ghost'))!.finishedAt).not.toBeNull();
+      // A node that was only cut off, writing its run's end late: the run stays INTERRUPTED.
+      await new TestRunRepository(n2.services.uow).finish('orphan-ghost', 'PASSED', 5, { total: 1, passed: 1, failed: 0, timedOut: 0, skipped: 0, durationMs: 4 });
+      expect(await status('orphan-ghost')).toBe('INTERRUPTED');
+      // The live node's run, there for the sweep that ended the other one, is left to it.
+      expect(await status('running-n2')).toBe('RUNNING');
+      await client.query(`UPDATE test_runs SET status = 'INTERRUPTED' WHERE id = 'running-n2'`);
+    } finally {
+      await client.end();
+    }
   });
 });
 
