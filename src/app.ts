@@ -124,6 +124,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
         drainTimeoutMs: config.modules.drainTimeoutMs,
         maxRestarts: config.modules.maxRestarts,
         metrics: config.metrics,
+        convergeRetryMs: Math.max(1_000, config.cluster.heartbeatMs),
       });
       const testing = new TestRunService({ uow, audit: auditRepo, bus, clock, logger: logger.child({ domain: 'testing' }), modules, node: { id: cluster.nodeId, clustered: cluster.clustered }, events: cluster.events });
       const { interrupted } = await testing.start();

@@ -120,7 +120,7 @@ const ModuleStateChangeRef = builder.objectRef<ModuleStateEvent>('ModuleStateCha
     from: t.field({ type: ModuleStateEnum, resolve: (e) => e.from }),
     to: t.field({ type: ModuleStateEnum, resolve: (e) => e.to }),
     version: t.exposeString('version'),
-    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, unregisterModule, recovery, crash or restart.' }),
+    action: t.exposeString('action', { description: 'registerModule, loadModule, unloadModule, swapModule, rollbackModule, unregisterModule, recovery, crash, restart, or converge (in a cluster, this node trying again to reach a change it could not).' }),
     actor: t.exposeString('actor', { nullable: true }),
     error: t.string({
       nullable: true,

@@ -93,6 +93,19 @@ export class ModuleRepository {
     return rows.map((row) => toRecord(row, deps.get(row.name) ?? []));
   }
 
+  /** One registration with its dependencies in declared order; null when there is none. */
+  async get(name: string): Promise<ModuleRecord | null> {
+    const row = await this.uow.db.selectFrom('modules').selectAll().where('name', '=', name).executeTakeFirst();
+    if (!row) return null;
+    const depRows = await this.uow.db
+      .selectFrom('module_dependencies')
+      .select('dependency')
+      .where('module', '=', name)
+      .orderBy('position')
+      .execute();
+    return toRecord(row, depRows.map((r) => r.dependency));
+  }
+
   /** A new registration and its dependency rows; ModuleRowExistsError when the name is taken. */
   async insert(record: ModuleRecord): Promise<void> {
     try {

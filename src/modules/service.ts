@@ -43,6 +43,8 @@
  *   its own lifecycle: it registers or forgets the module, brings it up, takes it down, or loads
  *   the committed version beside the old one and switches (the promoted canary, when it serves
  *   it) — writing neither the row nor the audit. A gated swap's tests run on the origin only.
+ *   A node that could not get there (the version failed to load here) tries again, with a
+ *   growing wait, until it does or the module changes again (`retryConvergence`).
  * - A rollout's canary staged or dropped on the scheduler's node is announced on
  *   `module.canary`; the other nodes stage it beside the same stable version (no tests, routed
  *   by the same split flag, recording into `setRemoteCanaryStats`' statistics) or drop it.
@@ -55,7 +57,7 @@
 import type { AuditRepository } from '../audit/repository.js';
 import type { CircuitBreaker } from '../breakers/engine.js';
 import type { BreakerService } from '../breakers/service.js';
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import { quoteValue, UserError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -138,7 +140,15 @@ interface ModuleServiceDeps {
   metrics?: boolean;
   /** The cluster (PostgreSQL): commands go to the other nodes, theirs come here; each node reports its own state. */
   cluster?: ModuleCluster;
+  /**
+   * In a cluster, the first wait before this node tries again to reach a module's committed
+   * state it could not (then doubled each time, up to CONVERGE_RETRY_MAX_MS). Default 1 s.
+   */
+  convergeRetryMs?: number;
 }
+
+/** The longest wait between two tries at a committed module state this node could not reach. */
+export const CONVERGE_RETRY_MAX_MS = 60_000;
 
 /** What the module service needs of the cluster (src/cluster/cluster.ts). */
 export interface ModuleCluster {
@@ -205,6 +215,8 @@ export class ModuleService {
   /** Canary breaker name -> module, for `onCanaryBreakerOpen`. */
   private readonly canaryBreakers = new Map<string, string>();
   private rolloutGuard: RolloutGuard | null = null;
+  /** Modules whose committed state this node failed to reach: the next try (see `retryConvergence`). */
+  private readonly convergeRetries = new Map<string, { timer: TimerHandle; attempt: number }>();
   /** Where a canary staged by another node's rollout records its calls on this node. */
   private remoteCanaryStats: (module: string, flag: string) => RolloutStats = () => new RolloutStats();
   private readonly invocation: Invocation;
@@ -273,6 +285,8 @@ export class ModuleService {
   async stop(): Promise<void> {
     this.stopping = true;
     this.supervisor.stop();
+    for (const retry of this.convergeRetries.values()) retry.timer.cancel();
+    this.convergeRetries.clear();
     await this.lifecycleChain.catch(() => undefined);
     const versions = [...this.live.values()].flatMap((l) => [l.active, l.canary?.version ?? null]).filter((v): v is LoadedModuleVersion => v !== null);
     for (const live of this.live.values()) {
@@ -1057,9 +1071,56 @@ export class ModuleService {
   /** Another node committed a change of a module: this node converges to it, in commit order, with its other lifecycle steps. */
   private onRemoteChange(event: ModuleChangeEvent): void {
     if (this.stopping) return;
-    this.serialized(() => this.converge(event)).catch((error: unknown) => {
+    // A newer change replaces whatever an earlier one left to try again.
+    this.cancelConvergeRetry(event.record.name);
+    this.convergeTo(event, 0);
+  }
+
+  private convergeTo(event: ModuleChangeEvent, attempt: number): void {
+    this.serialized(async () => {
+      if (!(await this.converge(event))) this.retryConvergence(event.record.name, attempt);
+    }).catch((error: unknown) => {
       this.deps.logger.error('could not converge to a module change made on another node', { module: event.record.name, action: event.action, ...errorFields(error) });
+      this.retryConvergence(event.record.name, attempt);
     });
+  }
+
+  /**
+   * This node could not reach a module's committed state (its version failed to load here, the
+   * old one serving; or it failed to come up): it tries again after `convergeRetryMs`, doubled
+   * each time up to CONVERGE_RETRY_MAX_MS, converging to the record as committed then (read
+   * again, so a command carried out here meanwhile is not undone), until it gets there or
+   * another change of the module arrives.
+   */
+  private retryConvergence(name: string, attempt: number): void {
+    if (this.stopping) return;
+    this.cancelConvergeRetry(name);
+    const delay = Math.min((this.deps.convergeRetryMs ?? 1000) * 2 ** attempt, CONVERGE_RETRY_MAX_MS);
+    const timer = this.deps.clock.setTimer(delay, () => {
+      if (this.convergeRetries.get(name)?.timer !== timer) return;
+      this.convergeRetries.delete(name);
+      if (this.stopping) return;
+      this.repo.get(name).then(
+        (committed) => {
+          const known = this.records.get(name);
+          // Forgotten here meanwhile, and gone: nothing to reach.
+          if (!committed && !known) return;
+          const record = committed ?? known!;
+          this.deps.logger.info('trying again to reach the committed state of a module', { module: name, version: record.version, attempt: attempt + 1 });
+          this.convergeTo({ action: 'converge', actor: null, record, deleted: committed === null, reload: false }, attempt + 1);
+        },
+        (error: unknown) => {
+          this.deps.logger.warn('could not read a module to converge to it', { module: name, ...errorFields(error) });
+          this.retryConvergence(name, attempt + 1);
+        },
+      );
+    });
+    this.convergeRetries.set(name, { timer, attempt });
+  }
+
+  private cancelConvergeRetry(name: string): void {
+    this.convergeRetries.get(name)?.timer.cancel();
+    this.convergeRetries.delete(name);
   }
 
   private onRemoteCanary(event: ModuleCanaryEvent): void {
@@ -1074,20 +1135,21 @@ export class ModuleService {
    * Brings this node's runtime to the committed record: registers or forgets it, brings it up,
    * takes it down, or switches to the committed version (the canary, if it is the one
    * promoted). Writes neither the shared row nor the audit (the origin did). Idempotent: an
-   * event applied twice finds nothing left to do.
+   * event applied twice finds nothing left to do. False when this node could not get there (see
+   * `retryConvergence`).
    */
-  private async converge(event: ModuleChangeEvent): Promise<void> {
+  private async converge(event: ModuleChangeEvent): Promise<boolean> {
     const shared = event.record;
     const name = shared.name;
     const actor = event.actor;
     const who = actor ?? 'system';
     let record = this.records.get(name);
     if (event.deleted) {
-      if (!record) return;
+      if (!record) return true;
       const live = this.live.get(name);
       if (live?.active || live?.canary) await this.takeDown(record, event.action, who, 'remote');
       this.forgetLocally(record, event.action, actor);
-      return;
+      return true;
     }
     if (!record) {
       record = { ...shared, state: 'UNLOADED', lastError: null, loadedAt: null };
@@ -1102,20 +1164,19 @@ export class ModuleService {
     if (shared.desiredState === 'UNLOADED') {
       if (live.active || live.canary || record.state !== 'UNLOADED') await this.takeDown(record, event.action, who, 'remote');
       adopt();
-      return;
+      return true;
     }
     const activate = shared.desiredState === 'ACTIVE';
     const active = live.active;
     if (!active) {
       adopt();
-      await this.bringUp(record, event.action, who, activate, 'remote');
-      return;
+      return this.bringUp(record, event.action, who, activate, 'remote');
     }
     if (active.version !== shared.version || record.modulePath !== shared.modulePath || event.reload) {
       const canary = live.canary;
       if (canary && canary.version.version === shared.version && canary.modulePath === shared.modulePath && !event.reload) {
         await this.promoteLocally(record, shared, event.action, who);
-        return;
+        return true;
       }
       const { absolutePath } = this.resolve(shared.modulePath, 'modulePath');
       try {
@@ -1123,16 +1184,17 @@ export class ModuleService {
       } catch (error) {
         // The old version keeps serving here; this node reports it (module { nodes }).
         this.deps.logger.error('a module version committed on another node could not be loaded here; the old one keeps serving', { module: name, version: shared.version, ...errorFields(error) });
-        return;
+        return false;
       }
       adopt();
-      return;
+      return true;
     }
     if (activate && record.state === 'LOADED') {
       await this.transition(record, 'ACTIVE', event.action, who, null, { ...sharedFields(shared), scope: 'remote' });
-      return;
+      return true;
     }
     adopt();
+    return true;
   }
 
   /** Another node promoted the canary this node also serves: switch to it here (no write: the origin did). */

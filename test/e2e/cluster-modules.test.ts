@@ -317,6 +317,36 @@ describe.skipIf(!postgresAvailable())('modules in a cluster of three in-process 
       await client.end();
     }
   });
+
+  it('a node that cannot load a committed version keeps serving the old one and tries again until it can', async () => {
+    // n4 has a modules folder of its own, where the new version's file is not (yet) deployed.
+    const ownDir = makeModulesDir();
+    const n4 = await startApp(db.url, 'n4', ownDir);
+    try {
+      await n1.services.modules.register('admin', { name: 'late', modulePath: 'counter.js', version: 'l1' });
+      await n1.services.modules.load('admin', 'late');
+      await eventually(async () => n4.services.modules.activeVersion('late')?.version === 'l1', 'l1 on n4');
+      addCounterCopy(modulesDir, 'counter_late.js');
+      await n1.services.modules.swap('admin', 'late', { newVersionPath: 'counter_late.js', newVersion: 'l2' });
+      await eventually(async () => (await served(n2, 'late')).version === 'l2', 'l2 on n2');
+      // n4 reports the failure and keeps serving l1.
+      await eventually(async () => {
+        const a = await adminGql<NodesAnswer>(n1, NODES, { name: 'late' });
+        const mine = a.module!.nodes.find((n) => n.node === 'n4');
+        return mine?.version === 'l1' ? mine : null;
+      }, 'n4 reporting l1');
+      expect((await served(n4, 'late')).version).toBe('l1');
+      // The file arrives; the next try loads it, with no command from anyone.
+      addCounterCopy(ownDir, 'counter_late.js');
+      await eventually(async () => (await served(n4, 'late')).version === 'l2', 'l2 on n4 after a retry', 15_000);
+      expect(n4.services.modules.get('late')).toMatchObject({ version: 'l2', modulePath: 'counter_late.js', state: 'ACTIVE' });
+      // Converging wrote neither the shared row nor the audit: one swap, by n1.
+      expect(await count(db.url, `SELECT count(*) AS n FROM audit_log WHERE target = 'late' AND action = 'swapModule'`)).toBe(1);
+    } finally {
+      await n4.close();
+      rmSync(ownDir, { recursive: true, force: true });
+    }
+  }, 40_000);
 });
 
 async function setAllOn(app: App, name: string): Promise<void> {
