@@ -63,10 +63,17 @@ export class AuditRepository {
   constructor(private readonly uow: UnitOfWork) {}
 
   async record(entry: NewAuditEntry): Promise<void> {
+    await this.recordJson(entry, jsonOrNull(entry.before), jsonOrNull(entry.after));
+  }
+
+  /**
+   * `record` with the states already serialised (`JSON.stringify` of `before` and `after`, or
+   * null for none): a domain that keeps the JSON of its stored state gives it instead of
+   * serialising the same state again (the flag store, src/flags/repository.ts).
+   */
+  async recordJson(entry: Omit<NewAuditEntry, 'before' | 'after'>, beforeJson: string | null, afterJson: string | null): Promise<void> {
     if (!this.uow.active) throw new Error(`audit entry "${entry.action}" written outside the change's unit of work`);
-    await this.uow.write(INSERT_ENTRY, [
-      entry.at, entry.actor, entry.action, entry.targetType, entry.target, jsonOrNull(entry.before), jsonOrNull(entry.after),
-    ]);
+    await this.uow.write(INSERT_ENTRY, [entry.at, entry.actor, entry.action, entry.targetType, entry.target, beforeJson, afterJson]);
   }
 
   /**

@@ -41,6 +41,7 @@ import type { Database } from './database.js';
 import type { Schema } from './schema.js';
 import type { PreparedStatement, SqliteConnection } from './sqlite-connection.js';
 import type { Statement } from './statement.js';
+import type BetterSqlite3 from 'better-sqlite3';
 
 type Callback = () => void;
 type AsyncCallback = () => Promise<void>;
@@ -71,6 +72,7 @@ interface SqliteUnits {
   readonly begin: PreparedStatement;
   readonly commit: PreparedStatement;
   readonly rollback: PreparedStatement;
+  readonly dataVersion: BetterSqlite3.Statement<[], number>;
 }
 
 const frameOf = (db: Kysely<Schema>, trx: Frame['trx'], depth: number): Frame => ({
@@ -97,6 +99,7 @@ export class UnitOfWork {
       begin: connection.db.prepare<unknown[]>('BEGIN IMMEDIATE'),
       commit: connection.db.prepare<unknown[]>('COMMIT'),
       rollback: connection.db.prepare<unknown[]>('ROLLBACK'),
+      dataVersion: connection.db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
 
@@ -115,6 +118,15 @@ export class UnitOfWork {
   get db(): Kysely<Schema> {
     const frame = this.storage.getStore();
     return frame && !frame.done ? frame.db : this.database;
+  }
+
+  /**
+   * SQLite's `PRAGMA data_version`: it moves only when another connection (another process, such
+   * as the token CLI) commits to the database file, never for this connection's own commits.
+   * Null on PostgreSQL, where other nodes write and there is no such counter.
+   */
+  dataVersion(): number | null {
+    return this.sqlite ? this.sqlite.dataVersion.get()! : null;
   }
 
   /** The rows of a statement written per dialect, in the open unit (or outside one, as a query). */

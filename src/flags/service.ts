@@ -42,7 +42,7 @@ import {
 import type { FlagChangeEvent } from './events.js';
 import { flagNamesInFile, parseFlagsFile } from './file.js';
 import { FlagEvaluationCounts } from './evaluation-counts.js';
-import { FlagRepository, FlagRowExistsError } from './repository.js';
+import { flagJson, FlagRepository, FlagRowExistsError } from './repository.js';
 import {
   normalizeAttribute,
   validateDescription,
@@ -431,17 +431,19 @@ export class FlagService {
     const event = await retryIfCreatedMeanwhile(() => this.uow.run(async (): Promise<FlagChangeEvent | null> => {
       const current = await this.repo.get(name, { lock: true });
       const proposed = apply(current, now);
+      const entry = { at: now, actor, action, targetType: 'FEATURE_FLAG', target: name } as const;
       if (proposed === null) {
         if (!current) return null;
         await this.repo.delete(name);
-        await this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: null });
+        await this.deps.audit.recordJson(entry, flagJson(current), null);
         return this.committed({ name, kind: 'DELETED', action, actor, at: now, flag: null, previous: current });
       }
       if (current && sameFlag(current, proposed)) return null;
-      const next = { ...proposed, updatedAt: now };
+      // The flag as the store will read it back (frozen): written, audited, published and kept.
+      const next = this.repo.stored({ ...proposed, updatedAt: now });
       if (current) await this.repo.save(next, current);
       else await this.repo.insert(next);
-      await this.deps.audit.record({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name, before: current, after: next });
+      await this.deps.audit.recordJson(entry, current && flagJson(current), flagJson(next));
       return this.committed({ name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current });
     }));
     return event ? event.flag : await this.repo.get(name);

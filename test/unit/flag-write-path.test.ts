@@ -5,6 +5,9 @@
  * What they write is read back with Kysely from the tables, so a wrong column, a lost value or a
  * statement outside the unit's transaction fails here.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
@@ -15,7 +18,8 @@ import type { FlagChangeEvent } from '../../src/flags/events.js';
 import { FlagRepository } from '../../src/flags/repository.js';
 import { FlagService } from '../../src/flags/service.js';
 import { createLogger } from '../../src/logger.js';
-import { bothDialects, type TestDatabase } from '../support/database.js';
+import { bothDialects, openTestDatabase, type TestDatabase } from '../support/database.js';
+import { openDatabase } from '../../src/db/connection.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -178,5 +182,115 @@ describe.each(bothDialects('flagwrite', 4))('the flag write path on %s', (_diale
     await unit;
     await read;
     expect(seen).toBe(t.database.dialect === 'postgres' ? before.percentage : 99);
+  });
+  // On SQLite a change reads its flag from the repository's map of stored rows (see
+  // FlagRepository.known), on PostgreSQL from the database; either way the audit's `before` is
+  // the row as the database holds it for the unit, and memory follows the commits only.
+  it.skipIf(!available)('after an enclosing unit rolls back, the next change starts from the committed row', async () => {
+    const t = await setup();
+    await t.flags.setPercentage('bob', 'neural_network_v2', 10);
+    const committed = (await t.repo.get('neural_network_v2'))!;
+    await expect(t.uow.run(async () => {
+      await t.flags.setPercentage('bob', 'neural_network_v2', 20);
+      await t.flags.setPercentage('bob', 'neural_network_v2', 30);
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    expect(t.flags.get('neural_network_v2')!.percentage).toBe(10);
+    t.clock.advance(5);
+    const after = await t.flags.setPercentage('carol', 'neural_network_v2', 40);
+    const last = (await t.auditRows('neural_network_v2')).at(-1)!;
+    expect(last.before_json).toBe(JSON.stringify(committed));
+    expect(last.after_json).toBe(JSON.stringify(after));
+    expect(after).toEqual(await t.repo.get('neural_network_v2'));
+    expect(t.flags.get('neural_network_v2')).toEqual(after);
+  });
+
+  it.skipIf(!available)('inside one unit each change\'s before is the unit\'s own last write, and a savepoint rolled back is forgotten', async () => {
+    const t = await setup();
+    const committed = (await t.repo.get('neural_network_v2'))!;
+    await t.uow.run(async () => {
+      const first = await t.flags.setPercentage('bob', 'neural_network_v2', 11);
+      await t.uow.run(async () => {
+        await t.flags.setPercentage('bob', 'neural_network_v2', 22);
+        throw new Error('inner');
+      }).catch(() => undefined);
+      // A savepoint that commits joins the unit: the next change starts from it.
+      const third = await t.uow.run(() => t.flags.setPercentage('bob', 'neural_network_v2', 33));
+      const fourth = await t.flags.disable('bob', 'neural_network_v2');
+      const rows = (await t.uow.db.selectFrom('audit_log').selectAll().where('target', '=', 'neural_network_v2').orderBy('id').execute()).slice(-3);
+      expect(rows.map((r) => [r.before_json, r.after_json])).toEqual([
+        [JSON.stringify(committed), JSON.stringify(first)],
+        [JSON.stringify(first), JSON.stringify(third)],
+        [JSON.stringify(third), JSON.stringify(fourth)],
+      ]);
+    });
+    expect(t.flags.get('neural_network_v2')).toEqual(await t.repo.get('neural_network_v2'));
+    expect(t.flags.get('neural_network_v2')).toMatchObject({ enabled: false, percentage: 33 });
+  });
+
+  it.skipIf(!available)('a change whose audit row fails is forgotten: the next change starts from the committed row', async () => {
+    const t = await setup();
+    await t.flags.setPercentage('bob', 'neural_network_v2', 10);
+    const committed = (await t.repo.get('neural_network_v2'))!;
+    await sql`ALTER TABLE audit_log RENAME TO audit_log_away`.execute(t.database.kysely);
+    try {
+      await expect(t.flags.setPercentage('bob', 'neural_network_v2', 42)).rejects.toThrow(/audit_log/);
+    } finally {
+      await sql`ALTER TABLE audit_log_away RENAME TO audit_log`.execute(t.database.kysely);
+    }
+    await t.flags.setPercentage('bob', 'neural_network_v2', 43);
+    expect((await t.auditRows('neural_network_v2')).at(-1)!.before_json).toBe(JSON.stringify(committed));
+  });
+
+  it.skipIf(!available)('a flag deleted and created again in one unit starts from what the unit wrote', async () => {
+    const t = await setup();
+    await t.uow.run(async () => {
+      await t.flags.delete('bob', 'neural_network_v2');
+      const created = await t.flags.setPercentage('bob', 'neural_network_v2', 5);
+      const changed = await t.flags.setPercentage('bob', 'neural_network_v2', 6);
+      const rows = (await t.uow.db.selectFrom('audit_log').selectAll().where('target', '=', 'neural_network_v2').orderBy('id').execute()).slice(-2);
+      expect(rows.map((r) => [r.before_json, r.after_json])).toEqual([[null, JSON.stringify(created)], [JSON.stringify(created), JSON.stringify(changed)]]);
+    });
+    expect(t.flags.get('neural_network_v2')).toEqual(await t.repo.get('neural_network_v2'));
+  });
+});
+
+/**
+ * SQLite: the repository's map of stored rows is emptied when another connection (another
+ * process: the token CLI, a hand edit) commits to the file, which `PRAGMA data_version` shows.
+ */
+describe('the flag write path on a SQLite file another connection writes too', () => {
+  let dir: string | null = null;
+  let opened: TestDatabase | null = null;
+  afterEach(async () => {
+    await opened?.close();
+    opened = null;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = null;
+  });
+
+  it('reads the flag again when another connection committed, so the audit\'s before is the database\'s row', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'helios-flagwrite-'));
+    const file = path.join(dir, 'helios.db');
+    opened = await openTestDatabase(file);
+    const { database, uow } = opened;
+    const clock = new ManualClock(T0);
+    const flags = new FlagService({
+      uow, dialect: database.dialect, audit: new AuditRepository(uow), bus: new EventBus(), clock,
+      logger: createLogger('silent'), flagsFile: 'config/feature_flags.json',
+    });
+    await flags.start();
+    await flags.setPercentage('bob', 'neural_network_v2', 10);
+    const other = openDatabase(file);
+    try {
+      other.prepare(`UPDATE feature_flags SET description = 'edited elsewhere' WHERE name = 'neural_network_v2'`).run();
+    } finally {
+      other.close();
+    }
+    const after = await flags.setPercentage('bob', 'neural_network_v2', 12);
+    expect(after.description).toBe('edited elsewhere');
+    const last = (await database.kysely.selectFrom('audit_log').selectAll().where('target', '=', 'neural_network_v2').orderBy('id', 'desc').limit(1).executeTakeFirstOrThrow());
+    expect(JSON.parse(last.before_json!)).toMatchObject({ description: 'edited elsewhere', percentage: 10 });
+    expect(await new FlagRepository(uow).get('neural_network_v2')).toEqual(after);
   });
 });
