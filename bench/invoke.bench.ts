@@ -40,6 +40,25 @@ async function timeSequential(op: Op, calls: number): Promise<number> {
   return Number(process.hrtime.bigint() - start) / calls;
 }
 
+/** What the process (every thread) spent over the timed rounds of one case. */
+interface Usage {
+  calls: number;
+  cpuUs: number;
+  voluntarySwitches: number;
+}
+
+/** `timeSequential`, adding the process's CPU time and voluntary context switches over it to `usage`. */
+async function timeSequentialCounted(op: Op, calls: number, usage: Usage): Promise<number> {
+  const cpu = process.cpuUsage();
+  const switches = process.resourceUsage().voluntaryContextSwitches;
+  const perCall = await timeSequential(op, calls);
+  const spent = process.cpuUsage(cpu);
+  usage.cpuUs += spent.user + spent.system;
+  usage.voluntarySwitches += process.resourceUsage().voluntaryContextSwitches - switches;
+  usage.calls += calls;
+  return perCall;
+}
+
 async function timeConcurrent(op: Op, calls: number): Promise<number> {
   let next = 0;
   const start = process.hrtime.bigint();
@@ -136,6 +155,13 @@ export default async function run(): Promise<BenchReport> {
   type Case = 'direct' | 'inline' | 'worker' | 'rawWorker' | 'rawAtomics';
   const seq: Record<Case, number[]> = { direct: [], inline: [], worker: [], rawWorker: [], rawAtomics: [] };
   const conc: Record<Case, number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0, rawAtomics: 0 };
+  const usage: Record<Case, Usage> = {
+    direct: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
+    inline: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
+    worker: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
+    rawWorker: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
+    rawAtomics: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
+  };
   const raw = rawWorkerEcho();
   const rawAtomics = rawAtomicsEcho();
   const app = await createApp(loadConfig({
@@ -163,7 +189,7 @@ export default async function run(): Promise<BenchReport> {
     for (let r = 0; r < ROUNDS; r++) {
       for (let k = 0; k < names.length; k++) {
         const name = names[(k + r) % names.length]!;
-        seq[name].push(await timeSequential(ops[name], CALLS_PER_ROUND));
+        seq[name].push(await timeSequentialCounted(ops[name], CALLS_PER_ROUND, usage[name]));
       }
     }
     for (const name of names) conc[name] = await timeConcurrent(ops[name], CONCURRENT_CALLS);
@@ -232,6 +258,13 @@ export default async function run(): Promise<BenchReport> {
   notes.push(
     `Per-call overhead over a direct call: INLINE ${round((i - d) / 1000, 2)} us, WORKER ${round((w - d) / 1000, 2)} us; a bare postMessage round trip to a worker thread (same message shape, nothing else) ${round(rw / 1000, 2)} us, which is ${round(rw / i, 1)}x INLINE by itself; the same echo with the worker blocked in Atomics.wait (woken by Atomics.notify, so its event loop never runs) ${round(ra / 1000, 2)} us, ${round(ra / i, 1)}x INLINE: the floor of any shared-memory wake-up while the server's thread does not block.`,
     `HTTP: autocannon ${HTTP_CONNECTIONS} connections, warm-up then ${HTTP_DURATION_S} s, bodies checked byte for byte. evaluateFlag: ${describeFailures(floor)}; INLINE: p50 ${hi.latencyP50Ms} ms, p99 ${hi.latencyP99Ms} ms, ${describeFailures(hi)}; WORKER: p50 ${hw.latencyP50Ms} ms, p99 ${hw.latencyP99Ms} ms, ${describeFailures(hw)}.`,
+  );
+  // Whether the two threads woke each other across CPUs (about 25 us of CPU per sleep and wake-up
+  // on these VMs) or shared one shows here, not in the ratio alone (RESULTS.md, "WORKER invoke,
+  // the cross-CPU wake-up"): CPU time about equal to the wall time per call means the former.
+  const perCall = (u: Usage) => `${round(u.cpuUs / u.calls, 1)} us of CPU and ${round(u.voluntarySwitches / u.calls, 2)} voluntary context switches`;
+  notes.push(
+    `Per sequential call, over all timed rounds, the whole process (every thread): WORKER ${perCall(usage.worker)} (wall ${round(w / 1000, 1)} us); bare postMessage echo ${perCall(usage.rawWorker)} (wall ${round(rw / 1000, 1)} us); INLINE ${perCall(usage.inline)}.`,
   );
   if (!isClean(hi) || !isClean(hw)) notes.push('Some HTTP responses were not the expected answer: see the counts above.');
   return { name: 'invoke', rows, notes };
