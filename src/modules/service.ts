@@ -215,8 +215,8 @@ export class ModuleService {
   /** Canary breaker name -> module, for `onCanaryBreakerOpen`. */
   private readonly canaryBreakers = new Map<string, string>();
   private rolloutGuard: RolloutGuard | null = null;
-  /** Modules whose committed state this node failed to reach: the next try (see `retryConvergence`). */
-  private readonly convergeRetries = new Map<string, { timer: TimerHandle; attempt: number }>();
+  /** Modules whose committed state this node failed to reach: the timer of the next try (see `retryConvergence`). */
+  private readonly convergeRetries = new Map<string, TimerHandle>();
   /** Where a canary staged by another node's rollout records its calls on this node. */
   private remoteCanaryStats: (module: string, flag: string) => RolloutStats = () => new RolloutStats();
   private readonly invocation: Invocation;
@@ -285,7 +285,7 @@ export class ModuleService {
   async stop(): Promise<void> {
     this.stopping = true;
     this.supervisor.stop();
-    for (const retry of this.convergeRetries.values()) retry.timer.cancel();
+    for (const timer of this.convergeRetries.values()) timer.cancel();
     this.convergeRetries.clear();
     await this.lifecycleChain.catch(() => undefined);
     const versions = [...this.live.values()].flatMap((l) => [l.active, l.canary?.version ?? null]).filter((v): v is LoadedModuleVersion => v !== null);
@@ -1097,7 +1097,7 @@ export class ModuleService {
     this.cancelConvergeRetry(name);
     const delay = Math.min((this.deps.convergeRetryMs ?? 1000) * 2 ** attempt, CONVERGE_RETRY_MAX_MS);
     const timer = this.deps.clock.setTimer(delay, () => {
-      if (this.convergeRetries.get(name)?.timer !== timer) return;
+      if (this.convergeRetries.get(name) !== timer) return;
       this.convergeRetries.delete(name);
       if (this.stopping) return;
       this.repo.get(name).then(
@@ -1115,11 +1115,11 @@ export class ModuleService {
         },
       );
     });
-    this.convergeRetries.set(name, { timer, attempt });
+    this.convergeRetries.set(name, timer);
   }
 
   private cancelConvergeRetry(name: string): void {
-    this.convergeRetries.get(name)?.timer.cancel();
+    this.convergeRetries.get(name)?.cancel();
     this.convergeRetries.delete(name);
   }
 
