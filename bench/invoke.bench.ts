@@ -155,13 +155,8 @@ export default async function run(): Promise<BenchReport> {
   type Case = 'direct' | 'inline' | 'worker' | 'rawWorker' | 'rawAtomics';
   const seq: Record<Case, number[]> = { direct: [], inline: [], worker: [], rawWorker: [], rawAtomics: [] };
   const conc: Record<Case, number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0, rawAtomics: 0 };
-  const usage: Record<Case, Usage> = {
-    direct: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
-    inline: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
-    worker: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
-    rawWorker: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
-    rawAtomics: { calls: 0, cpuUs: 0, voluntarySwitches: 0 },
-  };
+  const noUsage = (): Usage => ({ calls: 0, cpuUs: 0, voluntarySwitches: 0 });
+  const usage: Record<Case, Usage> = { direct: noUsage(), inline: noUsage(), worker: noUsage(), rawWorker: noUsage(), rawAtomics: noUsage() };
   const raw = rawWorkerEcho();
   const rawAtomics = rawAtomicsEcho();
   const app = await createApp(loadConfig({

@@ -23,6 +23,17 @@ import { openDatabase } from '../../src/db/connection.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
+/** A started flag service on `opened`, with the seed flags, on a manual clock at T0. */
+async function startFlags({ database, uow }: TestDatabase): Promise<{ clock: ManualClock; flags: FlagService }> {
+  const clock = new ManualClock(T0);
+  const flags = new FlagService({
+    uow, dialect: database.dialect, audit: new AuditRepository(uow), bus: new EventBus(), clock,
+    logger: createLogger('silent'), flagsFile: 'config/feature_flags.json',
+  });
+  await flags.start();
+  return { clock, flags };
+}
+
 describe.each(bothDialects('flagwrite', 4))('the flag write path on %s', (_dialect, open, available) => {
   let opened: TestDatabase | null = null;
 
@@ -34,12 +45,7 @@ describe.each(bothDialects('flagwrite', 4))('the flag write path on %s', (_diale
   async function setup() {
     opened = await open();
     const { database, uow } = opened;
-    const clock = new ManualClock(T0);
-    const flags = new FlagService({
-      uow, dialect: database.dialect, audit: new AuditRepository(uow), bus: new EventBus(), clock,
-      logger: createLogger('silent'), flagsFile: 'config/feature_flags.json',
-    });
-    await flags.start();
+    const { clock, flags } = await startFlags(opened);
     const events: FlagChangeEvent[] = [];
     flags.onChange((event) => events.push(event));
     const db = database.kysely;
@@ -274,12 +280,7 @@ describe('the flag write path on a SQLite file another connection writes too', (
     const file = path.join(dir, 'helios.db');
     opened = await openTestDatabase(file);
     const { database, uow } = opened;
-    const clock = new ManualClock(T0);
-    const flags = new FlagService({
-      uow, dialect: database.dialect, audit: new AuditRepository(uow), bus: new EventBus(), clock,
-      logger: createLogger('silent'), flagsFile: 'config/feature_flags.json',
-    });
-    await flags.start();
+    const { flags } = await startFlags(opened);
     await flags.setPercentage('bob', 'neural_network_v2', 10);
     const other = openDatabase(file);
     try {
