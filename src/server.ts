@@ -73,7 +73,11 @@ export interface ServerOptions extends AppOptions {
    * instead of the lane (transport/graphql-http.ts), so the two answers can be compared;
    * `onDecision` hears, per request Yoga would have answered, whether the lane took it.
    */
-  graphqlHttpLane?: boolean | { onDecision(req: IncomingMessage, taken: boolean): void };
+  graphqlHttpLane?: boolean | {
+    onDecision(req: IncomingMessage, taken: boolean): void;
+    /** Hears each query the lane tried to compile with graphql-jit, and whether it compiled. */
+    onCompile?(operationName: string | null, compiled: boolean): void;
+  };
 }
 
 export async function startServer(config: HeliosConfig, options: ServerOptions = {}): Promise<HeliosServer> {
@@ -151,18 +155,31 @@ export async function startServer(config: HeliosConfig, options: ServerOptions =
     maskedErrors: { maskError },
   });
 
+  const toYoga = (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    handBodyToYoga(req);
+    // Yoga's node handler returns nothing when it answered synchronously.
+    return Promise.resolve(yoga(req, res));
+  };
   const lane = options.graphqlHttpLane === false
     ? null
-    : createGraphQLHttpLane({ yoga, path: GRAPHQL_PATH, parse: (source) => parseWithLimits(source, limits), cors: config.allowedOrigins.length > 0 });
+    : createGraphQLHttpLane({
+      yoga,
+      path: GRAPHQL_PATH,
+      parse: (source) => parseWithLimits(source, limits),
+      cors: config.allowedOrigins.length > 0,
+      contextFor,
+      maskError,
+      counters: operations,
+      toYoga,
+      ...(typeof options.graphqlHttpLane === 'object' && options.graphqlHttpLane.onCompile ? { onCompile: options.graphqlHttpLane.onCompile } : {}),
+    });
   const http = createHttpTransport({
     origins,
     maxRequestBodyBytes: limits.maxRequestBodyBytes,
     fallback: (req, res) => {
       const answered = lane?.handle(req, res) ?? null;
       if (typeof options.graphqlHttpLane === 'object') options.graphqlHttpLane.onDecision(req, answered !== null);
-      if (answered) return answered;
-      handBodyToYoga(req);
-      return yoga(req, res);
+      return answered ?? toYoga(req, res);
     },
   });
   for (const route of probeRoutes({ ready: () => ready, version: services.version })) http.route(route);

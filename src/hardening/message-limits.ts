@@ -30,7 +30,8 @@ function capError<E>(error: E, max: number): E {
   }) as E;
 }
 
-function capResult(result: unknown, max: number): ExecutionResult | null {
+/** The result with its errors' messages capped, or null when none needed it (or it is a stream). */
+export function capResult(result: unknown, max: number = MAX_GRAPHQL_ERROR_MESSAGE_CHARS): ExecutionResult | null {
   if (result === null || typeof result !== 'object' || Symbol.asyncIterator in result) return null;
   const { errors } = result as ExecutionResult;
   if (!errors) return null;

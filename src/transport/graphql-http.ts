@@ -1,12 +1,27 @@
 /**
- * GraphQL over HTTP, the common case, without Yoga's Fetch-API layer. Yoga's node adapter turns
- * every request into a WHATWG Request (URL, Headers, an AbortController, a body stream) and every
- * answer into a Response before writing it back; for a small query that costs as much as the
- * execution. This lane answers `POST /graphql` with a JSON body straight from node:http and runs
- * the rest through Yoga's own code: `yoga.handleParams` (the envelop plugins, the context
- * factory and its token check, execution, error masking and logging) and
- * `processRegularResult` (status code, content type, the JSON body). Only the HTTP reading and
- * writing around them is done here, as Yoga does it, so the answer is the same, byte for byte.
+ * GraphQL over HTTP, the common case, without Yoga's Fetch-API layer and without envelop's
+ * per-request orchestration. Yoga's node adapter turns every request into a WHATWG Request (URL,
+ * Headers, an AbortController, a body stream) and every answer into a Response; envelop then
+ * builds an enveloped context and walks each plugin's hooks around parse, validate, the context
+ * factory and execution, through promise helpers, on every request. For a small query that costs
+ * several times the execution (bench/RESULTS.md, issue 15). This lane answers `POST /graphql`
+ * with a JSON body straight from node:http, and runs a document it has vetted once as a fixed
+ * sequence of the same steps, with the same functions the plugins use:
+ *
+ * - the document: parsed with the hardening limits and validated with every rule Yoga applies
+ *   (graphql-js, the limits, introspection off), once per query text;
+ * - the caller: the context factory Yoga runs (server.ts `contextFor`, the token check), on every
+ *   request; a refused caller is left to Yoga, whose 401 is the answer;
+ * - execution: graphql-js `execute` on that document and context. A result without `data` (a
+ *   variable that does not coerce, a missing required one: nothing was executed) is left to
+ *   Yoga, which answers it with its coded request errors;
+ * - then, in the order Yoga's plugins run after execution: message capping
+ *   (hardening/message-limits.ts `capResult`), the operation metrics
+ *   (metrics/graphql.ts `GraphQLOperationCounters.record`), error masking (server.ts
+ *   `maskError`, logged as Yoga logs a masked error);
+ * - the answer: Yoga's own `processRegularResult` (status code, content type, JSON body), written
+ *   as @whatwg-node/server writes it, so the answer is the same, byte for byte
+ *   (test/e2e/graphql-http-lane.test.ts compares every case with Yoga's).
  *
  * Everything else is left to Yoga, unchanged (`handle` returns null): other methods and paths,
  * other content types, a body that is not a JSON object of the standard parameters, batches,
@@ -16,9 +31,13 @@
  * is decided once per query text; what is cached is the document, never an answer.
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { getOperationAST, type DocumentNode, type ExecutionResult } from 'graphql';
+import { execute, getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { processRegularResult, type GraphQLParams, type YogaServerInstance } from 'graphql-yoga';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import type { MaybePromise } from '../auth/authorization.js';
 import type { GraphQLContext } from '../graphql/context.js';
+import { capResult } from '../hardening/message-limits.js';
+import type { GraphQLOperationCounters } from '../metrics/graphql.js';
 import { setBounded } from '../bounded-cache.js';
 
 /** Query texts whose verdict (a document, or "leave it to Yoga") is kept; oldest out first. */
@@ -38,6 +57,16 @@ export interface GraphQLHttpLaneOptions {
   parse: (source: string) => DocumentNode;
   /** Whether Yoga answers CORS (then a request with an Origin is left to it). */
   cors: boolean;
+  /** Yoga's context factory for an HTTP request: the caller from its Authorization header; throws or rejects to refuse it. */
+  contextFor: (authorization: string | undefined) => MaybePromise<GraphQLContext>;
+  /** Yoga's `maskedErrors.maskError`, applied to every error of a result as Yoga applies it. */
+  maskError: (error: unknown, message: string) => GraphQLError;
+  /** The counters Yoga's `useOperationMetrics` plugin records into (null when metrics are off). */
+  counters: GraphQLOperationCounters | null;
+  /** Answers the request through Yoga's whole pipeline: for what the lane leaves to Yoga after it has started. */
+  toYoga: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** Hears each query compiled with graphql-jit (or that graphql-jit refused): for tests. */
+  onCompile?: (operationName: string | null, compiled: boolean) => void;
 }
 
 export interface GraphQLHttpLane {
@@ -53,6 +82,30 @@ class CapturedResponse {
   ) {}
 }
 const CAPTURE = { Response: CapturedResponse } as unknown as Parameters<typeof processRegularResult>[1];
+
+/** Yoga's `maskedErrors.errorMessage` (its default: server.ts sets only `maskError`). */
+const MASKED_ERROR_MESSAGE = 'Unexpected error.';
+
+/** Runs one operation of a vetted document with this context and these (raw) variables. */
+type Runner = (contextValue: object, variables: GraphQLParams['variables']) => MaybePromise<ExecutionResult>;
+interface RunnerEntry {
+  /** Runs so far, counted up to HOT_AFTER. */
+  runs: number;
+  run: Runner;
+}
+/** Runs of the same query (one document, one operation) after which it is compiled with graphql-jit. */
+const HOT_AFTER = 3;
+
+/**
+ * graphql-jit answers `{ data, errors }`; graphql-js (and Yoga's executor) `{ errors, data }`,
+ * which is the order the JSON body has. A request error (no `data`) is passed on as it is.
+ */
+function inGraphQLJsOrder(result: MaybePromise<ExecutionResult>): MaybePromise<ExecutionResult> {
+  const order = (r: ExecutionResult): ExecutionResult => (r.errors && 'data' in r ? { errors: r.errors, data: r.data } : r);
+  return isPromise(result) ? result.then(order) : order(result);
+}
+
+const isPromise = <T>(value: MaybePromise<T>): value is Promise<T> => typeof (value as { then?: unknown } | null)?.then === 'function';
 
 export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLHttpLane {
   const { yoga } = options;
@@ -89,24 +142,91 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     return type;
   };
 
-  const answer = async (req: IncomingMessage, res: ServerResponse, params: GraphQLParams, mediaType: string): Promise<void> => {
-    yoga.logger.debug('Parsing request to extract GraphQL parameters');
-    // The server context Yoga's node adapter builds ({ req, res, waitUntil }); Yoga's handler
-    // adds `params` (and its Request, which nothing here reads: the token comes from `req`).
-    // No Request is passed (`handleParams` then adds only `params`): of Yoga's hooks, the only
-    // ones that read it (usePreventMutationViaGET on parse) matter for GET and for a document
-    // without a runnable operation, both left to Yoga above.
-    const context = { req, res, waitUntil: yoga.waitUntil };
-    const result = await yoga.handleParams({ request: undefined as unknown as Request, params, context: context as never });
-    const response = processRegularResult(result as ExecutionResult, CAPTURE, mediaType) as unknown as CapturedResponse;
-    // @whatwg-node/server gives up on a response whose client went away.
-    if (res.destroyed || res.writableEnded) return;
-    // processRegularResult's own headers object, in its order; node-fetch appends the length.
-    const headers: Record<string, string | number> = response.init.headers ?? {};
-    const status = response.init.status ?? 200;
-    if (response.body) headers['content-length'] = Buffer.byteLength(response.body);
-    res.writeHead(status, response.init.statusText || STATUS_CODES[status] || 'OK', headers);
-    res.end(response.body ?? undefined);
+  const schema: GraphQLSchema = yoga.getEnveloped({}).schema;
+
+  // How each (document, operation) runs. A query run often enough (HOT_AFTER runs: Mercurius's
+  // `jit` option works the same way) is compiled once by graphql-jit, which resolves the
+  // document's fields, literal arguments and variable coercion ahead of time instead of walking
+  // the document on every request. Until then, and for a mutation or a query graphql-jit cannot
+  // compile, graphql-js `execute` runs it (Yoga's executor keeps the same serial mutation order
+  // and error paths). A one-off query therefore never pays for a compilation. Keyed by the cached
+  // document object, so an entry lives as long as its document does.
+  const runners = new WeakMap<DocumentNode, Map<string | null, RunnerEntry>>();
+  const runnerFor = (document: DocumentNode, operation: OperationDefinitionNode, operationName: string | null): Runner => {
+    let byName = runners.get(document);
+    if (!byName) runners.set(document, (byName = new Map()));
+    let entry = byName.get(operationName);
+    if (!entry) {
+      entry = { runs: 0, run: (contextValue, variableValues) => execute({ schema, document, contextValue, variableValues, operationName }) };
+      byName.set(operationName, entry);
+    }
+    if (entry.runs < HOT_AFTER && ++entry.runs === HOT_AFTER && operation.operation === 'query') {
+      let compiled: CompiledQuery | null = null;
+      try {
+        const outcome = compileQuery(schema, document, operationName ?? undefined);
+        if (isCompiledQuery(outcome)) compiled = outcome;
+      } catch (error) {
+        yoga.logger.warn('graphql-jit could not compile a query; graphql-js keeps running it', error);
+      }
+      if (compiled) {
+        const query = compiled;
+        entry.run = (contextValue, variableValues) => inGraphQLJsOrder(query.query(undefined, contextValue, variableValues));
+      }
+      options.onCompile?.(operationName, compiled !== null);
+    }
+    return entry.run;
+  };
+
+  /** After execution, the steps Yoga's plugins take, in their order; then the answer. */
+  const finish = (req: IncomingMessage, res: ServerResponse, params: GraphQLParams, operation: OperationDefinitionNode, mediaType: string, started: number, executed: ExecutionResult): void => {
+    // No `data`: a request error (variables), nothing was executed. Yoga codes those.
+    if (!('data' in executed)) {
+      void options.toYoga(req, res);
+      return;
+    }
+    let result = capResult(executed) ?? executed;
+    options.counters?.record(operation.operation, params.operationName ?? operation.name?.value ?? null, (result.errors?.length ?? 0) > 0, performance.now() - started);
+    if (result.errors) result = { ...result, errors: result.errors.map(mask) };
+    write(res, result, mediaType);
+  };
+
+  const mask = (error: GraphQLError): GraphQLError => {
+    const masked = options.maskError(error, MASKED_ERROR_MESSAGE);
+    // Yoga logs every error its masking replaced.
+    if (masked !== error) yoga.logger.error(error);
+    return masked;
+  };
+
+  const run = (req: IncomingMessage, res: ServerResponse, params: GraphQLParams, document: DocumentNode, operation: OperationDefinitionNode, mediaType: string, context: GraphQLContext): Promise<void> | void => {
+    // The context Yoga's resolvers get: its node adapter's server context, the params, the factory's fields.
+    const contextValue = { req, res, waitUntil: yoga.waitUntil, params, ...context };
+    const started = performance.now();
+    let executed: MaybePromise<ExecutionResult>;
+    try {
+      executed = runnerFor(document, operation, params.operationName ?? null)(contextValue, params.variables);
+    } catch {
+      // graphql-js throws only for arguments it cannot run at all; Yoga answers those.
+      return options.toYoga(req, res);
+    }
+    if (isPromise(executed)) return executed.then((result) => finish(req, res, params, operation, mediaType, started, result));
+    finish(req, res, params, operation, mediaType, started, executed);
+  };
+
+  const answer = (req: IncomingMessage, res: ServerResponse, params: GraphQLParams, document: DocumentNode, operation: OperationDefinitionNode, mediaType: string): Promise<void> => {
+    let context: MaybePromise<GraphQLContext>;
+    try {
+      context = options.contextFor(req.headers.authorization);
+    } catch {
+      // A refused caller: Yoga's pipeline runs the factory again and answers its error (401).
+      return options.toYoga(req, res);
+    }
+    if (isPromise(context)) {
+      return context.then(
+        (resolved) => run(req, res, params, document, operation, mediaType, resolved),
+        () => options.toYoga(req, res),
+      );
+    }
+    return Promise.resolve(run(req, res, params, document, operation, mediaType, context));
   };
 
   return {
@@ -130,9 +250,22 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
       if (!document) return null;
       const operation = getOperationAST(document, params.operationName);
       if (!operation || operation.operation === 'subscription') return null;
-      return answer(req, res, params, mediaType);
+      return answer(req, res, params, document, operation, mediaType);
     },
   };
+}
+
+/** Writes a single result as Yoga's processRegularResult builds it and @whatwg-node/server sends it. */
+function write(res: ServerResponse, result: ExecutionResult, mediaType: string): void {
+  const response = processRegularResult(result, CAPTURE, mediaType) as unknown as CapturedResponse;
+  // @whatwg-node/server gives up on a response whose client went away.
+  if (res.destroyed || res.writableEnded) return;
+  // processRegularResult's own headers object, in its order; node-fetch appends the length.
+  const headers: Record<string, string | number> = response.init.headers ?? {};
+  const status = response.init.status ?? 200;
+  if (response.body) headers['content-length'] = Buffer.byteLength(response.body);
+  res.writeHead(status, response.init.statusText || STATUS_CODES[status] || 'OK', headers);
+  res.end(response.body ?? undefined);
 }
 
 /** Yoga's `isPOSTJsonRequest` for `application/json` (its first listed content type only). */

@@ -16,6 +16,8 @@ interface Pair {
   yoga: TestServer;
   /** Per server: whether the lane took each request Yoga would have answered, in order. */
   decisions: boolean[];
+  /** Queries the lane compiled with graphql-jit (operation name, or null), and whether each compiled. */
+  compiles: Array<{ operationName: string | null; compiled: boolean }>;
   /** Secrets of the tokens created on each server, by name. */
   tokens: { lane: Record<string, string>; yoga: Record<string, string> };
 }
@@ -66,12 +68,14 @@ async function send(server: TestServer, c: Case, tokens: Record<string, string>)
 
 async function startPair(env: Record<string, string> = {}): Promise<Pair> {
   const decisions: boolean[] = [];
+  const compiles: Pair['compiles'] = [];
   const onDecision = (_req: IncomingMessage, taken: boolean) => decisions.push(taken);
+  const onCompile = (operationName: string | null, compiled: boolean) => compiles.push({ operationName, compiled });
   const [lane, yoga] = await Promise.all([
-    startTestServer({ env, graphqlHttpLane: { onDecision } }),
+    startTestServer({ env, graphqlHttpLane: { onDecision, onCompile } }),
     startTestServer({ env, graphqlHttpLane: false }),
   ]);
-  return { lane, yoga, decisions, tokens: { lane: {}, yoga: {} } };
+  return { lane, yoga, decisions, compiles, tokens: { lane: {}, yoga: {} } };
 }
 
 /** Sends `c` to both servers; expects the same answer and the lane's decision; returns the answer. */
@@ -225,6 +229,96 @@ describe('HTTP GraphQL lane: the same answers as Yoga', () => {
     })));
     const answer = await send(pair.lane, { name: 'after', lane: true, body }, {});
     expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+  });
+});
+
+describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot', () => {
+  let pair: Pair;
+  beforeAll(async () => {
+    pair = await startPair();
+    await createToken(pair, 'viewer', 'VIEWER');
+    // Audit entries to read back (same on both servers: same mutations in the same order).
+    await same(pair, { name: 'change', lane: true, headers: admin, body: gql('mutation { setFlagPercentage(name: "neural_network_v2", percentage: 35) { flag { name } } }') });
+  });
+  afterAll(async () => {
+    await Promise.all([pair.lane.stop(), pair.yoga.stop()]);
+  });
+
+  /** More runs than the lane's threshold (3): the later ones go through the compiled query. */
+  const RUNS = 5;
+  const hot: Array<Case & { operation: string }> = [
+    { name: 'the bench query', operation: 'Bench', lane: true, body: gql(EVALUATE.replace('{ evaluateFlag', 'query Bench { evaluateFlag')) },
+    {
+      name: 'variables, a list and a fragment',
+      operation: 'Many',
+      lane: true,
+      body: gql('query Many($names: [String!], $ctx: EvaluationContextInput) { evaluateFlags(names: $names, context: $ctx) { ...E } } fragment E on FlagEvaluation { flag enabled reason bucket percentage strategy }', {
+        variables: { names: ['neural_network_v2', 'dark_mode'], ctx: { userId: 'u9', attributes: { plan: 'pro' } } },
+      }),
+    },
+    {
+      name: '@include, aliases and a null field',
+      operation: 'F',
+      lane: true,
+      body: gql('query F($n: String!, $full: Boolean!) { featureFlag(name: $n) { name strategy percentage stickiness whitelist { attribute values } description @include(if: $full) g: gradual { __typename } } missing: featureFlag(name: "nope") { name } }', {
+        variables: { n: 'neural_network_v2', full: false },
+      }),
+    },
+    { name: 'every flag', operation: 'All', lane: true, body: gql('query All { featureFlags { name enabled strategy percentage effectivePercentage } }') },
+    { name: 'the audit log (admin)', operation: 'Audit', lane: true, headers: admin, body: gql('query Audit { auditLog(first: 3) { nodes { action actor target targetType } pageInfo { hasNextPage } } }') },
+    { name: 'breakers and modules', operation: 'Parts', lane: true, headers: admin, body: gql('query Parts { circuitBreakers { name state openAttempts } modules { name version state isolation methods dependencies config } }') },
+    { name: 'a resolver error with a code', operation: 'Bad', lane: true, body: gql('query Bad { evaluateFlag(name: "x", context: {attributes: 5}) { enabled } }') },
+    { name: 'the caller', operation: 'Me', lane: true, headers: as('viewer'), body: gql('query Me { me { name role anonymous } }') },
+    { name: '@skip on a literal', operation: 'Skip', lane: true, body: gql('query Skip { a: evaluateFlag(name: "neural_network_v2", context: {sessionId: "abc"}) { enabled @skip(if: true) reason } }') },
+    { name: 'introspection', operation: 'Intro', lane: true, body: gql('query Intro { __type(name: "FeatureFlag") { name kind fields { name } } }') },
+  ];
+
+  for (const c of hot) {
+    it(`${c.name}: the same answer on every run`, async () => {
+      for (let run = 1; run <= RUNS; run++) await same(pair, { ...c, name: `${c.name}, run ${run}` });
+      expect(pair.compiles).toContainEqual({ operationName: null, compiled: true });
+    });
+  }
+
+  it('compiled the hot queries (introspection included)', () => {
+    // Operation names are not sent (the document names its one operation): each compile is
+    // recorded under null, one per hot query text.
+    expect(pair.compiles.filter((c) => c.compiled)).toHaveLength(hot.length);
+    expect(pair.compiles.every((c) => c.compiled)).toBe(true);
+  });
+
+  it('a compiled query given a variable that does not coerce is answered by Yoga, as before', async () => {
+    const query = 'query One($n: String!) { featureFlag(name: $n) { name percentage } }';
+    for (let run = 1; run <= RUNS; run++) await same(pair, { name: `good ${run}`, lane: true, body: gql(query, { variables: { n: 'neural_network_v2' } }) });
+    const wrong = await same(pair, { name: 'wrong type', lane: true, body: gql(query, { variables: { n: 5 } }) });
+    expect(wrong).toContain('BAD_USER_INPUT');
+    const missing = await same(pair, { name: 'missing', lane: true, headers: { ...JSON_TYPE, Accept: 'application/graphql-response+json' }, body: gql(query) });
+    expect(missing).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
+  it('a compiled query with a named operation among several', async () => {
+    const text = 'query A { __typename } query B { featureFlags { name } }';
+    for (const name of ['A', 'B', 'A', 'B', 'A', 'B', 'B']) await same(pair, { name: `op ${name}`, lane: true, body: gql(text, { operationName: name }) });
+    expect(pair.compiles).toContainEqual({ operationName: 'A', compiled: true });
+    expect(pair.compiles).toContainEqual({ operationName: 'B', compiled: true });
+  });
+
+  it('a token revoked after its query was compiled is refused on the next request', async () => {
+    for (let run = 1; run <= RUNS; run++) await same(pair, { name: `me ${run}`, lane: true, headers: as('viewer'), body: gql('{ me { name } }') });
+    await same(pair, { name: 'revoke', lane: true, headers: admin, body: gql('mutation { revokeApiToken(name: "viewer") { apiToken { name } } }') });
+    const refused = await same(pair, { name: 'me after revoke', lane: true, headers: as('viewer'), body: gql('{ me { name } }') });
+    expect(refused).toMatch(/^HTTP\/1\.1 401 /);
+  });
+
+  it('counts compiled operations for /metrics as Yoga does', async () => {
+    const metric = async (server: TestServer) => {
+      const text = await (await fetch(server.url.replace('/graphql', '/metrics'), { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
+      return text.split('\n').filter((line) => line.startsWith('helios_graphql_operation_duration_seconds_count')).join('\n');
+    };
+    const [lane, yoga] = await Promise.all([metric(pair.lane), metric(pair.yoga)]);
+    expect(lane).toMatch(/name="Bench",outcome="success"\} 5/);
+    expect(lane).toMatch(/name="Bad",outcome="error"\} 5/);
+    expect(lane).toBe(yoga);
   });
 });
 
