@@ -74,9 +74,8 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
 
   const track = (res: ServerResponse) => {
     inFlight.add(res);
-    const done = () => inFlight.delete(res);
-    res.on('finish', done);
-    res.on('close', done);
+    // 'close' follows every response, finished or cut short (keep-alive included): one listener.
+    res.once('close', () => inFlight.delete(res));
   };
 
   const run = (handler: HttpHandler, req: IncomingMessage, res: ServerResponse) => {

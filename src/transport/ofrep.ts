@@ -83,7 +83,9 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       sendJson(res, 403, { errorDetails: origin.message });
       return;
     }
-    const resolution = await resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
+    // Usually known at once (a cached token, or anonymous): no await for a plain value.
+    const pending = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
+    const resolution = pending instanceof Promise ? await pending : pending;
     if (!resolution.ok) {
       sendJson(res, 401, { errorDetails: resolution.message }, { 'www-authenticate': 'Bearer' });
       return;
