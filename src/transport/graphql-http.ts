@@ -33,7 +33,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { execute, getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { processRegularResult, type GraphQLParams, type YogaServerInstance } from 'graphql-yoga';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import type { CompiledQuery } from 'graphql-jit';
 import type { MaybePromise } from '../auth/authorization.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { capResult } from '../hardening/message-limits.js';
@@ -95,6 +95,31 @@ interface RunnerEntry {
 }
 /** Runs of the same query (one document, one operation) after which it is compiled with graphql-jit. */
 const HOT_AFTER = 3;
+
+type GraphQLJit = Pick<typeof import('graphql-jit'), 'compileQuery' | 'isCompiledQuery'>;
+let jitModule: GraphQLJit | false | null = null;
+let jitLoading = false;
+/**
+ * graphql-jit, loaded the first time a query is hot rather than at start-up: with
+ * fast-json-stringify and ajv it takes 200-250 ms to import (about a seventh of the time
+ * `npm start` takes to /ready). Null while it loads; false if it cannot be loaded (graphql-js
+ * then runs everything, as before).
+ */
+function graphqlJit(onFailure: (error: unknown) => void): GraphQLJit | false | null {
+  if (jitModule === null && !jitLoading) {
+    jitLoading = true;
+    import('graphql-jit').then(
+      (loaded) => {
+        jitModule = loaded;
+      },
+      (error: unknown) => {
+        jitModule = false;
+        onFailure(error);
+      },
+    );
+  }
+  return jitModule;
+}
 
 /**
  * graphql-jit answers `{ data, errors }`; graphql-js (and Yoga's executor) `{ errors, data }`,
@@ -160,19 +185,27 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
       entry = { runs: 0, run: (contextValue, variableValues) => execute({ schema, document, contextValue, variableValues, operationName }) };
       byName.set(operationName, entry);
     }
-    if (entry.runs < HOT_AFTER && ++entry.runs === HOT_AFTER && operation.operation === 'query') {
-      let compiled: CompiledQuery | null = null;
-      try {
-        const outcome = compileQuery(schema, document, operationName ?? undefined);
-        if (isCompiledQuery(outcome)) compiled = outcome;
-      } catch (error) {
-        yoga.logger.warn('graphql-jit could not compile a query; graphql-js keeps running it', error);
+    if (entry.runs < HOT_AFTER && operation.operation === 'query' && ++entry.runs === HOT_AFTER) {
+      const jit = graphqlJit((error) => yoga.logger.warn('graphql-jit could not be loaded; graphql-js runs every query', error));
+      if (jit === null) {
+        // Still loading: graphql-js runs it this time, and the next run tries again.
+        entry.runs--;
+      } else {
+        let compiled: CompiledQuery | null = null;
+        if (jit) {
+          try {
+            const outcome = jit.compileQuery(schema, document, operationName ?? undefined);
+            if (jit.isCompiledQuery(outcome)) compiled = outcome;
+          } catch (error) {
+            yoga.logger.warn('graphql-jit could not compile a query; graphql-js keeps running it', error);
+          }
+        }
+        if (compiled) {
+          const query = compiled;
+          entry.run = (contextValue, variableValues) => inGraphQLJsOrder(query.query(undefined, contextValue, variableValues));
+        }
+        options.onCompile?.(operationName, compiled !== null);
       }
-      if (compiled) {
-        const query = compiled;
-        entry.run = (contextValue, variableValues) => inGraphQLJsOrder(query.query(undefined, contextValue, variableValues));
-      }
-      options.onCompile?.(operationName, compiled !== null);
     }
     return entry.run;
   };

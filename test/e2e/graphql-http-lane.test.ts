@@ -246,6 +246,20 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
 
   /** More runs than the lane's threshold (3): the later ones go through the compiled query. */
   const RUNS = 5;
+  /**
+   * Sends `c` until the lane has compiled one more query than before (graphql-jit is imported the
+   * first time a query is hot, so the first compilation waits for that), then RUNS more times;
+   * every answer compared with Yoga's.
+   */
+  const runHot = async (c: Case, operationName: string | null = null) => {
+    const before = pair.compiles.length;
+    for (let run = 1; pair.compiles.length === before; run++) {
+      expect(run, `${c.name}: compiled within 200 runs`).toBeLessThanOrEqual(200);
+      await same(pair, { ...c, name: `${c.name}, run ${run}` });
+    }
+    expect(pair.compiles.slice(before)).toEqual([{ operationName, compiled: true }]);
+    for (let run = 1; run <= RUNS; run++) await same(pair, { ...c, name: `${c.name}, compiled run ${run}` });
+  };
   const hot: Array<Case & { operation: string }> = [
     { name: 'the bench query', operation: 'Bench', lane: true, body: gql(EVALUATE.replace('{ evaluateFlag', 'query Bench { evaluateFlag')) },
     {
@@ -275,8 +289,7 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
 
   for (const c of hot) {
     it(`${c.name}: the same answer on every run`, async () => {
-      for (let run = 1; run <= RUNS; run++) await same(pair, { ...c, name: `${c.name}, run ${run}` });
-      expect(pair.compiles).toContainEqual({ operationName: null, compiled: true });
+      await runHot(c);
     });
   }
 
@@ -289,7 +302,7 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
 
   it('a compiled query given a variable that does not coerce is answered by Yoga, as before', async () => {
     const query = 'query One($n: String!) { featureFlag(name: $n) { name percentage } }';
-    for (let run = 1; run <= RUNS; run++) await same(pair, { name: `good ${run}`, lane: true, body: gql(query, { variables: { n: 'neural_network_v2' } }) });
+    await runHot({ name: 'good', lane: true, body: gql(query, { variables: { n: 'neural_network_v2' } }) });
     const wrong = await same(pair, { name: 'wrong type', lane: true, body: gql(query, { variables: { n: 5 } }) });
     expect(wrong).toContain('BAD_USER_INPUT');
     const missing = await same(pair, { name: 'missing', lane: true, headers: { ...JSON_TYPE, Accept: 'application/graphql-response+json' }, body: gql(query) });
@@ -298,13 +311,14 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
 
   it('a compiled query with a named operation among several', async () => {
     const text = 'query A { __typename } query B { featureFlags { name } }';
-    for (const name of ['A', 'B', 'A', 'B', 'A', 'B', 'B']) await same(pair, { name: `op ${name}`, lane: true, body: gql(text, { operationName: name }) });
-    expect(pair.compiles).toContainEqual({ operationName: 'A', compiled: true });
-    expect(pair.compiles).toContainEqual({ operationName: 'B', compiled: true });
+    await runHot({ name: 'op A', lane: true, body: gql(text, { operationName: 'A' }) }, 'A');
+    await runHot({ name: 'op B', lane: true, body: gql(text, { operationName: 'B' }) }, 'B');
+    // Each operation has its own compiled query: A still answers as A.
+    await same(pair, { name: 'op A again', lane: true, body: gql(text, { operationName: 'A' }) });
   });
 
   it('a token revoked after its query was compiled is refused on the next request', async () => {
-    for (let run = 1; run <= RUNS; run++) await same(pair, { name: `me ${run}`, lane: true, headers: as('viewer'), body: gql('{ me { name } }') });
+    await runHot({ name: 'me', lane: true, headers: as('viewer'), body: gql('{ me { name } }') });
     await same(pair, { name: 'revoke', lane: true, headers: admin, body: gql('mutation { revokeApiToken(name: "viewer") { apiToken { name } } }') });
     const refused = await same(pair, { name: 'me after revoke', lane: true, headers: as('viewer'), body: gql('{ me { name } }') });
     expect(refused).toMatch(/^HTTP\/1\.1 401 /);
@@ -316,8 +330,8 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
       return text.split('\n').filter((line) => line.startsWith('helios_graphql_operation_duration_seconds_count')).join('\n');
     };
     const [lane, yoga] = await Promise.all([metric(pair.lane), metric(pair.yoga)]);
-    expect(lane).toMatch(/name="Bench",outcome="success"\} 5/);
-    expect(lane).toMatch(/name="Bad",outcome="error"\} 5/);
+    expect(lane).toMatch(/name="Bench",outcome="success"\} \d+/);
+    expect(lane).toMatch(/name="Bad",outcome="error"\} \d+/);
     expect(lane).toBe(yoga);
   });
 });
