@@ -89,12 +89,28 @@ const MASKED_ERROR_MESSAGE = 'Unexpected error.';
 /** Runs one operation of a vetted document with this context and these (raw) variables. */
 type Runner = (contextValue: object, variables: GraphQLParams['variables']) => MaybePromise<ExecutionResult>;
 interface RunnerEntry {
-  /** Runs so far, counted up to HOT_AFTER. */
+  /** Runs so far, counted up to `hotAfter`. */
   runs: number;
+  /** Runs after which it is compiled (hotAfter()). */
+  hotAfter: number;
   run: Runner;
 }
-/** Runs of the same query (one document, one operation) after which it is compiled with graphql-jit. */
+/** Runs of the same small query (one document, one operation) after which it is compiled with graphql-jit. */
 const HOT_AFTER = 3;
+/** Query characters per run a query must have had before it is compiled (see hotAfter). */
+const CHARS_PER_RUN = 100;
+
+/**
+ * When a query is compiled: after HOT_AFTER runs, or one run per CHARS_PER_RUN characters of its
+ * text if that is more. Compiling costs more the bigger the document (measured 2026-12-02: 0.24 ms
+ * for the 98-character bench query, 13.5 ms for a 4,700-character one near the hardening limits,
+ * 2.8x its parse and validation), so a big text must have run often enough to pay for it: a
+ * client sending many distinct big texts a few times each makes Helios parse and validate them,
+ * as before, but not compile them.
+ */
+export function hotAfter(queryChars: number): number {
+  return Math.max(HOT_AFTER, Math.ceil(queryChars / CHARS_PER_RUN));
+}
 
 type GraphQLJit = Pick<typeof import('graphql-jit'), 'compileQuery' | 'isCompiledQuery'>;
 let jitModule: GraphQLJit | false | null = null;
@@ -169,7 +185,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
 
   const schema: GraphQLSchema = yoga.getEnveloped({}).schema;
 
-  // How each (document, operation) runs. A query run often enough (HOT_AFTER runs: Mercurius's
+  // How each (document, operation) runs. A query run often enough (hotAfter() runs: Mercurius's
   // `jit` option works the same way) is compiled once by graphql-jit, which resolves the
   // document's fields, literal arguments and variable coercion ahead of time instead of walking
   // the document on every request. Until then, and for a mutation or a query graphql-jit cannot
@@ -177,15 +193,15 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
   // and error paths). A one-off query therefore never pays for a compilation. Keyed by the cached
   // document object, so an entry lives as long as its document does.
   const runners = new WeakMap<DocumentNode, Map<string | null, RunnerEntry>>();
-  const runnerFor = (document: DocumentNode, operation: OperationDefinitionNode, operationName: string | null): Runner => {
+  const runnerFor = (document: DocumentNode, operation: OperationDefinitionNode, operationName: string | null, queryChars: number): Runner => {
     let byName = runners.get(document);
     if (!byName) runners.set(document, (byName = new Map()));
     let entry = byName.get(operationName);
     if (!entry) {
-      entry = { runs: 0, run: (contextValue, variableValues) => execute({ schema, document, contextValue, variableValues, operationName }) };
+      entry = { runs: 0, hotAfter: hotAfter(queryChars), run: (contextValue, variableValues) => execute({ schema, document, contextValue, variableValues, operationName }) };
       byName.set(operationName, entry);
     }
-    if (entry.runs < HOT_AFTER && operation.operation === 'query' && ++entry.runs === HOT_AFTER) {
+    if (entry.runs < entry.hotAfter && operation.operation === 'query' && ++entry.runs === entry.hotAfter) {
       const jit = graphqlJit((error) => yoga.logger.warn('graphql-jit could not be loaded; graphql-js runs every query', error));
       if (jit === null) {
         // Still loading: graphql-js runs it this time, and the next run tries again.
@@ -236,7 +252,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
     const started = performance.now();
     let executed: MaybePromise<ExecutionResult>;
     try {
-      executed = runnerFor(document, operation, params.operationName ?? null)(contextValue, params.variables);
+      executed = runnerFor(document, operation, params.operationName ?? null, (params.query ?? '').length)(contextValue, params.variables);
     } catch {
       // graphql-js throws only for arguments it cannot run at all; Yoga answers those.
       return options.toYoga(req, res);

@@ -300,6 +300,17 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
     expect(pair.compiles.every((c) => c.compiled)).toBe(true);
   });
 
+  it('compiles a big query only after one run per 100 characters of its text', async () => {
+    // graphql-jit is loaded by now (the hot queries above were compiled).
+    const text = `query Big { featureFlags { name } } # ${'x'.repeat(1000)}`;
+    const runs = Math.ceil(text.length / 100);
+    const before = pair.compiles.length;
+    for (let run = 1; run < runs; run++) await same(pair, { name: `big ${run}`, lane: true, body: gql(text) });
+    expect(pair.compiles.length, 'not compiled before its runs').toBe(before);
+    await same(pair, { name: `big ${runs}`, lane: true, body: gql(text) });
+    expect(pair.compiles.slice(before)).toEqual([{ operationName: null, compiled: true }]);
+  });
+
   it('a compiled query given a variable that does not coerce is answered by Yoga, as before', async () => {
     const query = 'query One($n: String!) { featureFlag(name: $n) { name percentage } }';
     await runHot({ name: 'good', lane: true, body: gql(query, { variables: { n: 'neural_network_v2' } }) });
