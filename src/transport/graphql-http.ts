@@ -31,7 +31,7 @@
  * is decided once per query text; what is cached is the document, never an answer.
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { execute, getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
+import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type Source } from 'graphql';
 import { processRegularResult, type GraphQLParams, type YogaServerInstance } from 'graphql-yoga';
 import type { CompiledQuery } from 'graphql-jit';
 import type { MaybePromise } from '../auth/authorization.js';
@@ -138,13 +138,48 @@ function graphqlJit(onFailure: (error: unknown) => void): GraphQLJit | false | n
 }
 
 /**
- * graphql-jit answers `{ data, errors }`; graphql-js (and Yoga's executor) `{ errors, data }`,
- * which is the order the JSON body has. A request error (no `data`) is passed on as it is.
+ * A compiled query's result as graphql-js gives it. graphql-jit answers `{ data, errors }`;
+ * graphql-js (and Yoga's executor) `{ errors, data }`, the order of the JSON body. And its errors
+ * carry `locations` without the AST nodes, source or positions that graphql-js errors have: error
+ * masking and Yoga's serializer rebuild an error from those, so the locations would be lost. Each
+ * is rebuilt here with the document's source and the positions of its locations (same message,
+ * path and extensions), with an original error as graphql-js has one (below). A request error (no
+ * `data`) is passed on as it is.
  */
-function inGraphQLJsOrder(result: MaybePromise<ExecutionResult>): MaybePromise<ExecutionResult> {
-  const order = (r: ExecutionResult): ExecutionResult => (r.errors && 'data' in r ? { errors: r.errors, data: r.data } : r);
-  return isPromise(result) ? result.then(order) : order(result);
+function asGraphQLJsResult(result: MaybePromise<ExecutionResult>, source: Source | undefined): MaybePromise<ExecutionResult> {
+  const convert = (r: ExecutionResult): ExecutionResult => (r.errors && 'data' in r ? { errors: r.errors.map((e) => located(e, source)), data: r.data } : r);
+  return isPromise(result) ? result.then(convert) : convert(result);
 }
+
+function located(error: GraphQLError, source: Source | undefined): GraphQLError {
+  const positions = !error.nodes && !error.positions && error.locations?.length && source
+    ? error.locations.map(({ line, column }) => positionOf(source.body, line, column))
+    : null;
+  const placed = positions !== null && positions.every((p) => p >= 0);
+  if (!placed && error.originalError) return error;
+  return new GraphQLError(error.message, {
+    ...(placed ? { source: source!, positions } : { nodes: error.nodes ?? null, source: error.source ?? null, positions: error.positions ?? null }),
+    path: error.path ?? null,
+    // graphql-js wraps every field error, its own included ("Cannot return null for non-nullable
+    // field"), around an original error; graphql-jit creates its own without one. Masking tells
+    // Helios's errors from unexpected ones by that original, so it is given the same shape.
+    originalError: error.originalError ?? new Error(error.message),
+    extensions: error.extensions,
+  });
+}
+
+/** The character offset of a 1-based line and column, with graphql-js's line terminators; -1 if outside. */
+export function positionOf(body: string, line: number, column: number): number {
+  let offset = 0;
+  for (let current = 1; current < line; current++) {
+    const match = LINE_TERMINATOR.exec(body.slice(offset));
+    if (!match) return -1;
+    offset += match.index + match[0].length;
+  }
+  const position = offset + column - 1;
+  return position <= body.length ? position : -1;
+}
+const LINE_TERMINATOR = /\r\n|[\n\r]/;
 
 const isPromise = <T>(value: MaybePromise<T>): value is Promise<T> => typeof (value as { then?: unknown } | null)?.then === 'function';
 
@@ -218,7 +253,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
         }
         if (compiled) {
           const query = compiled;
-          entry.run = (contextValue, variableValues) => inGraphQLJsOrder(query.query(undefined, contextValue, variableValues));
+          entry.run = (contextValue, variableValues) => asGraphQLJsResult(query.query(undefined, contextValue, variableValues), document.loc?.source);
         }
         options.onCompile?.(operationName, compiled !== null);
       }
