@@ -284,6 +284,7 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
     { name: 'a resolver error with a code', operation: 'Bad', lane: true, body: gql('query Bad { evaluateFlag(name: "x", context: {attributes: 5}) { enabled } }') },
     { name: 'the caller', operation: 'Me', lane: true, headers: as('viewer'), body: gql('query Me { me { name role anonymous } }') },
     { name: '@skip on a literal', operation: 'Skip', lane: true, body: gql('query Skip { a: evaluateFlag(name: "neural_network_v2", context: {sessionId: "abc"}) { enabled @skip(if: true) reason } }') },
+    { name: 'a variable left to its default', operation: 'Defaults', lane: true, headers: admin, body: gql('query Defaults($first: Int = 2, $target: String) { auditLog(first: $first, target: $target) { nodes { action target } pageInfo { hasNextPage } } }') },
     { name: 'introspection', operation: 'Intro', lane: true, body: gql('query Intro { __type(name: "FeatureFlag") { name kind fields { name } } }') },
   ];
 
