@@ -751,6 +751,8 @@ export class RolloutService {
     if (!isActiveRolloutStatus(next.status)) {
       if (this.live.get(next.module) === entry) this.live.delete(next.module);
       if (entry.staging) this.settling.add(next.module);
+      // The unit deleted every node's figures; a write of this node's that was under way comes first.
+      if (this.deps.cluster) this.dropOwnStats(next.id);
     }
     this.reschedule();
     return this.runEffects(entry, decision.effects, actor, () => {
@@ -922,8 +924,7 @@ export class RolloutService {
     }
     if (!isActiveRolloutStatus(next.status)) {
       if (this.live.get(next.module) === entry) this.live.delete(next.module);
-      const nodeId = this.deps.cluster!.nodeId;
-      void this.repo.deleteNodeStats(next.id, nodeId).catch(() => undefined);
+      this.dropOwnStats(next.id);
     }
     this.reschedule();
     for (const e of added) {
@@ -1054,6 +1055,16 @@ export class RolloutService {
     // One write at a time, in order.
     this.statsWrite = this.statsWrite.then(run).catch(() => undefined);
     return this.statsWrite;
+  }
+
+  /**
+   * Deletes this node's figures of a finished rollout, after any write of them already under way
+   * (the same chain as writeStats): a heartbeat's write that began before the rollout finished
+   * would otherwise land after the delete and leave its row behind.
+   */
+  private dropOwnStats(rolloutId: string): void {
+    const nodeId = this.deps.cluster!.nodeId;
+    this.statsWrite = this.statsWrite.then(() => this.repo.deleteNodeStats(rolloutId, nodeId)).catch(() => undefined);
   }
 
   /** The leader is about to judge a step: this node writes its figures of it now. */
