@@ -90,7 +90,7 @@ export interface SyncCallerResolver extends CallerResolver {
 
 export type MaybePromise<T> = T | Promise<T>;
 
-function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 

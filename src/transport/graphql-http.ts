@@ -34,7 +34,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type Source } from 'graphql';
 import { processRegularResult, type GraphQLParams, type YogaServerInstance } from 'graphql-yoga';
 import type { CompiledQuery } from 'graphql-jit';
-import type { MaybePromise } from '../auth/authorization.js';
+import { isPromise, thenMaybe, type MaybePromise } from '../auth/authorization.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { capResult } from '../hardening/message-limits.js';
 import type { GraphQLOperationCounters } from '../metrics/graphql.js';
@@ -108,7 +108,7 @@ const CHARS_PER_RUN = 100;
  * client sending many distinct big texts a few times each makes Helios parse and validate them,
  * as before, but not compile them.
  */
-export function hotAfter(queryChars: number): number {
+function hotAfter(queryChars: number): number {
   return Math.max(HOT_AFTER, Math.ceil(queryChars / CHARS_PER_RUN));
 }
 
@@ -148,7 +148,7 @@ function graphqlJit(onFailure: (error: unknown) => void): GraphQLJit | false | n
  */
 function asGraphQLJsResult(result: MaybePromise<ExecutionResult>, source: Source | undefined): MaybePromise<ExecutionResult> {
   const convert = (r: ExecutionResult): ExecutionResult => (r.errors && 'data' in r ? { errors: r.errors.map((e) => located(e, source)), data: r.data } : r);
-  return isPromise(result) ? result.then(convert) : convert(result);
+  return thenMaybe(result, convert);
 }
 
 function located(error: GraphQLError, source: Source | undefined): GraphQLError {
@@ -180,8 +180,6 @@ export function positionOf(body: string, line: number, column: number): number {
   return position <= body.length ? position : -1;
 }
 const LINE_TERMINATOR = /\r\n|[\n\r]/;
-
-const isPromise = <T>(value: MaybePromise<T>): value is Promise<T> => typeof (value as { then?: unknown } | null)?.then === 'function';
 
 export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLHttpLane {
   const { yoga } = options;
@@ -292,8 +290,7 @@ export function createGraphQLHttpLane(options: GraphQLHttpLaneOptions): GraphQLH
       // graphql-js throws only for arguments it cannot run at all; Yoga answers those.
       return options.toYoga(req, res);
     }
-    if (isPromise(executed)) return executed.then((result) => finish(req, res, params, operation, mediaType, started, result));
-    finish(req, res, params, operation, mediaType, started, executed);
+    return thenMaybe(executed, (result) => finish(req, res, params, operation, mediaType, started, result));
   };
 
   const answer = (req: IncomingMessage, res: ServerResponse, params: GraphQLParams, document: DocumentNode, operation: OperationDefinitionNode, mediaType: string): Promise<void> => {

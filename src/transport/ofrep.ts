@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnonymousMode } from '../auth/anonymous.js';
-import { resolveCaller, type CallerResolver } from '../auth/authorization.js';
+import { isPromise, resolveCaller, type CallerResolver } from '../auth/authorization.js';
 import type { FlagService } from '../flags/service.js';
 import { ifNoneMatchHits, ofrepAnswer, ofrepBulkFlags, parseOfrepRequest, type OfrepRequestFailure } from '../flags/ofrep.js';
 import { checkRequestOrigin, type OriginPolicy } from '../hardening/browser-origin.js';
@@ -85,7 +85,7 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
     }
     // Usually known at once (a cached token, or anonymous): no await for a plain value.
     const pending = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
-    const resolution = pending instanceof Promise ? await pending : pending;
+    const resolution = isPromise(pending) ? await pending : pending;
     if (!resolution.ok) {
       sendJson(res, 401, { errorDetails: resolution.message }, { 'www-authenticate': 'Bearer' });
       return;
