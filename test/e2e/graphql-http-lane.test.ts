@@ -312,65 +312,53 @@ describe('HTTP GraphQL lane: queries compiled with graphql-jit once they are hot
     expect(pair.compiles.slice(before)).toEqual([{ operationName: null, compiled: true }]);
   });
 
-  it('masks an unexpected resolver error in a compiled query as Yoga does', async () => {
-    const query = gql('query Flags { featureFlags { name } }');
-    await runHot({ name: 'flags', lane: true, body: query });
+  type FlagList = TestServer['server']['app']['services']['flags']['list'];
+  /**
+   * Compiles `c`'s query, then sends it once more with `flags.list` replaced on both servers
+   * (`patch` gets each server's own list) and returns that answer; the lists are restored after.
+   */
+  const hotWithFlagList = async (c: Case, patch: (original: FlagList) => FlagList): Promise<string> => {
+    await runHot(c);
     const sides = [pair.lane, pair.yoga].map((server) => server.server.app.services.flags);
     const originals = sides.map((flags) => flags.list);
-    for (const flags of sides) {
-      flags.list = () => {
-        throw new Error('SQLITE_ERROR: no such column: secret at /work/main/src/flags/repository.ts:42');
-      };
-    }
+    sides.forEach((flags, i) => {
+      flags.list = patch(originals[i]!.bind(flags));
+    });
     try {
-      const answer = await same(pair, { name: 'flags, failing', lane: true, body: query });
-      expect(answer).toContain('"message":"Unexpected error."');
-      expect(answer).toContain('INTERNAL_SERVER_ERROR');
-      expect(answer).not.toContain('SQLITE_ERROR');
+      return await same(pair, { ...c, name: `${c.name}, patched` });
     } finally {
       sides.forEach((flags, i) => {
         flags.list = originals[i]!;
       });
     }
+  };
+
+  it('masks an unexpected resolver error in a compiled query as Yoga does', async () => {
+    const answer = await hotWithFlagList({ name: 'flags', lane: true, body: gql('query Flags { featureFlags { name } }') }, () => () => {
+      throw new Error('SQLITE_ERROR: no such column: secret at /work/main/src/flags/repository.ts:42');
+    });
+    expect(answer).toContain('"message":"Unexpected error."');
+    expect(answer).toContain('INTERNAL_SERVER_ERROR');
+    expect(answer).not.toContain('SQLITE_ERROR');
   });
 
   it('a null for a non-null field in a compiled query: the same masked error and null propagation as Yoga', async () => {
-    const query = gql('query Names {\n  featureFlags {\n    name\n    enabled\n  }\n}');
-    await runHot({ name: 'names', lane: true, body: query });
-    const sides = [pair.lane, pair.yoga].map((server) => server.server.app.services.flags);
-    const originals = sides.map((flags) => flags.list);
-    sides.forEach((flags, i) => {
-      flags.list = () => originals[i]!.call(flags).map((flag, n) => (n === 1 ? { ...flag, name: null as unknown as string } : flag));
-    });
-    try {
-      const answer = await same(pair, { name: 'names, one null', lane: true, body: query });
-      // graphql-js's non-null error has an original (a plain Error), so Yoga masks it.
-      expect(answer).toContain('{"message":"Unexpected error.","locations":[{"line":3,"column":5}],"path":["featureFlags",1,"name"]');
-      expect(answer).toContain('"data":null');
-    } finally {
-      sides.forEach((flags, i) => {
-        flags.list = originals[i]!;
-      });
-    }
+    const answer = await hotWithFlagList(
+      { name: 'names', lane: true, body: gql('query Names {\n  featureFlags {\n    name\n    enabled\n  }\n}') },
+      (list) => () => list().map((flag, n) => (n === 1 ? { ...flag, name: null as unknown as string } : flag)),
+    );
+    // graphql-js's non-null error has an original (a plain Error), so Yoga masks it.
+    expect(answer).toContain('{"message":"Unexpected error.","locations":[{"line":3,"column":5}],"path":["featureFlags",1,"name"]');
+    expect(answer).toContain('"data":null');
   });
 
   it('a value its scalar cannot serialize, in a compiled query: the same error as Yoga', async () => {
-    const query = gql('query Percentages { featureFlags { name percentage } }');
-    await runHot({ name: 'percentages', lane: true, body: query });
-    const sides = [pair.lane, pair.yoga].map((server) => server.server.app.services.flags);
-    const originals = sides.map((flags) => flags.list);
-    sides.forEach((flags, i) => {
-      flags.list = () => originals[i]!.call(flags).map((flag, n) => (n === 0 ? { ...flag, percentage: 'lots' as unknown as number } : flag));
-    });
-    try {
-      const answer = await same(pair, { name: 'percentages, one not a number', lane: true, body: query });
-      expect(answer).toContain('"path":["featureFlags",0,"percentage"]');
-      expect(answer).toContain('"message":"Unexpected error."');
-    } finally {
-      sides.forEach((flags, i) => {
-        flags.list = originals[i]!;
-      });
-    }
+    const answer = await hotWithFlagList(
+      { name: 'percentages', lane: true, body: gql('query Percentages { featureFlags { name percentage } }') },
+      (list) => () => list().map((flag, n) => (n === 0 ? { ...flag, percentage: 'lots' as unknown as number } : flag)),
+    );
+    expect(answer).toContain('"path":["featureFlags",0,"percentage"]');
+    expect(answer).toContain('"message":"Unexpected error."');
   });
 
   it('a compiled query given a variable that does not coerce is answered by Yoga, as before', async () => {
