@@ -15,7 +15,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { checkRequestOrigin, type OriginPolicy } from '../hardening/browser-origin.js';
-import { guardRequestBody, sendGraphQLError } from '../hardening/request-body.js';
+import { readRequestBody, sendGraphQLError } from '../hardening/request-body.js';
 
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -72,10 +72,14 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     else res.destroy(error instanceof Error ? error : undefined);
   };
 
+  // 'close' follows every response once, finished or cut short (keep-alive included): one
+  // listener, the same function for every response (no closure or `once` wrapper per request).
+  function untrack(this: ServerResponse): void {
+    inFlight.delete(this);
+  }
   const track = (res: ServerResponse) => {
     inFlight.add(res);
-    // 'close' follows every response, finished or cut short (keep-alive included): one listener.
-    res.once('close', () => inFlight.delete(res));
+    res.on('close', untrack);
   };
 
   const run = (handler: HttpHandler, req: IncomingMessage, res: ServerResponse) => {
@@ -104,7 +108,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
       return;
     }
     track(res);
-    void guardRequestBody(req, res, options.maxRequestBodyBytes).then((accepted) => {
+    readRequestBody(req, res, options.maxRequestBodyBytes, (accepted) => {
       if (accepted) run(route?.handle ?? options.fallback, req, res);
     });
   });

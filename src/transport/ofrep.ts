@@ -19,11 +19,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnonymousMode } from '../auth/anonymous.js';
-import { isPromise, resolveCaller, type CallerResolver } from '../auth/authorization.js';
+import { isPromise, resolveCaller, type CallerResolution, type CallerResolver } from '../auth/authorization.js';
 import type { FlagService } from '../flags/service.js';
 import { ifNoneMatchHits, ofrepAnswer, ofrepBulkFlags, parseOfrepRequest, type OfrepRequestFailure } from '../flags/ofrep.js';
 import { checkRequestOrigin, type OriginPolicy } from '../hardening/browser-origin.js';
-import { guardRequestBody } from '../hardening/request-body.js';
+import { readRequestBody } from '../hardening/request-body.js';
 import { errorFields, type Logger } from '../logger.js';
 
 export const OFREP_PREFIX = '/ofrep/';
@@ -45,7 +45,16 @@ export interface OfrepRoute {
 }
 
 export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
-  const serve = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+  // Every step below is a plain call: a request whose caller is known at once (a cached token,
+  // or anonymous) creates no promise on its way, the body is read with a callback, and the
+  // answer is written synchronously when it has ended. `fail` answers whatever throws.
+  const fail = (res: ServerResponse, error: unknown) => {
+    deps.logger.error('OFREP request failed', errorFields(error));
+    if (!res.headersSent) sendJson(res, 500, { errorDetails: 'Unexpected error.' });
+    else res.destroy();
+  };
+
+  const serve = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     const single = path.startsWith(SINGLE_PREFIX) && path.length > SINGLE_PREFIX.length;
     if (!single && path !== BULK_PATH) {
       sendJson(res, 404, { errorDetails: `No OFREP endpoint at ${path}` });
@@ -83,14 +92,31 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       sendJson(res, 403, { errorDetails: origin.message });
       return;
     }
-    // Usually known at once (a cached token, or anonymous): no await for a plain value.
-    const pending = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
-    const resolution = isPromise(pending) ? await pending : pending;
+    // Usually known at once (a cached token, or anonymous): a promise only when it is not.
+    const resolution = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
+    if (isPromise(resolution)) {
+      resolution.then((known) => authorized(req, res, path, single, known)).catch((error: unknown) => fail(res, error));
+    } else {
+      authorized(req, res, path, single, resolution);
+    }
+  };
+
+  const authorized = (req: IncomingMessage, res: ServerResponse, path: string, single: boolean, resolution: CallerResolution): void => {
     if (!resolution.ok) {
       sendJson(res, 401, { errorDetails: resolution.message }, { 'www-authenticate': 'Bearer' });
       return;
     }
-    if (!(await guardRequestBody(req, res, deps.maxRequestBodyBytes))) return;
+    readRequestBody(req, res, deps.maxRequestBodyBytes, (accepted) => {
+      if (!accepted) return;
+      try {
+        answer(req, res, path, single);
+      } catch (error) {
+        fail(res, error);
+      }
+    });
+  };
+
+  const answer = (req: IncomingMessage, res: ServerResponse, path: string, single: boolean): void => {
     const request = parseOfrepRequest((req as IncomingMessage & { body?: Buffer }).body);
 
     if (single) {
@@ -105,8 +131,8 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
         sendJson(res, 400, { key, errorCode: request.errorCode, errorDetails: request.errorDetails });
         return;
       }
-      const answer = ofrepAnswer(deps.flags.evaluate(key, request.context), deps.flags.get(key)?.stickiness ?? null);
-      sendJson(res, answer.status, answer.body);
+      const result = ofrepAnswer(deps.flags.evaluate(key, request.context), deps.flags.get(key)?.stickiness ?? null);
+      sendJson(res, result.status, result.body);
       return;
     }
 
@@ -141,12 +167,11 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       const url = req.url ?? '/';
       if (!url.startsWith(OFREP_PREFIX)) return false;
       const query = url.indexOf('?');
-      const path = query === -1 ? url : url.slice(0, query);
-      serve(req, res, path).catch((error: unknown) => {
-        deps.logger.error('OFREP request failed', errorFields(error));
-        if (!res.headersSent) sendJson(res, 500, { errorDetails: 'Unexpected error.' });
-        else res.destroy();
-      });
+      try {
+        serve(req, res, query === -1 ? url : url.slice(0, query));
+      } catch (error) {
+        fail(res, error);
+      }
       return true;
     },
   };
