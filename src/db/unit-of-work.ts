@@ -81,6 +81,8 @@ const frameOf = (db: Kysely<Schema>, trx: Frame['trx'], depth: number): Frame =>
 
 export class UnitOfWork {
   private readonly storage = new AsyncLocalStorage<Frame>();
+  /** Outermost units between their first statement and done (see `body`). */
+  private openUnits = 0;
   private readonly database: Kysely<Schema>;
   private readonly sqlite: SqliteUnits | null;
   private report: UnitOfWorkErrorReporter = (message, error) => {
@@ -229,12 +231,26 @@ export class UnitOfWork {
     return result;
   }
 
-  /** `fn`, then the before-commit callbacks, in the unit's context; the frame is done after. */
+  /**
+   * `fn`, then the before-commit callbacks, in the unit's context; the frame is done after.
+   *
+   * When the last open unit is done, the storage is disabled until the next `run` enables it
+   * again. While it is enabled, Node runs its async_hooks on every promise, timer and socket
+   * write of the process, reads included (a few microseconds per HTTP request); between units
+   * nothing needs a context. What code sees does not change: work a unit started and did not
+   * await still finds no open unit (`getStore()` answers undefined where it answered the done
+   * frame), and a resource made while no unit was open belongs to none.
+   */
   private async body<T>(frame: Frame, fn: () => Promise<T> | T): Promise<T> {
-    const result = await this.storage.run(frame, fn);
-    for (const callback of frame.beforeCommit) await this.storage.run(frame, callback);
-    frame.done = true;
-    return result;
+    this.openUnits++;
+    try {
+      const result = await this.storage.run(frame, fn);
+      for (const callback of frame.beforeCommit) await this.storage.run(frame, callback);
+      return result;
+    } finally {
+      frame.done = true;
+      if (--this.openUnits === 0) this.storage.disable();
+    }
   }
 
   private rolledBack(frame: Frame): void {

@@ -81,6 +81,43 @@ function suite(name: string, open: () => Promise<Database>, enabled = true): voi
       expect(uow.active).toBe(false);
     });
 
+    it('holds no context between units: work a unit left behind joins no later unit', async () => {
+      const { uow, insert, rows } = await fresh();
+      // Node's own flag on the storage: off means no async_hooks run for the process's promises.
+      const storageOn = () => (uow as unknown as { storage: { enabled: boolean } }).storage.enabled;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let leftBehind: Promise<{ active: boolean; wrote: boolean }> | undefined;
+      await uow.run(async () => {
+        expect(storageOn()).toBe(true);
+        await insert('a');
+        // Started in the unit and not awaited: it resumes while the next unit is open.
+        leftBehind = gate.then(async () => {
+          const active = uow.active;
+          await insert('late');
+          return { active, wrote: true };
+        });
+      });
+      expect(storageOn()).toBe(false);
+      expect(uow.active).toBe(false);
+      await uow.run(async () => {
+        expect(storageOn()).toBe(true);
+        expect(uow.active).toBe(true);
+        await insert('b');
+        release();
+        await new Promise((resolve) => setImmediate(resolve));
+        uow.onRollback(() => undefined);
+        boom();
+      }).catch(() => undefined);
+      // The late task ran outside the second unit: its row survived that unit's rollback.
+      expect(await leftBehind).toEqual({ active: false, wrote: true });
+      expect(storageOn()).toBe(false);
+      expect((await rows()).sort()).toEqual(['a', 'late']);
+      // And the next unit works as ever.
+      await uow.run(() => insert('c'));
+      expect((await rows()).sort()).toEqual(['a', 'c', 'late']);
+    });
+
     it('another connection sees nothing of a unit before it commits', async () => {
       const { uow, insert, rows } = await fresh();
       if (database.dialect === 'sqlite') return; // one connection: nothing else can read meanwhile
