@@ -17,8 +17,9 @@
  * On SQLite there is one node and no other to tell: `append` does nothing and `revision` stays
  * at 0.
  */
-import pg from 'pg';
-import { sql } from 'kysely';
+import type pg from 'pg';
+import { pgDriver } from '../db/pg.js';
+import { sql } from '../db/kysely.js';
 import type { Database } from '../db/database.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import { errorFields, type Logger } from '../logger.js';
@@ -166,7 +167,7 @@ export class EventLog implements ClusterEvents {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const client = new pg.Client({ connectionString: this.options.url!, application_name: `helios-listen:${this.options.nodeId}` });
+    const client = new (pgDriver().Client)({ connectionString: this.options.url!, application_name: `helios-listen:${this.options.nodeId}` });
     let dropped = false;
     const drop = (error?: Error) => {
       if (dropped) return;

@@ -16,8 +16,9 @@
  *
  * On SQLite there is one node: it is always the leader.
  */
-import pg from 'pg';
-import { sql } from 'kysely';
+import type pg from 'pg';
+import { pgDriver } from '../db/pg.js';
+import { sql } from '../db/kysely.js';
 import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import { errorFields, type Logger } from '../logger.js';
@@ -167,7 +168,7 @@ export class Membership {
     let client = this.leaderClient;
     try {
       if (!client) {
-        client = new pg.Client({ connectionString: this.options.url!, application_name: `${LEADER_APP_PREFIX}${this.options.nodeId}` });
+        client = new (pgDriver().Client)({ connectionString: this.options.url!, application_name: `${LEADER_APP_PREFIX}${this.options.nodeId}` });
         client.on('error', () => this.lostLock(client!));
         client.on('end', () => this.lostLock(client!));
         await client.connect();

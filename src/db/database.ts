@@ -12,11 +12,11 @@
  * each with its `schema_migrations` row in one transaction; on PostgreSQL under a session
  * advisory lock, so nodes starting together apply each file once and wait for each other.
  */
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import path from 'node:path';
 import { openDatabase as openSqlite, type Db } from './connection.js';
 import { migrate, readMigrations, type Migration } from './migrate.js';
+import { Kysely, PostgresDialect, sql } from './kysely.js';
+import { pgDriver } from './pg.js';
 import { SqliteConnection } from './sqlite-connection.js';
 import type { Schema } from './schema.js';
 
@@ -39,9 +39,6 @@ export const MIGRATION_LOCK_KEY = 0x4845_4c01;
 /** Key of the advisory lock a node holds while its services load and seed their state. */
 export const STARTUP_LOCK_KEY = 0x4845_4c04;
 
-// int8 (BIGINT, COUNT(*)) arrives as a string by default; Helios's values all fit a double.
-pg.types.setTypeParser(20, (value) => Number(value));
-
 export function openSqliteDatabase(file: string): Database {
   const connection = new SqliteConnection(openSqlite(file));
   return {
@@ -55,7 +52,7 @@ export function openSqliteDatabase(file: string): Database {
 }
 
 export function openPostgresDatabase(url: string, options: { poolSize?: number; applicationName?: string } = {}): Database {
-  const pool = new pg.Pool({
+  const pool = new (pgDriver().Pool)({
     connectionString: url,
     max: options.poolSize ?? 10,
     application_name: options.applicationName ?? 'helios',
