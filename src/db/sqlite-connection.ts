@@ -16,7 +16,8 @@
  *   vary, such as multi-row inserts. Reusing a statement is safe here: better-sqlite3 runs one
  *   statement at a time on the one connection.
  */
-import { Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import type { DatabaseConnection, Driver, SqliteDatabase, SqliteDialectConfig } from 'kysely';
+import { Kysely, SqliteDialect, SqliteDriver } from './kysely.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Db } from './connection.js';
 import type { Schema } from './schema.js';

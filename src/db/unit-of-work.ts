@@ -36,7 +36,8 @@
  * dialect (src/db/statement.ts) on the unit's connection, or outside a unit as a query would.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
+import type { ControlledTransaction, Kysely } from 'kysely';
+import { CompiledQuery } from './kysely.js';
 import type { Database } from './database.js';
 import type { Schema } from './schema.js';
 import type { PreparedStatement, SqliteConnection } from './sqlite-connection.js';

@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sql } from 'kysely';
+import { sql } from '../../src/db/kysely.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
 import { ManualClock } from '../../src/clock.js';

@@ -4,7 +4,7 @@
  * half runs when the server answers, in a database of its own; applying twice changes nothing
  * and nodes migrating at once apply each file once (the advisory lock).
  */
-import { sql } from 'kysely';
+import { sql } from '../../src/db/kysely.js';
 import { describe, expect, it } from 'vitest';
 import {
   migrateDatabase, migrationsDir, openPostgresDatabase, openSqliteDatabase, readMigrations, type Database,

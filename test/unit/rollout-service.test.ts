@@ -2,7 +2,7 @@
  * The rollout service against fake modules and flags domains (the narrow interfaces it
  * declares), a real SQLite database (migrations, repository, audit log) and a manual clock.
  */
-import { sql } from 'kysely';
+import { sql } from '../../src/db/kysely.js';
 import { afterEach, describe, expect, it, it as vitestIt } from 'vitest';
 import { AuditRepository, type NewAuditEntry } from '../../src/audit/repository.js';
 import { ManualClock } from '../../src/clock.js';

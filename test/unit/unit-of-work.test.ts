@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { sql } from '../../src/db/kysely.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresDatabase, openSqliteDatabase, type Database } from '../../src/db/database.js';
 import type { Schema } from '../../src/db/schema.js';
