@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnonymousMode } from '../auth/anonymous.js';
-import { isPromise, resolveCaller, type CallerResolution, type CallerResolver } from '../auth/authorization.js';
+import { isPromise, resolveCaller, thenMaybe, type CallerResolution, type CallerResolver } from '../auth/authorization.js';
 import type { FlagService } from '../flags/service.js';
 import { ifNoneMatchHits, ofrepAnswer, ofrepBulkFlags, parseOfrepRequest, type OfrepRequestFailure } from '../flags/ofrep.js';
 import { checkRequestOrigin, type OriginPolicy } from '../hardening/browser-origin.js';
@@ -93,12 +93,8 @@ export function createOfrepRoute(deps: OfrepRouteDeps): OfrepRoute {
       return;
     }
     // Usually known at once (a cached token, or anonymous): a promise only when it is not.
-    const resolution = resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous);
-    if (isPromise(resolution)) {
-      resolution.then((known) => authorized(req, res, path, single, known)).catch((error: unknown) => fail(res, error));
-    } else {
-      authorized(req, res, path, single, resolution);
-    }
+    const after = thenMaybe(resolveCaller(req.headers.authorization, deps.tokens, deps.anonymous), (resolution) => authorized(req, res, path, single, resolution));
+    if (isPromise(after)) after.catch((error: unknown) => fail(res, error));
   };
 
   const authorized = (req: IncomingMessage, res: ServerResponse, path: string, single: boolean, resolution: CallerResolution): void => {
