@@ -3,14 +3,11 @@
  * (src/db/pg.ts loads it on first use), and Kysely from its CommonJS build (src/db/kysely.ts),
  * which no module of Helios bypasses by importing a value from 'kysely' or 'pg' itself.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
+import { REPO, repoUrl, runTsxScript } from '../support/tsx-script.js';
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
@@ -27,20 +24,18 @@ describe('start-up imports', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'helios-start-imports-'));
     dirs.push(dir);
     // Its own process: this one has loaded pg already (the cluster tests' clients use it).
-    const script = path.join(dir, 'check.mts');
-    writeFileSync(script, `
+    const run = runTsxScript(dir, `
 import { createRequire } from 'node:module';
-import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'src/config.ts')).href)};
-import { startServer } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'src/server.ts')).href)};
+import { loadConfig } from ${repoUrl('src/config.ts')};
+import { startServer } from ${repoUrl('src/server.ts')};
 const loaded = (part) => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes(part));
 const server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: ${JSON.stringify(path.join(dir, 'helios.db'))}, HELIOS_ADMIN_TOKEN: 'test-admin-token-0123456789abcdef' }), { print: () => {} });
 const answer = await fetch('http://127.0.0.1:' + server.port + '/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ featureFlags { name } }' }) }).then((r) => r.json());
 console.log(JSON.stringify({ pg: loaded('/node_modules/pg/'), kyselyCjs: loaded('/node_modules/kysely/dist/cjs/'), flags: answer.data?.featureFlags?.length ?? answer }));
 await server.stop();
 `);
-    const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
-    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({ pg: false, kyselyCjs: true, flags: 8 });
+    expect(run.result).toEqual({ pg: false, kyselyCjs: true, flags: 8 });
   });
 
   it("no module of src/ imports a value from 'kysely' or 'pg' but the two that load them", () => {

@@ -4,16 +4,14 @@
  * refused with 400 as an attached WebSocketServer refuses it, a socket that goes away while ws is
  * loading harms nothing, and a server no socket was ever opened to stops cleanly.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { repoUrl, runTsxScript } from '../support/tsx-script.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const servers: TestServer[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
@@ -45,11 +43,10 @@ describe('graphql-ws, loaded on the first upgrade', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'helios-ws-loading-'));
     dirs.push(dir);
     // Its own process: this one has loaded ws already (the test clients use it).
-    const script = path.join(dir, 'check.mts');
-    writeFileSync(script, `
+    const run = runTsxScript(dir, `
 import { createRequire } from 'node:module';
-import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'src/config.ts')).href)};
-import { startServer } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'src/server.ts')).href)};
+import { loadConfig } from ${repoUrl('src/config.ts')};
+import { startServer } from ${repoUrl('src/server.ts')};
 const wsLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes('/node_modules/ws/'));
 const server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: ${JSON.stringify(path.join(dir, 'helios.db'))}, HELIOS_ADMIN_TOKEN: 'test-admin-token-0123456789abcdef' }), { print: () => {} });
 const before = wsLoaded();
@@ -61,9 +58,8 @@ socket.destroy();
 console.log(JSON.stringify({ before, after: wsLoaded(), answer }));
 await server.stop();
 `);
-    const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
-    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({ before: false, after: true, answer: 'HTTP/1.1 101 Switching Protocols' });
+    expect(run.result).toEqual({ before: false, after: true, answer: 'HTTP/1.1 101 Switching Protocols' });
   });
 
   it('refuses an upgrade to another path with 400, and one to /graphql switches protocols', async () => {
