@@ -7,17 +7,36 @@
  * built the same way: codegen and `vite build` only when its sources, the schema or the build
  * settings are newer than dist/dashboard/index.html (a fresh clone has none: it is built).
  *
+ * Then the compiled server is bundled (esbuild, `bundleServer`) into dist/bundle/, which is what
+ * `npm start` runs: tsc's output with the packages it imports, in a few files instead of about
+ * 1,500. A CPU profile of `node dist/src/main.js` spent ~750 of ~890 ms before `main()` in Node's
+ * ES module loader (resolving, reading and compiling each file); the bundle starts in about half
+ * the time (issue 15, bench/RESULTS.md). It is rebuilt when tsc built, when the installed
+ * packages changed (npm rewrites node_modules/.package-lock.json on every install) or when it is
+ * missing; a failed bundle is removed, so the next start bundles again.
+ *
  * Plain JavaScript run by plain `node`, not TypeScript through tsx: this runs before every
  * start, and tsx's own start-up (its loader compiling this file) cost about 0.5 s of a start
  * that then had nothing to build (issue 15). Its types are in build.d.mts.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 export const BUILD_INFO = 'dist/.tsbuildinfo';
 export const DASHBOARD_BUILT = 'dist/dashboard/index.html';
+/** The bundled server `npm start` runs, and its folder. */
+export const BUNDLE_DIR = 'dist/bundle';
+export const BUNDLE_ENTRY = 'dist/bundle/main.js';
+/** What the bundle reads besides the compiled server: the installed packages, and this file (its settings). */
+const BUNDLE_INPUTS = [BUILD_INFO, 'node_modules/.package-lock.json', 'scripts/build.mjs'];
+/**
+ * Not bundled: better-sqlite3 loads its native addon from its own folder. (pg and Kysely are
+ * loaded with `createRequire` in src/db/, which the bundler does not follow: from node_modules.)
+ */
+const EXTERNAL = ['better-sqlite3'];
 /** What the dashboard's build reads. */
 const DASHBOARD_SETTINGS = ['schema/schema.graphql', 'codegen.ts', 'package.json'];
 /** What the build reads besides the sources. */
@@ -75,6 +94,108 @@ export function staleDashboardInputs(root) {
   return newerThan(inputs, path.join(root, DASHBOARD_BUILT));
 }
 
+/**
+ * Bundle inputs newer than the bundle (every input when there is none).
+ * @param {string} root @returns {string[]}
+ */
+export function staleBundleInputs(root) {
+  return newerThan(BUNDLE_INPUTS.map((f) => path.join(root, f)), path.join(root, BUNDLE_ENTRY));
+}
+
+/**
+ * Bundles the compiled server (dist/src, tsc's output) into dist/bundle/: `main.js`, the module
+ * worker's entry `worker-entry.js` beside it (src/modules/runtime/worker-version.ts finds it as
+ * `./worker-entry.js` from its own module, which is now a file of this folder), and chunks for
+ * what the server imports only when asked (GraphiQL's page, graphql-jit, the WebSocket server):
+ * those load on first use, as they did unbundled.
+ *
+ * - Every package is bundled but EXTERNAL. Bundled CommonJS calls `require` for Node's built-in
+ *   modules; the banner gives each file one (`createRequire` from the file itself).
+ * - src/graphql/scalars.js imports two graphql-scalars files by path at run time (the package
+ *   exports only its index, which costs ~70 ms for 70 scalars). The bundler cannot follow that
+ *   import, and the files left outside would bring a second copy of graphql (their own `import
+ *   'graphql'`) beside the bundled one. So here that module is the same two files imported
+ *   statically: bundled, with the one graphql (test/e2e/bundle.test.ts checks there is one).
+ * - Source maps (`.map` beside each file) lead back to src/: run with `node --enable-source-maps`
+ *   for stack traces in the TypeScript sources.
+ * @param {string} root
+ * @returns {Promise<import('esbuild').Metafile>}
+ */
+export async function bundleServer(root) {
+  /** @type {import('esbuild').Plugin} */
+  const staticScalars = {
+    name: 'helios-static-scalars',
+    setup(plugin) {
+      plugin.onLoad({ filter: /[\\/]dist[\\/]src[\\/]graphql[\\/]scalars\.js$/ }, () => {
+        // As src/graphql/scalars.ts finds them: `esm/scalars/` beside the package's require entry.
+        const scalars = path.join(path.dirname(createRequire(path.join(root, 'package.json')).resolve('graphql-scalars')), '..', 'esm', 'scalars');
+        return {
+          contents:
+            `export { GraphQLDateTimeISO as DateTimeISOResolver } from ${JSON.stringify(path.join(scalars, 'iso-date', 'DateTimeISO.js'))};\n` +
+            `export { GraphQLJSON as JSONResolver } from ${JSON.stringify(path.join(scalars, 'json', 'JSON.js'))};\n`,
+          loader: 'js',
+          resolveDir: root,
+        };
+      });
+    },
+  };
+  return bundleNodeProgram(root, { main: 'dist/src/main.js', 'worker-entry': 'dist/src/modules/runtime/worker-entry.js' }, path.join(root, BUNDLE_DIR), {
+    external: EXTERNAL,
+    plugins: [staticScalars],
+  });
+}
+
+/**
+ * Bundles `entryPoints` (output name -> file, relative to `root`) with what they import into
+ * `outdir` (emptied first), as `bundleServer` bundles the server: ES modules for Node 20, split
+ * into chunks where an import is dynamic, `require` given to bundled CommonJS, source maps
+ * beside. The benchmarks bundle the bare Yoga server with it too, to compare like with like.
+ * @param {string} root
+ * @param {Record<string, string>} entryPoints
+ * @param {string} outdir
+ * @param {{ external?: string[], plugins?: import('esbuild').Plugin[] }} [options]
+ * @returns {Promise<import('esbuild').Metafile>}
+ */
+export async function bundleNodeProgram(root, entryPoints, outdir, options = {}) {
+  const { build } = await import('esbuild');
+  rmSync(outdir, { recursive: true, force: true });
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints,
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    external: options.external ?? [],
+    banner: { js: "import { createRequire as __heliosCreateRequire } from 'node:module'; const require = __heliosCreateRequire(import.meta.url);" },
+    plugins: options.plugins ?? [],
+    sourcemap: 'linked',
+    metafile: true,
+    logLevel: 'warning',
+    // The input is tsc's JavaScript: the project's tsconfig.json has nothing to say to the bundler.
+    tsconfigRaw: {},
+  });
+  return result.metafile;
+}
+
+/**
+ * `bundleServer`, or the process ends (exit 1) with the bundle removed, so the next start bundles again.
+ * @param {string} root
+ */
+async function bundleOrExit(root) {
+  const started = performance.now();
+  try {
+    await bundleServer(root);
+    console.log(`build: server bundled (${BUNDLE_DIR}) in ${Math.round(performance.now() - started)} ms`);
+  } catch (error) {
+    rmSync(path.join(root, BUNDLE_DIR), { recursive: true, force: true });
+    console.error('build: bundling the server failed:', error instanceof Error ? error.message : error);
+    process.exit(1);
+  }
+}
+
 /** @param {string} root @param {string} script */
 function npmRun(root, script) {
   const run = spawnSync('npm', ['run', '--silent', script], { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
@@ -85,8 +206,9 @@ function npmRun(root, script) {
  * Builds in the project at `root` what is stale (nothing when nothing is); a failed step ends
  * the process with that step's exit status.
  * @param {string} root
+ * @returns {Promise<void>}
  */
-export function buildStale(root) {
+export async function buildStale(root) {
   const stale = staleInputs(root);
   if (stale.length === 0) {
     console.log('build: server up to date');
@@ -101,6 +223,11 @@ export function buildStale(root) {
     const now = new Date();
     utimesSync(path.join(root, BUILD_INFO), now, now);
   }
+  if (staleBundleInputs(root).length === 0) {
+    console.log('build: bundle up to date');
+  } else {
+    await bundleOrExit(root);
+  }
   if (staleDashboardInputs(root).length === 0) {
     console.log('build: dashboard up to date');
   } else {
@@ -111,4 +238,4 @@ export function buildStale(root) {
 }
 
 // `node scripts/build.mjs`: the build step alone, in the current folder.
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) buildStale(process.cwd());
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await buildStale(process.cwd());

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BUILD_INFO, DASHBOARD_BUILT, staleDashboardInputs, staleInputs } from '../../scripts/build.mjs';
+import { BUILD_INFO, BUNDLE_DIR, BUNDLE_ENTRY, DASHBOARD_BUILT, staleBundleInputs, staleDashboardInputs, staleInputs } from '../../scripts/build.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPTS = path.join(REPO, 'scripts');
@@ -74,9 +74,12 @@ describe('the build step, run', () => {
   const FAKE_TSC = `import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 appendFileSync('build.log', 'tsc ' + process.argv.slice(2).join(' ') + '\\n');
 if (process.env.FAKE_TSC_FAIL) { console.error('error TS2322: fake'); process.exit(2); }
-mkdirSync('dist/src', { recursive: true });
-// The stand-in server names the script its process was started with.
-writeFileSync('dist/src/main.js', "import { appendFileSync } from 'node:fs'; import path from 'node:path'; appendFileSync('build.log', 'main ' + path.basename(process.argv[1]) + '\\\\n');\\n");
+mkdirSync('dist/src/modules/runtime', { recursive: true });
+// The stand-in server names the script its process was started with and the folder it runs from
+// (bundle: the bundled copy). FAKE_TSC_UNBUNDLABLE: it imports a package that is not installed.
+const missing = process.env.FAKE_TSC_UNBUNDLABLE ? "import 'helios-no-such-package';" : '';
+writeFileSync('dist/src/main.js', missing + "import { appendFileSync } from 'node:fs'; import path from 'node:path'; import { fileURLToPath } from 'node:url'; appendFileSync('build.log', 'main ' + path.basename(process.argv[1]) + ' ' + path.basename(path.dirname(fileURLToPath(import.meta.url))) + '\\\\n');\\n");
+writeFileSync('dist/src/modules/runtime/worker-entry.js', 'export {};\\n');
 writeFileSync('dist/.tsbuildinfo', '{}');
 `;
   const LOG = (what: string) => `node -e "require('fs').appendFileSync('build.log', '${what}\\\\n')"`;
@@ -111,21 +114,28 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     const fresh = build(root);
     expect(fresh.status).toBe(0);
     expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite']);
+    expect(fresh.stdout).toMatch(/^build: server bundled \(dist\/bundle\) in \d+ ms$/m);
     expect(existsSync(path.join(root, BUILD_INFO))).toBe(true);
+    expect(existsSync(path.join(root, BUNDLE_ENTRY))).toBe(true);
+    expect(existsSync(path.join(root, BUNDLE_DIR, 'worker-entry.js'))).toBe(true);
     expect(existsSync(path.join(root, DASHBOARD_BUILT))).toBe(true);
 
     const unchanged = build(root);
     expect(unchanged.status).toBe(0);
     expect(unchanged.log).toEqual([]);
-    expect(unchanged.stdout).toBe('build: server up to date\nbuild: dashboard up to date\n');
+    expect(unchanged.stdout).toBe('build: server up to date\nbuild: bundle up to date\nbuild: dashboard up to date\n');
 
-    // Both builds made at t=2000, then a source changed at t=3000: the server compiles, nothing
-    // else, and its build info is marked as the newest build.
+    // Every build made at t=2000, then a source changed at t=3000: the server compiles and is
+    // bundled again, nothing else, and its build info is marked as the newest build.
     at(root, BUILD_INFO, 2000);
+    at(root, BUNDLE_ENTRY, 2000);
     at(root, DASHBOARD_BUILT, 2000);
     at(root, 'src/flags/engine.ts', 3000);
-    expect(build(root).log).toEqual(['tsc -p tsconfig.build.json']);
+    const changed = build(root);
+    expect(changed.log).toEqual(['tsc -p tsconfig.build.json']);
+    expect(changed.stdout).toMatch(/^build: server bundled/m);
     expect(statSync(path.join(root, BUILD_INFO)).mtimeMs).toBeGreaterThan(3000_000);
+    expect(statSync(path.join(root, BUNDLE_ENTRY)).mtimeMs).toBeGreaterThan(3000_000);
     expect(build(root).log).toEqual([]);
 
     // A changed schema rebuilds the dashboard only (codegen first).
@@ -152,13 +162,14 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     const root = runnable();
     const fresh = start(root);
     expect(fresh.status).toBe(0);
-    expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs']);
+    expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs bundle']);
     const unchanged = start(root);
-    expect(unchanged.log).toEqual(['main start.mjs']);
-    expect(unchanged.stdout).toBe('build: server up to date\nbuild: dashboard up to date\n');
+    expect(unchanged.log).toEqual(['main start.mjs bundle']);
+    expect(unchanged.stdout).toBe('build: server up to date\nbuild: bundle up to date\nbuild: dashboard up to date\n');
     at(root, BUILD_INFO, 2000);
+    at(root, BUNDLE_ENTRY, 2000);
     at(root, 'src/main.ts', 3000);
-    expect(start(root).log).toEqual(['tsc -p tsconfig.build.json', 'main start.mjs']);
+    expect(start(root).log).toEqual(['tsc -p tsconfig.build.json', 'main start.mjs bundle']);
   });
 
   it('npm start does not start a server whose compile failed', () => {
@@ -169,5 +180,40 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     const failed = start(root, { FAKE_TSC_FAIL: '1' });
     expect(failed.status).toBe(2);
     expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
+  });
+  it('bundles again, without compiling, when the installed packages changed or the bundle is missing', () => {
+    const root = runnable();
+    expect(build(root).status).toBe(0);
+    for (const file of [BUILD_INFO, BUNDLE_ENTRY, DASHBOARD_BUILT]) at(root, file, 2000);
+    expect(staleBundleInputs(root)).toEqual([]);
+    // npm rewrites node_modules/.package-lock.json on every install.
+    writeFileSync(path.join(root, 'node_modules/.package-lock.json'), '{}');
+    at(root, 'node_modules/.package-lock.json', 3000);
+    expect(staleBundleInputs(root)).toEqual([path.join(root, 'node_modules/.package-lock.json')]);
+    const installed = build(root);
+    expect(installed.log).toEqual([]);
+    expect(installed.stdout).toMatch(/^build: server up to date\nbuild: server bundled/);
+    expect(staleBundleInputs(root)).toEqual([]);
+    rmSync(path.join(root, BUNDLE_DIR), { recursive: true });
+    expect(build(root).stdout).toMatch(/^build: server bundled/m);
+    expect(existsSync(path.join(root, BUNDLE_ENTRY))).toBe(true);
+  });
+
+  it('a failed bundle fails the start and leaves no bundle, so the next start bundles again', () => {
+    const root = runnable();
+    expect(start(root).status).toBe(0);
+    at(root, BUILD_INFO, 2000);
+    at(root, BUNDLE_ENTRY, 2000);
+    at(root, 'src/main.ts', 3000);
+    const failed = start(root, { FAKE_TSC_UNBUNDLABLE: '1' });
+    expect(failed.status).toBe(1);
+    expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
+    expect(existsSync(path.join(root, BUNDLE_DIR))).toBe(false);
+    // The compile itself succeeded (its build info is the newest): only the bundle is made again,
+    // from the stand-in compiler's output, which now imports nothing missing.
+    writeFileSync(path.join(root, 'dist/src/main.js'), readFileSync(path.join(root, 'dist/src/main.js'), 'utf8').replace("import 'helios-no-such-package';", ''));
+    const next = start(root);
+    expect(next.status).toBe(0);
+    expect(next.log).toEqual(['main start.mjs bundle']);
   });
 });

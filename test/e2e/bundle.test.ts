@@ -1,0 +1,181 @@
+/**
+ * The server as `npm start` runs it: scripts/build.mjs compiles src/ (tsc) and bundles the
+ * result with its packages into dist/bundle/, and scripts/start.mjs imports dist/bundle/main.js
+ * (issue 15, start-up). The bundle is a different way of loading the same code, so this starts
+ * it in a process of its own and uses every part that bundling could break: the two
+ * graphql-scalars scalars (imported by path unbundled), a module in a WORKER (its entry is a file
+ * of the bundle's folder), GraphiQL's page and graphql-ws (chunks loaded on first use), the
+ * dashboard's files and /metrics; and it checks the process holds one copy of graphql and takes
+ * no package but better-sqlite3 (and Kysely, loaded by src/db/kysely.ts) from node_modules.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUNDLE_DIR, BUNDLE_ENTRY } from '../../scripts/build.mjs';
+import { REPO } from '../support/tsx-script.js';
+
+const TOKEN = 'test-admin-token-0123456789abcdef';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+let dir = '';
+let child: ChildProcess | null = null;
+let url = '';
+let exited: Promise<number | null> = Promise.resolve(null);
+let stderr = '';
+
+async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const res = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: T; errors?: unknown };
+  if (body.errors) throw new Error(`GraphQL errors: ${JSON.stringify(body.errors)}`);
+  return body.data!;
+}
+
+beforeAll(async () => {
+  // The build step as npm start runs it (tsc only when src/ changed; here, the bundle at least once).
+  const build = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: REPO, encoding: 'utf8', timeout: 240_000 });
+  expect(build.stderr).toBe('');
+  expect(build.status).toBe(0);
+  expect(existsSync(path.join(REPO, BUNDLE_ENTRY))).toBe(true);
+
+  dir = mkdtempSync(path.join(tmpdir(), 'helios-bundle-'));
+  // Lists, when the process exits, every file it took through Node's CommonJS loader (ES modules
+  // from node_modules importing a package land there too: graphql and Kysely are CommonJS).
+  const preload = path.join(dir, 'loaded.mjs');
+  writeFileSync(preload, `import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+const require = createRequire(import.meta.url);
+process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.json'))}, JSON.stringify(Object.keys(require.cache))));
+`);
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  child = spawn(process.execPath, ['--import', preload, 'scripts/start.mjs'], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: path.join(dir, 'helios.db'), HELIOS_ADMIN_TOKEN: TOKEN },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  exited = new Promise((resolve) => child!.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`npm start's server exited (${child.exitCode}): ${stderr}`);
+    try {
+      if ((await fetch(`${url}/ready`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`not ready within 60 s: ${stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}, 300_000);
+
+afterAll(async () => {
+  if (child && child.exitCode === null) child.kill('SIGTERM');
+  await exited;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the bundled server (npm start)', () => {
+  it('is what start.mjs runs: main.js and the worker entry beside it, chunks for what loads on first use', () => {
+    const files = readdirSync(path.join(REPO, BUNDLE_DIR));
+    expect(files).toContain('main.js');
+    expect(files).toContain('worker-entry.js');
+    expect(files).toContain('main.js.map');
+    expect(readFileSync(path.join(REPO, 'scripts/start.mjs'), 'utf8')).toContain('BUNDLE_ENTRY');
+  });
+
+  it('serves GraphQL with the DateTime and JSON scalars', async () => {
+    const data = await gql<{ featureFlags: Array<{ name: string; updatedAt: string }> }>('{ featureFlags { name updatedAt } }');
+    expect(data.featureFlags).toHaveLength(8);
+    expect(new Date(data.featureFlags[0]!.updatedAt).toISOString()).toBe(data.featureFlags[0]!.updatedAt);
+    const set = await gql<{ setFlagPercentage: { errors: unknown[] } }>('mutation { setFlagPercentage(name: "neural_network_v2", percentage: 40) { errors { code } } }');
+    expect(set.setFlagPercentage.errors).toEqual([]);
+    const audit = await gql<{ auditLog: { nodes: Array<{ action: string; at: string; after: { percentage: number } }> } }>(
+      '{ auditLog(target: "neural_network_v2", first: 1) { nodes { action at after } } }',
+    );
+    expect(audit.auditLog.nodes[0]).toMatchObject({ action: 'setFlagPercentage', at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), after: { percentage: 40 } });
+  });
+
+  it('loads a module in a WORKER and serves its calls', async () => {
+    for (const [name, modulePath, dependencies] of [['feature_extractor', 'feature_extractor.js', []], ['neural_predictor', 'ml/neural_predictor.js', ['feature_extractor']]] as const) {
+      const registered = await gql<{ registerModule: { errors: unknown[] } }>(
+        'mutation($name: String!, $modulePath: String!, $dependencies: [String!]) { registerModule(name: $name, modulePath: $modulePath, version: "1.0.0", dependencies: $dependencies) { errors { code message } } }',
+        { name, modulePath, dependencies: [...dependencies] },
+      );
+      expect(registered.registerModule.errors).toEqual([]);
+    }
+    const loaded = await gql<{ loadModule: { errors: unknown[]; module: { state: string; isolation: string } } }>(
+      'mutation { loadModule(name: "neural_predictor") { errors { code message } module { state isolation } } }',
+    );
+    expect(loaded.loadModule).toEqual({ errors: [], module: { state: 'ACTIVE', isolation: 'WORKER' } });
+    const call = await gql<{ invokeModule: { errors: unknown[]; result: unknown } }>(
+      'mutation { invokeModule(name: "neural_predictor", method: "predict", args: { prices: [1, 2, 3] }) { errors { code } result } }',
+    );
+    expect(call.invokeModule).toMatchObject({ errors: [], result: { prediction: 'up', model: 'v1' } });
+  });
+
+  it('delivers a subscription over graphql-ws', async () => {
+    const client = createClient({ url: url.replace(/^http/, 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${TOKEN}` } });
+    try {
+      const event = new Promise<unknown>((resolve, reject) => {
+        client.subscribe(
+          { query: 'subscription { featureFlagChanged(name: "neural_network_v2") { name flag { percentage } } }' },
+          { next: (value) => resolve(value.data), error: reject, complete: () => undefined },
+        );
+      });
+      // The subscription is live once the server has its listener: change the flag until an event comes.
+      let percentage = 41;
+      const changer = setInterval(() => void gql(`mutation { setFlagPercentage(name: "neural_network_v2", percentage: ${percentage++}) { errors { code } } }`), 100);
+      try {
+        expect(await event).toMatchObject({ featureFlagChanged: { name: 'neural_network_v2', flag: { percentage: expect.any(Number) } } });
+      } finally {
+        clearInterval(changer);
+      }
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it("serves GraphiQL's page, the dashboard and /metrics", async () => {
+    const graphiql = await fetch(`${url}/graphql`, { headers: { accept: 'text/html' } });
+    expect(graphiql.status).toBe(200);
+    expect(await graphiql.text()).toContain('graphiql');
+    const dashboard = await fetch(`${url}/dashboard`);
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const metrics = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('helios_module_invocations_total{');
+  });
+
+  it('holds one graphql, the bundled one, and nothing from node_modules but better-sqlite3 and Kysely', async () => {
+    child!.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const loaded = JSON.parse(readFileSync(path.join(dir, 'loaded.json'), 'utf8')) as string[];
+    const packages = new Set(loaded.flatMap((file) => {
+      const match = /[\\/]node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/.exec(file);
+      return match ? [match[1]!.replace('\\', '/')] : [];
+    }));
+    // better-sqlite3 with what it loads its addon with; Kysely's CommonJS build (src/db/kysely.ts).
+    expect([...packages].sort()).toEqual(['better-sqlite3', 'bindings', 'file-uri-to-path', 'kysely']);
+    expect(loaded.some((file) => file.includes(`${path.sep}graphql${path.sep}`))).toBe(false);
+  });
+});
