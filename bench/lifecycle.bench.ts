@@ -7,6 +7,9 @@
  *   graphql-yoga server spawned the same way until `{ hello }` answers. One discarded warm-up
  *   run each (disk cache). And `npm start` itself in the checkout (its build step
  *   included) on an unchanged build, against the same bare start (goal: <= 2x, issue 15).
+ *   `npm start` runs the bundled server (scripts/build.mjs bundles tsc's output with its
+ *   packages); for a like-for-like contrast the bare Yoga server is also bundled by the same
+ *   bundler and spawned the same way (rows without a goal).
  * - Idle memory: RSS and heap of a started Helios, after a forced GC, against the bare server.
  * - Cycles: a module holding 4 MB at module scope (support/modules.ts) loaded and unloaded in
  *   WORKER isolation, up to 1,000 times or as many as fit the time budget, RSS and heap sampled
@@ -15,11 +18,11 @@
  *   module in INLINE isolation, where Node keeps every imported copy.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { packageRoot } from '../src/paths.js';
@@ -138,6 +141,20 @@ async function npmStartToReady(checkout: string, env: Record<string, string>): P
   }
 }
 
+/**
+ * `script` bundled into `dir` by scripts/build.mjs's bundler, with the settings it bundles the
+ * server with (npm start's server): the path of the bundled entry.
+ */
+async function bundled(script: string, dir: string): Promise<string> {
+  const build = (await import(pathToFileURL(path.join(packageRoot(), 'scripts', 'build.mjs')).href)) as typeof import('../scripts/build.mjs');
+  const name = path.basename(script).replace(/\.[cm]?[jt]s$/, '');
+  const outdir = path.join(dir, `${name}-bundle`);
+  await build.bundleNodeProgram(packageRoot(), { [name]: script }, outdir);
+  // Outside the package: its ES modules need a package.json of their own to say so.
+  writeFileSync(path.join(outdir, 'package.json'), '{ "type": "module", "private": true }\n');
+  return path.join(outdir, `${name}.js`);
+}
+
 function heliosEnv(dir: string): Record<string, string> {
   return { HOST: '127.0.0.1', HELIOS_DB_PATH: path.join(dir, 'helios.db'), LOG_LEVEL: 'silent', HELIOS_ADMIN_TOKEN: BENCH_ADMIN_TOKEN };
 }
@@ -172,16 +189,20 @@ export default async function run(): Promise<BenchReport> {
     const spawnedFirst: number[] = [];
     const spawnedRestart: number[] = [];
     const spawnedYoga: number[] = [];
+    const yogaBundle = await bundled(yogaScript, tmp);
+    const spawnedYogaBundled: number[] = [];
     const restartDir = mkdtempSync(path.join(tmp, 'restart-'));
     for (let k = 0; k <= STARTS; k++) {
       const fresh = mkdtempSync(path.join(tmp, 'first-'));
       const first = await spawnToReady(mainScript, heliosEnv(fresh), (p) => `http://127.0.0.1:${p}/ready`);
       const restart = await spawnToReady(mainScript, heliosEnv(restartDir), (p) => `http://127.0.0.1:${p}/ready`);
       const yoga = await spawnToReady(yogaScript, {}, (p) => `http://127.0.0.1:${p}/graphql?query=%7Bhello%7D`);
+      const yogaBundled = await spawnToReady(yogaBundle, {}, (p) => `http://127.0.0.1:${p}/graphql?query=%7Bhello%7D`);
       if (k > 0) {
         spawnedFirst.push(first);
         spawnedRestart.push(restart);
         spawnedYoga.push(yoga);
+        spawnedYogaBundled.push(yogaBundled);
       }
     }
     // `npm start` as an operator runs it: its build step (nothing to build here), then the compiled server (scripts/start.mjs).
@@ -195,7 +216,7 @@ export default async function run(): Promise<BenchReport> {
       notes.push(`npm start in ${checkout} (${npmStartScripts(checkout)}) until /ready, ${NPM_STARTS} runs after one discarded run that brings dist/ up to date: ${npmStarts.map((m) => round(m, 0)).join(', ')} ms.`);
     }
     notes.push(
-      `Start-up, ${STARTS} runs each after one discarded warm-up, median: startServer -> /ready in process ${inProcess.map((m) => round(m, 1)).join(', ')} ms; spawned src/main on a new database ${spawnedFirst.map((m) => round(m, 0)).join(', ')} ms, restarted on an existing one ${spawnedRestart.map((m) => round(m, 0)).join(', ')} ms; bare yoga ${spawnedYoga.map((m) => round(m, 0)).join(', ')} ms.`,
+      `Start-up, ${STARTS} runs each after one discarded warm-up, median: startServer -> /ready in process ${inProcess.map((m) => round(m, 1)).join(', ')} ms; spawned src/main on a new database ${spawnedFirst.map((m) => round(m, 0)).join(', ')} ms, restarted on an existing one ${spawnedRestart.map((m) => round(m, 0)).join(', ')} ms; bare yoga ${spawnedYoga.map((m) => round(m, 0)).join(', ')} ms; bare yoga bundled ${spawnedYogaBundled.map((m) => round(m, 0)).join(', ')} ms.`,
     );
 
     // ---- idle memory ----
@@ -271,8 +292,15 @@ export default async function run(): Promise<BenchReport> {
             ratio: ratio(median(npmStarts), median(spawnedYoga)),
             goal: 'ratio <= 2',
             met: ratio(median(npmStarts), median(spawnedYoga)) <= 2,
+          }, {
+            case: '`npm start` vs the bare yoga bundled the same way',
+            value: round(median(npmStarts), 0),
+            unit: 'ms',
+            baseline: 'bare yoga bundled',
+            ratio: ratio(median(npmStarts), median(spawnedYogaBundled)),
           }]
         : []),
+      { case: 'spawned bare graphql-yoga bundled (as npm start bundles Helios)', value: round(median(spawnedYogaBundled), 0), unit: 'ms', baseline: 'bare yoga process start', ratio: ratio(median(spawnedYogaBundled), median(spawnedYoga)) },
       { case: 'startServer() until /ready, in process, new database', value: round(median(inProcess), 1), unit: 'ms', baseline: 'spawned helios, new database', ratio: ratio(median(inProcess), first) },
       { case: 'idle RSS, bare graphql-yoga (baseline)', value: mb(yogaIdle.rss), unit: 'MB', baseline: 'bare yoga', ratio: 1 },
       { case: 'idle RSS, helios', value: mb(heliosIdle.rss), unit: 'MB', baseline: 'bare yoga idle RSS', ratio: ratio(heliosIdle.rss, yogaIdle.rss) },
