@@ -33,8 +33,9 @@ export const BUNDLE_ENTRY = 'dist/bundle/main.js';
 /** What the bundle reads besides the compiled server: the installed packages, and this file (its settings). */
 const BUNDLE_INPUTS = [BUILD_INFO, 'node_modules/.package-lock.json', 'scripts/build.mjs'];
 /**
- * Not bundled: better-sqlite3 loads its native addon from its own folder. (pg and Kysely are
- * loaded with `createRequire` in src/db/, which the bundler does not follow: from node_modules.)
+ * Not bundled: better-sqlite3 loads its native addon from its own folder. (pg is loaded with
+ * `createRequire` on first use, src/db/pg.ts, which the bundler does not follow: from node_modules,
+ * on PostgreSQL only.)
  */
 const EXTERNAL = ['better-sqlite3'];
 /** What the dashboard's build reads. */
@@ -111,11 +112,14 @@ export function staleBundleInputs(root) {
  *
  * - Every package is bundled but EXTERNAL. Bundled CommonJS calls `require` for Node's built-in
  *   modules; the banner gives each file one (`createRequire` from the file itself).
- * - src/graphql/scalars.js imports two graphql-scalars files by path at run time (the package
- *   exports only its index, which costs ~70 ms for 70 scalars). The bundler cannot follow that
- *   import, and the files left outside would bring a second copy of graphql (their own `import
- *   'graphql'`) beside the bundled one. So here that module is the same two files imported
- *   statically: bundled, with the one graphql (test/e2e/bundle.test.ts checks there is one).
+ * - Two modules of src/ load a package at run time in a way the bundler cannot follow, to keep
+ *   an unbundled start cheap: src/graphql/scalars.js imports two graphql-scalars files by path
+ *   (the package exports only its index, ~70 ms for 70 scalars), and src/db/kysely.js takes
+ *   Kysely's CommonJS build with `require` (Node's ES module loader took twice as long for its
+ *   ES build). Left so, the scalars' files would bring a second copy of graphql (their own
+ *   `import 'graphql'`) beside the bundled one, and Kysely would still load file by file. In
+ *   the bundle each is the same exports imported statically (STATIC_IN_BUNDLE), so both are
+ *   bundled, with the one graphql (test/e2e/bundle.test.ts checks what the process loads).
  * - Source maps (`.map` beside each file) lead back to src/: run with `node --enable-source-maps`
  *   for stack traces in the TypeScript sources.
  * @param {string} root
@@ -123,25 +127,20 @@ export function staleBundleInputs(root) {
  */
 export async function bundleServer(root) {
   /** @type {import('esbuild').Plugin} */
-  const staticScalars = {
-    name: 'helios-static-scalars',
+  const staticInBundle = {
+    name: 'helios-static-in-bundle',
     setup(plugin) {
-      plugin.onLoad({ filter: /[\\/]dist[\\/]src[\\/]graphql[\\/]scalars\.js$/ }, () => {
-        // As src/graphql/scalars.ts finds them: `esm/scalars/` beside the package's require entry.
-        const scalars = path.join(path.dirname(createRequire(path.join(root, 'package.json')).resolve('graphql-scalars')), '..', 'esm', 'scalars');
-        return {
-          contents:
-            `export { GraphQLDateTimeISO as DateTimeISOResolver } from ${JSON.stringify(path.join(scalars, 'iso-date', 'DateTimeISO.js'))};\n` +
-            `export { GraphQLJSON as JSONResolver } from ${JSON.stringify(path.join(scalars, 'json', 'JSON.js'))};\n`,
-          loader: 'js',
-          resolveDir: root,
-        };
+      plugin.onLoad({ filter: /[\\/]dist[\\/]src[\\/](graphql[\\/]scalars|db[\\/]kysely)\.js$/ }, (args) => {
+        const file = path.relative(path.join(root, 'dist', 'src'), args.path).split(path.sep).join('/');
+        const contents = STATIC_IN_BUNDLE[file]?.(root);
+        if (contents === undefined) throw new Error(`no static form for ${file}`);
+        return { contents, loader: 'js', resolveDir: root };
       });
     },
   };
   return bundleNodeProgram(root, { main: 'dist/src/main.js', 'worker-entry': 'dist/src/modules/runtime/worker-entry.js' }, path.join(root, BUNDLE_DIR), {
     external: EXTERNAL,
-    plugins: [staticScalars],
+    plugins: [staticInBundle],
   });
 }
 
@@ -195,6 +194,23 @@ async function bundleOrExit(root) {
     process.exit(1);
   }
 }
+
+/**
+ * What the bundle takes instead of a module of dist/src that loads a package at run time (see
+ * `bundleServer`): the same exports, imported statically. Keyed by the module's path under dist/src.
+ * @type {Record<string, (root: string) => string>}
+ */
+const STATIC_IN_BUNDLE = {
+  'graphql/scalars.js': (root) => {
+    // As src/graphql/scalars.ts finds them: `esm/scalars/` beside the package's require entry.
+    const scalars = path.join(path.dirname(createRequire(path.join(root, 'package.json')).resolve('graphql-scalars')), '..', 'esm', 'scalars');
+    return (
+      `export { GraphQLDateTimeISO as DateTimeISOResolver } from ${JSON.stringify(path.join(scalars, 'iso-date', 'DateTimeISO.js'))};\n` +
+      `export { GraphQLJSON as JSONResolver } from ${JSON.stringify(path.join(scalars, 'json', 'JSON.js'))};\n`
+    );
+  },
+  'db/kysely.js': () => "export { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql } from 'kysely';\n",
+};
 
 /** @param {string} root @param {string} script */
 function npmRun(root, script) {

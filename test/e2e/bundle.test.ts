@@ -6,7 +6,7 @@
  * graphql-scalars scalars (imported by path unbundled), a module in a WORKER (its entry is a file
  * of the bundle's folder), GraphiQL's page and graphql-ws (chunks loaded on first use), the
  * dashboard's files and /metrics; and it checks the process holds one copy of graphql and takes
- * no package but better-sqlite3 (and Kysely, loaded by src/db/kysely.ts) from node_modules.
+ * no package but better-sqlite3 from node_modules (Kysely and the scalars are bundled too).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_DIR, BUNDLE_ENTRY } from '../../scripts/build.mjs';
+import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
 import { REPO } from '../support/tsx-script.js';
 
 const TOKEN = 'test-admin-token-0123456789abcdef';
@@ -32,14 +33,75 @@ function freePort(): Promise<number> {
   });
 }
 
-let dir = '';
-let child: ChildProcess | null = null;
-let url = '';
-let exited: Promise<number | null> = Promise.resolve(null);
-let stderr = '';
+interface Bundled {
+  url: string;
+  dir: string;
+  /** SIGTERM; resolves to the exit code. */
+  stop(): Promise<number | null>;
+  /** The packages the process took from node_modules, once it has exited (see the preload). */
+  packagesLoaded(): string[];
+  /** Whether a file of the graphql package came from node_modules. */
+  graphqlFromNodeModules(): boolean;
+}
 
-async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const res = await fetch(`${url}/graphql`, {
+/** npm start's server (scripts/start.mjs: the bundle) in a process of its own, until /ready answers. */
+async function startBundled(env: Record<string, string>): Promise<Bundled> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'helios-bundle-'));
+  // Lists, when the process exits, every file it took through Node's CommonJS loader (ES modules
+  // from node_modules importing a package land there too: graphql is CommonJS).
+  const preload = path.join(dir, 'loaded.mjs');
+  writeFileSync(preload, `import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+const require = createRequire(import.meta.url);
+process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.json'))}, JSON.stringify(Object.keys(require.cache))));
+`);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child: ChildProcess = spawn(process.execPath, ['--import', preload, 'scripts/start.mjs'], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: path.join(dir, 'helios.db'), HELIOS_ADMIN_TOKEN: TOKEN, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const loaded = () => JSON.parse(readFileSync(path.join(dir, 'loaded.json'), 'utf8')) as string[];
+  const bundled: Bundled = {
+    url,
+    dir,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    packagesLoaded: () =>
+      [...new Set(loaded().flatMap((file) => {
+        const match = /[\\/]node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/.exec(file);
+        return match ? [match[1]!.replace('\\', '/')] : [];
+      }))].sort(),
+    graphqlFromNodeModules: () => loaded().some((file) => file.includes(`${path.sep}node_modules${path.sep}graphql${path.sep}`)),
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`npm start's server exited (${child.exitCode}): ${stderr}`);
+    try {
+      if ((await fetch(`${url}/ready`)).status === 200) return bundled;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await bundled.stop();
+      throw new Error(`not ready within 60 s: ${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+let server: Bundled | null = null;
+let url = '';
+const dirs: string[] = [];
+
+async function gql<T>(query: string, variables: Record<string, unknown> = {}, at = url): Promise<T> {
+  const res = await fetch(`${at}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
     body: JSON.stringify({ query, variables }),
@@ -55,42 +117,14 @@ beforeAll(async () => {
   expect(build.stderr).toBe('');
   expect(build.status).toBe(0);
   expect(existsSync(path.join(REPO, BUNDLE_ENTRY))).toBe(true);
-
-  dir = mkdtempSync(path.join(tmpdir(), 'helios-bundle-'));
-  // Lists, when the process exits, every file it took through Node's CommonJS loader (ES modules
-  // from node_modules importing a package land there too: graphql and Kysely are CommonJS).
-  const preload = path.join(dir, 'loaded.mjs');
-  writeFileSync(preload, `import { createRequire } from 'node:module';
-import { writeFileSync } from 'node:fs';
-const require = createRequire(import.meta.url);
-process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.json'))}, JSON.stringify(Object.keys(require.cache))));
-`);
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  child = spawn(process.execPath, ['--import', preload, 'scripts/start.mjs'], {
-    cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: path.join(dir, 'helios.db'), HELIOS_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  exited = new Promise((resolve) => child!.once('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`npm start's server exited (${child.exitCode}): ${stderr}`);
-    try {
-      if ((await fetch(`${url}/ready`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`not ready within 60 s: ${stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  server = await startBundled({});
+  dirs.push(server.dir);
+  url = server.url;
 }, 300_000);
 
 afterAll(async () => {
-  if (child && child.exitCode === null) child.kill('SIGTERM');
-  await exited;
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await server?.stop();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('the bundled server (npm start)', () => {
@@ -166,16 +200,35 @@ describe('the bundled server (npm start)', () => {
     expect(await metrics.text()).toContain('helios_module_invocations_total{');
   });
 
-  it('holds one graphql, the bundled one, and nothing from node_modules but better-sqlite3 and Kysely', async () => {
-    child!.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    const loaded = JSON.parse(readFileSync(path.join(dir, 'loaded.json'), 'utf8')) as string[];
-    const packages = new Set(loaded.flatMap((file) => {
-      const match = /[\\/]node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/.exec(file);
-      return match ? [match[1]!.replace('\\', '/')] : [];
-    }));
-    // better-sqlite3 with what it loads its addon with; Kysely's CommonJS build (src/db/kysely.ts).
-    expect([...packages].sort()).toEqual(['better-sqlite3', 'bindings', 'file-uri-to-path', 'kysely']);
-    expect(loaded.some((file) => file.includes(`${path.sep}graphql${path.sep}`))).toBe(false);
+  it('holds one graphql, the bundled one, and nothing from node_modules but better-sqlite3', async () => {
+    expect(await server!.stop()).toBe(0);
+    // better-sqlite3 with what it loads its addon with.
+    expect(server!.packagesLoaded()).toEqual(['better-sqlite3', 'bindings', 'file-uri-to-path']);
+    expect(server!.graphqlFromNodeModules()).toBe(false);
   });
+});
+
+describe.skipIf(!postgresAvailable())('the bundled server on PostgreSQL', () => {
+  it("runs on the bundled Kysely's PostgreSQL dialect with pg from node_modules", async () => {
+    const database = await createTestPostgres('bundle');
+    const node = await startBundled({ HELIOS_DATABASE_URL: database.url, HELIOS_NODE_ID: 'bundle-1' });
+    dirs.push(node.dir);
+    try {
+      const set = await gql<{ setFlagPercentage: { errors: unknown[]; flag: { percentage: number } } }>(
+        'mutation { setFlagPercentage(name: "neural_network_v2", percentage: 35) { errors { code } flag { percentage } } }',
+        {},
+        node.url,
+      );
+      expect(set.setFlagPercentage).toEqual({ errors: [], flag: { percentage: 35 } });
+      const flags = await gql<{ featureFlags: Array<{ name: string; updatedAt: string }> }>('{ featureFlags { name updatedAt } }', {}, node.url);
+      expect(flags.featureFlags).toHaveLength(8);
+      expect(await node.stop()).toBe(0);
+      expect(node.packagesLoaded()).toContain('pg');
+      expect(node.packagesLoaded()).not.toContain('kysely');
+      expect(node.graphqlFromNodeModules()).toBe(false);
+    } finally {
+      await node.stop();
+      await database.drop();
+    }
+  }, 120_000);
 });
