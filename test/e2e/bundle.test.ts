@@ -191,10 +191,20 @@ describe('the bundled server (npm start)', () => {
   it("serves GraphiQL's page, the dashboard and /metrics", async () => {
     const graphiql = await fetch(`${url}/graphql`, { headers: { accept: 'text/html' } });
     expect(graphiql.status).toBe(200);
-    expect(await graphiql.text()).toContain('graphiql');
+    // Its assets come from the chunk that holds GraphiQL's build, loaded on this first request.
+    const assets = [...(await graphiql.text()).matchAll(/\/graphiql\/[\w.-]+\.(?:js|css)/g)].map((m) => m[0]);
+    expect(assets.length).toBeGreaterThan(2);
+    for (const asset of assets) {
+      const res = await fetch(`${url}${asset}`);
+      expect(res.status, asset).toBe(200);
+      expect((await res.arrayBuffer()).byteLength, asset).toBeGreaterThan(100);
+    }
     const dashboard = await fetch(`${url}/dashboard`);
     expect(dashboard.status).toBe(200);
     expect(dashboard.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const script = /\/dashboard\/assets\/[\w.-]+\.js/.exec(await dashboard.text())?.[0];
+    expect(script).toBeDefined();
+    expect((await fetch(`${url}${script}`)).status).toBe(200);
     const metrics = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(metrics.status).toBe(200);
     expect(await metrics.text()).toContain('helios_module_invocations_total{');
