@@ -10,7 +10,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createClient } from 'graphql-ws';
@@ -21,17 +20,6 @@ import { createTestPostgres, postgresAvailable } from '../support/postgres.js';
 import { REPO } from '../support/tsx-script.js';
 
 const TOKEN = 'test-admin-token-0123456789abcdef';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 interface Bundled {
   url: string;
@@ -55,19 +43,20 @@ import { writeFileSync } from 'node:fs';
 const require = createRequire(import.meta.url);
 process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.json'))}, JSON.stringify(Object.keys(require.cache))));
 `);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  // Port 0: the server says where it listens on stdout, after the build step's lines.
   const child: ChildProcess = spawn(process.execPath, ['--import', preload, 'scripts/start.mjs'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: path.join(dir, 'helios.db'), HELIOS_ADMIN_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', HELIOS_DB_PATH: path.join(dir, 'helios.db'), HELIOS_ADMIN_TOKEN: TOKEN, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
   let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const loaded = () => JSON.parse(readFileSync(path.join(dir, 'loaded.json'), 'utf8')) as string[];
   const bundled: Bundled = {
-    url,
+    url: '',
     dir,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -83,10 +72,11 @@ process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.j
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`npm start's server exited (${child.exitCode}): ${stderr}`);
-    try {
-      if ((await fetch(`${url}/ready`)).status === 200) return bundled;
-    } catch {
-      // not listening yet
+    const listening = /^Helios is ready: GraphiQL at (http:\/\/\S+)\/graphql$/m.exec(stdout);
+    if (listening) {
+      bundled.url = listening[1]!;
+      expect((await fetch(`${bundled.url}/ready`)).status).toBe(200);
+      return bundled;
     }
     if (Date.now() > deadline) {
       await bundled.stop();
