@@ -8,8 +8,8 @@
  * settings are newer than dist/dashboard/index.html (a fresh clone has none: it is built).
  *
  * Then the compiled server is bundled (esbuild, `bundleServer`) into dist/bundle/, which is what
- * `npm start` runs: tsc's output with the packages it imports, in a few files instead of about
- * 1,500. A CPU profile of `node dist/src/main.js` spent ~750 of ~890 ms before `main()` in Node's
+ * `npm start` runs: tsc's output with the packages it imports, in a few files instead of over a
+ * thousand (the bundle's metafile lists 1,262 inputs). A CPU profile of `node dist/src/main.js` spent ~750 of ~890 ms before `main()` in Node's
  * ES module loader (resolving, reading and compiling each file); the bundle starts in about half
  * the time (issue 15, bench/RESULTS.md). It is rebuilt when tsc built, when the installed
  * packages changed (npm rewrites node_modules/.package-lock.json on every install) or when it is
@@ -30,7 +30,11 @@ export const DASHBOARD_BUILT = 'dist/dashboard/index.html';
 /** The bundled server `npm start` runs, and its folder. */
 export const BUNDLE_DIR = 'dist/bundle';
 export const BUNDLE_ENTRY = 'dist/bundle/main.js';
-/** What the bundle reads besides the compiled server: the installed packages, and this file (its settings). */
+/**
+ * What the bundle is made from: the compiled server (its build info marks the last compile), the
+ * installed packages (npm rewrites that file on every install; without it, as under another
+ * package manager, a bundle is made again only after a compile) and this file (its settings).
+ */
 const BUNDLE_INPUTS = [BUILD_INFO, 'node_modules/.package-lock.json', 'scripts/build.mjs'];
 /**
  * Not bundled: better-sqlite3 loads its native addon from its own folder. (pg is loaded with
