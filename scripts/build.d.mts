@@ -17,8 +17,10 @@ export declare function bundleNodeProgram(
   outdir: string,
   options?: { external?: string[]; plugins?: import('esbuild').Plugin[] },
 ): Promise<import('esbuild').Metafile>;
-/** Builds what is stale; a failed step ends the process. */
-export declare function buildStale(root: string): Promise<void>;
+/** The unbundled compiled server, run when esbuild is not installed. */
+export declare const UNBUNDLED_ENTRY: string;
+/** Builds what is stale; a failed step ends the process. Resolves to the entry to run: the bundle, or the unbundled build without esbuild. */
+export declare function buildStale(root: string): Promise<string>;
 /** Files under `root` newer than the last good build (every input when there is none). */
 export declare function staleInputs(root: string): string[];
 /** Dashboard inputs newer than its last build (every input when there is none); generated code left out. */

@@ -183,17 +183,34 @@ export async function bundleNodeProgram(root, entryPoints, outdir, options = {})
   return result.metafile;
 }
 
+/** The compiled server unbundled: what runs when there is no bundler to bundle it (see `bundleOrUnbundled`). */
+export const UNBUNDLED_ENTRY = 'dist/src/main.js';
+
+/** Whether `error` says the bundler itself is not installed (a production install: `npm ci --omit=dev`). */
+function isBundlerMissing(error) {
+  return error instanceof Error && /** @type {{ code?: unknown }} */ (error).code === 'ERR_MODULE_NOT_FOUND' && /'esbuild'/.test(error.message);
+}
+
 /**
- * `bundleServer`, or the process ends (exit 1) with the bundle removed, so the next start bundles again.
+ * `bundleServer`; resolves to the entry to run. Without esbuild installed (devDependencies left
+ * out), it warns and answers the unbundled build, the same code, which then starts as it did
+ * before bundling. Any other failure removes the bundle, so the next start bundles again, and
+ * ends the process (exit 1).
  * @param {string} root
+ * @returns {Promise<string>}
  */
-async function bundleOrExit(root) {
+async function bundleOrUnbundled(root) {
   const started = performance.now();
   try {
     await bundleServer(root);
     console.log(`build: server bundled (${BUNDLE_DIR}) in ${Math.round(performance.now() - started)} ms`);
+    return BUNDLE_ENTRY;
   } catch (error) {
     rmSync(path.join(root, BUNDLE_DIR), { recursive: true, force: true });
+    if (isBundlerMissing(error)) {
+      console.warn(`build: esbuild is not installed (devDependencies left out?): starting the unbundled server, ${UNBUNDLED_ENTRY}, which starts more slowly`);
+      return UNBUNDLED_ENTRY;
+    }
     console.error('build: bundling the server failed:', error instanceof Error ? error.message : error);
     process.exit(1);
   }
@@ -224,9 +241,10 @@ function npmRun(root, script) {
 
 /**
  * Builds in the project at `root` what is stale (nothing when nothing is); a failed step ends
- * the process with that step's exit status.
+ * the process with that step's exit status. Resolves to the server entry to run (relative to
+ * `root`): the bundle, or the unbundled build when no bundler is installed.
  * @param {string} root
- * @returns {Promise<void>}
+ * @returns {Promise<string>}
  */
 export async function buildStale(root) {
   const stale = staleInputs(root);
@@ -243,10 +261,11 @@ export async function buildStale(root) {
     const now = new Date();
     utimesSync(path.join(root, BUILD_INFO), now, now);
   }
+  let entry = BUNDLE_ENTRY;
   if (staleBundleInputs(root).length === 0) {
     console.log('build: bundle up to date');
   } else {
-    await bundleOrExit(root);
+    entry = await bundleOrUnbundled(root);
   }
   if (staleDashboardInputs(root).length === 0) {
     console.log('build: dashboard up to date');
@@ -255,6 +274,7 @@ export async function buildStale(root) {
     npmRun(root, 'codegen');
     npmRun(root, 'build:dashboard');
   }
+  return entry;
 }
 
 // `node scripts/build.mjs`: the build step alone, in the current folder.

@@ -9,8 +9,9 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BUNDLE_ENTRY, buildStale } from './build.mjs';
+import { buildStale } from './build.mjs';
 
 const root = process.cwd();
-await buildStale(root);
-await import(pathToFileURL(path.join(root, BUNDLE_ENTRY)).href);
+// The bundle, or the unbundled build when esbuild is not installed (build.mjs says so).
+const entry = await buildStale(root);
+await import(pathToFileURL(path.join(root, entry)).href);

@@ -30,6 +30,8 @@ interface Bundled {
   packagesLoaded(): string[];
   /** Whether a file of the graphql package came from node_modules. */
   graphqlFromNodeModules(): boolean;
+  /** What the process printed on stdout so far (the build step's lines, then the ready line). */
+  stdout(): string;
 }
 
 /** npm start's server (scripts/start.mjs: the bundle) in a process of its own, until /ready answers. */
@@ -68,6 +70,7 @@ process.on('exit', () => writeFileSync(${JSON.stringify(path.join(dir, 'loaded.j
         return match ? [match[1]!.replace('\\', '/')] : [];
       }))].sort(),
     graphqlFromNodeModules: () => loaded().some((file) => file.includes(`${path.sep}node_modules${path.sep}graphql${path.sep}`)),
+    stdout: () => stdout,
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -123,7 +126,9 @@ describe('the bundled server (npm start)', () => {
     expect(files).toContain('main.js');
     expect(files).toContain('worker-entry.js');
     expect(files).toContain('main.js.map');
-    expect(readFileSync(path.join(REPO, 'scripts/start.mjs'), 'utf8')).toContain('BUNDLE_ENTRY');
+    // The build step found the bundle current (beforeAll made it) and did not fall back to the unbundled build.
+    expect(server!.stdout()).toMatch(/^build: server up to date\nbuild: bundle up to date\n/);
+    expect(server!.stdout()).not.toContain('unbundled');
   });
 
   it('serves GraphQL with the DateTime and JSON scalars', async () => {

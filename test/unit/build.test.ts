@@ -216,4 +216,16 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     expect(next.status).toBe(0);
     expect(next.log).toEqual(['main start.mjs bundle']);
   });
+  it('without esbuild installed (devDependencies left out) npm start warns and runs the unbundled build', () => {
+    const root = runnable();
+    // The scripts copied into the project, where 'esbuild' does not resolve (the repository's
+    // node_modules is not above it): as after `npm ci --omit=dev`.
+    mkdirSync(path.join(root, 'scripts'));
+    for (const file of ['build.mjs', 'start.mjs']) writeFileSync(path.join(root, 'scripts', file), readFileSync(path.join(SCRIPTS, file)));
+    const run = spawnSync(process.execPath, [path.join(root, 'scripts', 'start.mjs')], { cwd: root, encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain('build: esbuild is not installed');
+    expect(readFileSync(path.join(root, 'build.log'), 'utf8').trim().split('\n')).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs src']);
+    expect(existsSync(path.join(root, BUNDLE_DIR))).toBe(false);
+  });
 });
