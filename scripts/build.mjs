@@ -251,6 +251,9 @@ export async function buildStale(root) {
   if (stale.length === 0) {
     console.log('build: server up to date');
   } else {
+    // A first compile takes a while (~20 s on 2 cores) and tsc prints nothing when it succeeds.
+    console.log(`build: compiling the server (${stale.length} input${stale.length === 1 ? '' : 's'} changed since the last build)`);
+    const started = performance.now();
     const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
     if (tsc.status !== 0) {
       rmSync(path.join(root, BUILD_INFO), { force: true });
@@ -260,6 +263,7 @@ export async function buildStale(root) {
     // a checkout): mark this build as the last good one all the same.
     const now = new Date();
     utimesSync(path.join(root, BUILD_INFO), now, now);
+    console.log(`build: server compiled in ${Math.round(performance.now() - started)} ms`);
   }
   let entry = BUNDLE_ENTRY;
   if (staleBundleInputs(root).length === 0) {

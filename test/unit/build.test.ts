@@ -114,7 +114,7 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     const fresh = build(root);
     expect(fresh.status).toBe(0);
     expect(fresh.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite']);
-    expect(fresh.stdout).toMatch(/^build: server bundled \(dist\/bundle\) in \d+ ms$/m);
+    expect(fresh.stdout).toMatch(/^build: compiling the server \(5 inputs changed since the last build\)\nbuild: server compiled in \d+ ms\nbuild: server bundled \(dist\/bundle\) in \d+ ms$/m);
     expect(existsSync(path.join(root, BUILD_INFO))).toBe(true);
     expect(existsSync(path.join(root, BUNDLE_ENTRY))).toBe(true);
     expect(existsSync(path.join(root, BUNDLE_DIR, 'worker-entry.js'))).toBe(true);
