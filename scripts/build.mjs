@@ -9,9 +9,9 @@
  *
  * Then the compiled server is bundled (esbuild, `bundleServer`) into dist/bundle/, which is what
  * `npm start` runs: tsc's output with the packages it imports, in a few files instead of over a
- * thousand (the bundle's metafile lists 1,262 inputs). A CPU profile of `node dist/src/main.js` spent ~750 of ~890 ms before `main()` in Node's
- * ES module loader (resolving, reading and compiling each file); the bundle starts in about half
- * the time (issue 15, bench/RESULTS.md). It is rebuilt when tsc built, when the installed
+ * thousand (the bundle's metafile lists 1,262 inputs). A CPU profile of `node dist/src/main.js`
+ * spent ~750 of ~890 ms before `main()` in Node's ES module loader (resolving, reading and
+ * compiling each file); the bundle starts in about half the time (issue 15, bench/RESULTS.md). It is rebuilt when tsc built, when the installed
  * packages changed (npm rewrites node_modules/.package-lock.json on every install) or when it is
  * missing; a failed bundle is removed, so the next start bundles again.
  *
@@ -134,7 +134,10 @@ export async function bundleServer(root) {
   const staticInBundle = {
     name: 'helios-static-in-bundle',
     setup(plugin) {
-      plugin.onLoad({ filter: /[\\/]dist[\\/]src[\\/](graphql[\\/]scalars|db[\\/]kysely)\.js$/ }, (args) => {
+      // Only the modules STATIC_IN_BUNDLE names reach this callback (esbuild matches the filter natively).
+      const names = Object.keys(STATIC_IN_BUNDLE).map((file) => file.replace(/[.]/g, '\\.').replace(/\//g, '[\\\\/]'));
+      const filter = new RegExp(`[\\\\/]dist[\\\\/]src[\\\\/](${names.join('|')})$`);
+      plugin.onLoad({ filter }, (args) => {
         const file = path.relative(path.join(root, 'dist', 'src'), args.path).split(path.sep).join('/');
         const contents = STATIC_IN_BUNDLE[file]?.(root);
         if (contents === undefined) throw new Error(`no static form for ${file}`);

@@ -99,12 +99,15 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     return root;
   }
 
-  /** Runs scripts/start.mjs (or build.mjs) in `root`; what it printed and what build.log says ran. */
-  function build(root: string, env: Record<string, string> = {}, script = 'build.mjs'): { status: number | null; stdout: string; log: string[] } {
+  /**
+   * Runs scripts/start.mjs (or build.mjs) in `root`, from the repository's scripts/ or another
+   * copy of them; what it printed and what build.log says ran.
+   */
+  function build(root: string, env: Record<string, string> = {}, script = 'build.mjs', scripts = SCRIPTS): { status: number | null; stdout: string; stderr: string; log: string[] } {
     const log = path.join(root, 'build.log');
     rmSync(log, { force: true });
-    const run = spawnSync(process.execPath, [path.join(SCRIPTS, script)], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
-    return { status: run.status, stdout: run.stdout, log: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [] };
+    const run = spawnSync(process.execPath, [path.join(scripts, script)], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
+    return { status: run.status, stdout: run.stdout, stderr: run.stderr, log: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [] };
   }
   /** start.mjs; the stand-in server logs `main start.mjs` when it runs in the process that built. */
   const start = (root: string, env: Record<string, string> = {}) => build(root, env, 'start.mjs');
@@ -181,6 +184,7 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     expect(failed.status).toBe(2);
     expect(failed.log).toEqual(['tsc -p tsconfig.build.json']);
   });
+
   it('bundles again, without compiling, when the installed packages changed or the bundle is missing', () => {
     const root = runnable();
     expect(build(root).status).toBe(0);
@@ -216,16 +220,18 @@ writeFileSync('dist/.tsbuildinfo', '{}');
     expect(next.status).toBe(0);
     expect(next.log).toEqual(['main start.mjs bundle']);
   });
+
   it('without esbuild installed (devDependencies left out) npm start warns and runs the unbundled build', () => {
     const root = runnable();
     // The scripts copied into the project, where 'esbuild' does not resolve (the repository's
     // node_modules is not above it): as after `npm ci --omit=dev`.
-    mkdirSync(path.join(root, 'scripts'));
-    for (const file of ['build.mjs', 'start.mjs']) writeFileSync(path.join(root, 'scripts', file), readFileSync(path.join(SCRIPTS, file)));
-    const run = spawnSync(process.execPath, [path.join(root, 'scripts', 'start.mjs')], { cwd: root, encoding: 'utf8' });
+    const copied = path.join(root, 'scripts');
+    mkdirSync(copied);
+    for (const file of ['build.mjs', 'start.mjs']) writeFileSync(path.join(copied, file), readFileSync(path.join(SCRIPTS, file)));
+    const run = build(root, {}, 'start.mjs', copied);
     expect(run.status).toBe(0);
     expect(run.stderr).toContain('build: esbuild is not installed');
-    expect(readFileSync(path.join(root, 'build.log'), 'utf8').trim().split('\n')).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs src']);
+    expect(run.log).toEqual(['tsc -p tsconfig.build.json', 'codegen', 'vite', 'main start.mjs src']);
     expect(existsSync(path.join(root, BUNDLE_DIR))).toBe(false);
   });
 });
