@@ -5,7 +5,7 @@ import type { Dialect } from '../db/database.js';
 import type { UnitOfWork } from '../db/unit-of-work.js';
 import type { FlagDefinition, RolloutStrategy, WhitelistEntry } from './engine.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { statement } from '../db/statement.js';
+import { statement, type Statement } from '../db/statement.js';
 
 /** A row as the store reads it: the table's columns (src/db/schema.ts). */
 type FlagRow = Selectable<FeatureFlagsTable>;
@@ -36,6 +36,7 @@ const SELECT_FLAG = statement(
     'where "feature_flags"."name" = ? order by "flag_whitelist"."position"',
 );
 const LOCK_FLAG = statement('select "name" from "feature_flags" where "name" = ? for update');
+const FLAG_EXISTS = statement('select "name" from "feature_flags" where "name" = ?');
 const FLAG_COLUMNS = [
   'name', 'description', 'enabled', 'strategy', 'percentage', 'stickiness', 'gradual_start_percentage',
   'gradual_target_percentage', 'gradual_start_at', 'gradual_duration_seconds', 'created_at', 'updated_at',
@@ -49,9 +50,22 @@ const UPSERT_FLAG = statement(
 );
 /**
  * `save` with the stored flag, a row its unit read (and locked, on PostgreSQL), so it exists: an
- * UPDATE, not the upsert (SQLite's upsert tries the insert first: ~1.5 us more per change).
+ * UPDATE, not the upsert (SQLite's upsert tries the insert first: ~1.5 us more per change), of
+ * the columns that differ from the stored row only (a percentage change writes the percentage
+ * and `updated_at`, not ten columns: ~1.5 us less on SQLite). One statement per set of columns,
+ * made on first use; the sets a running server meets are few (one per kind of change).
  */
-const UPDATE_FLAG = statement(`update "feature_flags" set ${UPDATED_COLUMNS.map((c) => `"${c}" = ?`).join(', ')} where "name" = ?`);
+const updateStatements = new Map<number, Statement>();
+
+function updateStatementFor(columns: number): Statement {
+  let update = updateStatements.get(columns);
+  if (update === undefined) {
+    const set = UPDATED_COLUMNS.filter((_, i) => (columns & (1 << i)) !== 0).map((c) => `"${c}" = ?`);
+    update = statement(`update "feature_flags" set ${set.join(', ')} where "name" = ?`);
+    updateStatements.set(columns, update);
+  }
+  return update;
+}
 
 /** Whitelist rows per INSERT statement (four parameters each). */
 const WHITELIST_BATCH = 500;
@@ -102,12 +116,24 @@ function flagValues(def: FlagDefinition): unknown[] {
   return FLAG_COLUMNS.map((column) => row[column]);
 }
 
-/** `flagRow`'s values in UPDATED_COLUMNS order, then the name (UPDATE_FLAG's parameters). */
-function updateValues(def: FlagDefinition): unknown[] {
+/**
+ * The UPDATE that turns the stored row of `stored` into `def`'s (same name) and its parameters:
+ * the columns whose values differ, in UPDATED_COLUMNS order, then the name. `updated_at` is
+ * among them whenever the flag changed; null when no column differs.
+ */
+function updateOf(def: FlagDefinition, stored: FlagDefinition): { update: Statement; values: unknown[] } | null {
   const row = flagRow(def);
-  const values: unknown[] = UPDATED_COLUMNS.map((column) => row[column]);
+  const before = flagRow(stored);
+  const values: unknown[] = [];
+  let columns = 0;
+  UPDATED_COLUMNS.forEach((column, i) => {
+    if (row[column] === before[column]) return;
+    columns |= 1 << i;
+    values.push(row[column]);
+  });
+  if (columns === 0) return null;
   values.push(def.name);
-  return values;
+  return { update: updateStatementFor(columns), values };
 }
 
 /** The whitelist rows `insertWhitelist` writes for `def`, in position order. */
@@ -290,7 +316,14 @@ export class FlagRepository {
    */
   async save(def: FlagDefinition, stored: FlagDefinition | null = null): Promise<void> {
     this.forgetOnRollback(def.name);
-    const changed = stored && stored.name === def.name ? await this.uow.write(UPDATE_FLAG, updateValues(def)) : await this.uow.write(UPSERT_FLAG, flagValues(def));
+    let changed: number;
+    if (stored && stored.name === def.name) {
+      const update = updateOf(def, stored);
+      // Nothing to write (the row already holds `def`): its existence is still checked.
+      changed = update ? await this.uow.write(update.update, update.values) : (await this.uow.query(FLAG_EXISTS, [def.name])).length;
+    } else {
+      changed = await this.uow.write(UPSERT_FLAG, flagValues(def));
+    }
     if (changed !== 1) {
       this.known?.delete(def.name);
       throw new Error(`feature flag row "${def.name}" to update is missing`);

@@ -62,6 +62,37 @@ describe('FlagRepository.save', () => {
     expect((await repo.get('checkout'))!.whitelist).toEqual(whitelist);
   });
 
+  it('updates only the columns that differ from the stored row, and still refuses a row that is gone', async () => {
+    const { repo } = await setup();
+    const db = opened!.database.sqlite!;
+    await repo.save(flag);
+    // A trigger "AFTER UPDATE OF c" fires when an UPDATE names c, whether or not the value moves.
+    db.exec('CREATE TEMP TABLE touched (col TEXT NOT NULL)');
+    for (const col of ['description', 'enabled', 'strategy', 'percentage', 'stickiness', 'updated_at']) {
+      db.exec(`CREATE TEMP TRIGGER touched_${col} AFTER UPDATE OF ${col} ON feature_flags BEGIN INSERT INTO touched VALUES ('${col}'); END`);
+    }
+    const touched = () => {
+      const cols = (db.prepare('SELECT col FROM touched').pluck().all() as string[]).sort();
+      db.exec('DELETE FROM touched');
+      return cols;
+    };
+    const stored = (await repo.get('checkout'))!;
+    await repo.save({ ...stored, percentage: 25, updatedAt: 2_000 }, stored);
+    expect(touched()).toEqual(['percentage', 'updated_at']);
+    const second = (await repo.get('checkout'))!;
+    await repo.save({ ...second, enabled: false, strategy: 'ALL_ON', updatedAt: 3_000 }, second);
+    expect(touched()).toEqual(['enabled', 'strategy', 'updated_at']);
+    expect(await repo.get('checkout')).toEqual({ ...flag, percentage: 25, enabled: false, strategy: 'ALL_ON', updatedAt: 3_000 });
+    // Only the whitelist differs: no UPDATE at all.
+    const third = (await repo.get('checkout'))!;
+    await repo.save({ ...third, whitelist: [] }, third);
+    expect(touched()).toEqual([]);
+    expect((await repo.get('checkout'))!.whitelist).toEqual([]);
+    db.exec("DELETE FROM feature_flags WHERE name = 'checkout'");
+    await expect(repo.save({ ...third, percentage: 40 }, third)).rejects.toThrow(/to update is missing/);
+    await expect(repo.save({ ...third, whitelist: [] }, third)).rejects.toThrow(/to update is missing/);
+  });
+
   it('keeps created_at on an update and writes the whitelist in its order', async () => {
     const { repo } = await setup();
     await repo.save(flag);
