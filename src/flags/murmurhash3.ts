@@ -132,22 +132,27 @@ export function murmurhash3(input: string, seed = 0): number {
 }
 
 const utf8 = new TextEncoder();
+/** Text whose UTF-8 bytes are its code units. */
+const ASCII = /^[\x00-\x7f]*$/;
 
 /** The state after hashing the UTF-8 bytes of `prefix`, to be continued by `murmurhash3From`. */
 export function murmurStateOf(prefix: string, seed = 0): MurmurState {
-  const bytes = utf8.encode(prefix);
+  // ASCII (every flag name Helios accepts) is read from its code units: TextEncoder's encode
+  // took ~0.85 us of a flag's compile, on every change of the flag. Other text is encoded.
+  const bytes = ASCII.test(prefix) ? null : utf8.encode(prefix);
+  const length = bytes === null ? prefix.length : bytes.length;
   let h1 = seed | 0;
   let k = 0;
   let kBytes = 0;
-  for (const byte of bytes) {
-    k |= byte << (kBytes << 3);
+  for (let i = 0; i < length; i++) {
+    k |= (bytes === null ? prefix.charCodeAt(i) : bytes[i]!) << (kBytes << 3);
     if (++kBytes === 4) {
       h1 = mixBlock(h1, k);
       k = 0;
       kBytes = 0;
     }
   }
-  return Object.freeze({ h1, k, kBytes, length: bytes.length });
+  return Object.freeze({ h1, k, kBytes, length });
 }
 
 /**

@@ -118,6 +118,20 @@ describe('murmurhash3 (x86, 32-bit, UTF-8)', () => {
     }
   });
 
+  it('continues an ASCII prefix (read from its code units) exactly as the concatenated bytes', () => {
+    const rand = prng(7);
+    for (let i = 0; i < 3000; i++) {
+      let prefix = '';
+      for (let n = Math.floor(rand() * 24); n > 0; n--) prefix += String.fromCharCode(Math.floor(rand() * 0x80));
+      const suffix = randomString(rand, 12);
+      const seed = i % 2 === 0 ? 0 : 0x9747b28c;
+      const state = murmurStateOf(prefix, seed);
+      expect(state.length).toBe(prefix.length);
+      expect(murmurhash3From(state, suffix)).toBe(referenceMurmur(new Uint8Array([...utf8(prefix), ...utf8(suffix)]), seed));
+    }
+    expect(murmurhash3From(murmurStateOf('neural_network_v2:'), 'user-42')).toBe(murmurhash3('neural_network_v2:user-42'));
+  });
+
   it('continues a prefix state exactly as hashing the concatenated bytes', () => {
     const rand = prng(99);
     for (let i = 0; i < 3000; i++) {
