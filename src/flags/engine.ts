@@ -331,7 +331,9 @@ function constantResult(
   return Object.freeze({ flag, enabled, reason, strategy, percentage: null, bucket: null });
 }
 
+/** `def` itself when it is frozen all the way down (a stored flag is), else a frozen copy. */
 function snapshot(def: FlagDefinition): FlagDefinition {
+  if (isFrozenDeep(def)) return def;
   const whitelist = def.whitelist.map((e) => {
     const values = [...e.values];
     Object.freeze(values);
@@ -340,6 +342,15 @@ function snapshot(def: FlagDefinition): FlagDefinition {
   Object.freeze(whitelist);
   const gradual = def.gradual ? Object.freeze({ ...def.gradual }) : null;
   return Object.freeze({ ...def, whitelist, gradual });
+}
+
+function isFrozenDeep(def: FlagDefinition): boolean {
+  return (
+    Object.isFrozen(def) &&
+    Object.isFrozen(def.whitelist) &&
+    def.whitelist.every((e) => Object.isFrozen(e) && Object.isFrozen(e.values)) &&
+    (def.gradual === null || Object.isFrozen(def.gradual))
+  );
 }
 
 /** Answers the same frozen result every time: disabled flags and ALL_ON / ALL_OFF. */

@@ -276,6 +276,19 @@ describe('reasons', () => {
     expect(c.definition.whitelist[0]!.values).toEqual(['alice']);
     expect(Object.isFrozen(c.definition)).toBe(true);
   });
+
+  it('keeps a definition frozen all the way down as it is, and copies one frozen only on top', () => {
+    const values = Object.freeze(['alice']);
+    const whitelist = Object.freeze([Object.freeze({ attribute: 'userId', values })]);
+    const frozen = Object.freeze(flag({ strategy: 'WHITELIST', whitelist: whitelist as never }));
+    expect(compileFlag(frozen).definition).toBe(frozen);
+    const shallow = Object.freeze(flag({ strategy: 'WHITELIST', whitelist: [{ attribute: 'userId', values: ['alice'] }] }));
+    const c = compileFlag(shallow);
+    expect(c.definition).not.toBe(shallow);
+    shallow.whitelist[0]!.values.push('bob');
+    expect(c.evaluate({ userId: 'bob' }, T0).enabled).toBe(false);
+    expect(Object.isFrozen(c.definition.whitelist[0]!.values)).toBe(true);
+  });
 });
 
 describe('gradual rollout', () => {
