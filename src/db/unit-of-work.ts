@@ -168,7 +168,8 @@ export class UnitOfWork {
   }
 
   /** Runs `fn` in a transaction, or in a savepoint of the one already open; see the file comment. */
-  async run<T>(fn: () => Promise<T> | T): Promise<T> {
+  run<T>(fn: () => Promise<T> | T): Promise<T> {
+    // Not `async`: the promise of the path taken is the unit's (an async wrapper adds one more).
     const parent = this.storage.getStore();
     if (parent && !parent.done) return this.nested(parent, fn);
     return this.sqlite ? this.runOnSqlite(this.sqlite, fn) : this.runOnKysely(fn);
