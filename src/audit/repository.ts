@@ -72,8 +72,17 @@ export class AuditRepository {
    * serialising the same state again (the flag store, src/flags/repository.ts).
    */
   async recordJson(entry: Omit<NewAuditEntry, 'before' | 'after'>, beforeJson: string | null, afterJson: string | null): Promise<void> {
+    await this.uow.write(INSERT_ENTRY, this.entryValues(entry, beforeJson, afterJson));
+  }
+
+  /** `recordJson` inside a synchronous unit on SQLite (`uow.runSync`). */
+  recordJsonSync(entry: Omit<NewAuditEntry, 'before' | 'after'>, beforeJson: string | null, afterJson: string | null): void {
+    this.uow.writeSync(INSERT_ENTRY, this.entryValues(entry, beforeJson, afterJson));
+  }
+
+  private entryValues(entry: Omit<NewAuditEntry, 'before' | 'after'>, beforeJson: string | null, afterJson: string | null): unknown[] {
     if (!this.uow.active) throw new Error(`audit entry "${entry.action}" written outside the change's unit of work`);
-    await this.uow.write(INSERT_ENTRY, [entry.at, entry.actor, entry.action, entry.targetType, entry.target, beforeJson, afterJson]);
+    return [entry.at, entry.actor, entry.action, entry.targetType, entry.target, beforeJson, afterJson];
   }
 
   /**

@@ -272,7 +272,23 @@ export class FlagRepository {
       const locked = await this.uow.query(LOCK_FLAG, [name]);
       if (locked.length === 0) return null;
     }
-    const read = assemble(await this.uow.query<WithWhitelistRow>(SELECT_FLAG, [name]))[0] ?? null;
+    return this.rememberRead(name, known, await this.uow.query<WithWhitelistRow>(SELECT_FLAG, [name]));
+  }
+
+  /**
+   * `get(name, { lock: true })` inside a synchronous unit on SQLite (`uow.runSync`): the flag as
+   * the unit sees it, from the known-state map or read at once.
+   */
+  getSync(name: string): FlagDefinition | null {
+    const known = this.knownNow();
+    const hit = known?.get(name);
+    if (hit !== undefined) return hit;
+    return this.rememberRead(name, known, this.uow.querySync<WithWhitelistRow>(SELECT_FLAG, [name]));
+  }
+
+  /** The flag of SELECT_FLAG's rows, frozen and kept in the known-state map when there is one. */
+  private rememberRead(name: string, known: Map<string, FlagDefinition> | null, rows: readonly WithWhitelistRow[]): FlagDefinition | null {
+    const read = assemble(rows)[0] ?? null;
     if (read === null || known === null) return read;
     const frozen = deepFreeze(read);
     known.set(name, frozen);
@@ -324,15 +340,34 @@ export class FlagRepository {
     } else {
       changed = await this.uow.write(UPSERT_FLAG, flagValues(def));
     }
-    if (changed !== 1) {
-      this.known?.delete(def.name);
-      throw new Error(`feature flag row "${def.name}" to update is missing`);
-    }
+    this.checkWritten(def.name, changed);
     if (!(stored && stored.name === def.name && sameWhitelist(stored.whitelist, def.whitelist))) {
       await this.uow.db.deleteFrom('flag_whitelist').where('flag', '=', def.name).execute();
       await this.insertWhitelist(def);
     }
     this.remember(def.name, def);
+  }
+
+  /**
+   * `save(def, stored)` inside a synchronous unit on SQLite (`uow.runSync`) for a change that
+   * keeps the whitelist (a percentage, a switch, a strategy, a schedule): updates the row and
+   * answers true. Answers false and writes nothing when the whitelist differs (or the names do),
+   * whose rows `save` rewrites.
+   */
+  updateSync(def: FlagDefinition, stored: FlagDefinition): boolean {
+    if (stored.name !== def.name || !sameWhitelist(stored.whitelist, def.whitelist)) return false;
+    this.forgetOnRollback(def.name);
+    const update = updateOf(def, stored);
+    this.checkWritten(def.name, update ? this.uow.writeSync(update.update, update.values) : this.uow.querySync(FLAG_EXISTS, [def.name]).length);
+    this.remember(def.name, def);
+    return true;
+  }
+
+  /** After the write of a flag's row: exactly one row, or the row is missing (and read again). */
+  private checkWritten(name: string, changed: number): void {
+    if (changed === 1) return;
+    this.known?.delete(name);
+    throw new Error(`feature flag row "${name}" to update is missing`);
   }
 
   /**

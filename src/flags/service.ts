@@ -88,6 +88,8 @@ interface FlagServiceDeps {
 export const FLAG_EVENT_TOPIC = 'flag';
 
 const SEEDED_KEY = 'flags_seeded_at';
+/** Thrown inside `changeInPlace`'s unit to roll it back: the change is for the asynchronous path. */
+const NOT_IN_PLACE: unique symbol = Symbol('not in place');
 /** setTimeout's ceiling; longer waits are re-armed when they fire. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -428,6 +430,10 @@ export class FlagService {
     apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
   ): Promise<FlagDefinition | null> {
     const now = this.deps.clock.now();
+    if (this.uow.canRunSync) {
+      const changed = this.changeInPlace(actor, action, name, apply, now);
+      if (changed !== NOT_IN_PLACE) return changed;
+    }
     const event = await retryIfCreatedMeanwhile(() => this.uow.run(async (): Promise<FlagChangeEvent | null> => {
       const current = await this.repo.get(name, { lock: true });
       const proposed = apply(current, now);
@@ -447,6 +453,39 @@ export class FlagService {
       return this.committed({ name, kind: current ? 'UPDATED' : 'CREATED', action, actor, at: now, flag: next, previous: current });
     }));
     return event ? event.flag : await this.repo.get(name);
+  }
+
+  /**
+   * `change` in one synchronous unit on SQLite (`uow.runSync`: no asynchronous context, no
+   * promise) for the changes that update a stored flag and keep its whitelist: a percentage, a
+   * switch, a strategy, a schedule. The others (a flag created or deleted, a whitelist edited)
+   * answer NOT_IN_PLACE, the unit rolled back with nothing written, and `change` makes them.
+   * The same reads, writes, audit row and after-commit publish as the asynchronous path.
+   */
+  private changeInPlace(
+    actor: string,
+    action: string,
+    name: string,
+    apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
+    now: number,
+  ): FlagDefinition | typeof NOT_IN_PLACE {
+    try {
+      return this.uow.runSync(() => {
+        const current = this.repo.getSync(name);
+        if (current === null) throw NOT_IN_PLACE;
+        const proposed = apply(current, now);
+        if (proposed === null) throw NOT_IN_PLACE;
+        if (sameFlag(current, proposed)) return current;
+        const next = this.repo.stored({ ...proposed, updatedAt: now });
+        if (!this.repo.updateSync(next, current)) throw NOT_IN_PLACE;
+        this.deps.audit.recordJsonSync({ at: now, actor, action, targetType: 'FEATURE_FLAG', target: name }, flagJson(current), flagJson(next));
+        this.committed({ name, kind: 'UPDATED', action, actor, at: now, flag: next, previous: current });
+        return next;
+      });
+    } catch (error) {
+      if (error === NOT_IN_PLACE) return NOT_IN_PLACE;
+      throw error;
+    }
   }
 
   /** Queues the event's memory update and publish for after the outermost commit. */

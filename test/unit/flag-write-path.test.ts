@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from '../../src/db/kysely.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditRepository } from '../../src/audit/repository.js';
 import { ManualClock } from '../../src/clock.js';
 import { EventBus } from '../../src/events.js';
@@ -158,6 +158,64 @@ describe.each(bothDialects('flagwrite', 4))('the flag write path on %s', (_diale
     // The same statements work again once the table is back.
     await t.flags.setPercentage('bob', 'neural_network_v2', 42);
     expect((await t.flagRow('neural_network_v2'))!.percentage).toBe(42);
+  });
+
+  it.skipIf(!available)('changes that keep the whitelist run as one synchronous unit on SQLite; creating, deleting and whitelist edits as units that wait', async () => {
+    const t = await setup();
+    const run = vi.spyOn(t.uow, 'run');
+    await t.flags.setPercentage('bob', 'neural_network_v2', 12);
+    await t.flags.disable('bob', 'neural_network_v2');
+    await t.flags.enable('bob', 'neural_network_v2');
+    const inPlace = run.mock.calls.length;
+    await t.flags.addToWhitelist('bob', 'neural_network_v2', 'userId', 'alice');
+    await t.flags.setPercentage('bob', 'brand_new_flag', 5);
+    await t.flags.delete('bob', 'brand_new_flag');
+    expect(inPlace).toBe(_dialect === 'SQLite' ? 0 : 3);
+    expect(run.mock.calls.length - inPlace).toBe(3);
+    const audits = (await t.auditRows('neural_network_v2')).slice(-4);
+    expect(audits.map((a) => a.action)).toEqual(['setFlagPercentage', 'disableFeatureFlag', 'enableFeatureFlag', 'addToWhitelist']);
+    expect(audits.slice(1).map((a) => a.before_json)).toEqual(audits.slice(0, -1).map((a) => a.after_json));
+    expect(JSON.parse(audits[3]!.after_json!)).toMatchObject({ enabled: true, percentage: 12, whitelist: [{ attribute: 'userId', values: ['alice'] }] });
+    expect(t.flags.get('neural_network_v2')).toEqual(await t.repo.get('neural_network_v2'));
+    expect(t.flags.get('brand_new_flag')).toBeNull();
+    expect(t.events.map((e) => `${e.name}:${e.kind}`)).toEqual([
+      'neural_network_v2:UPDATED', 'neural_network_v2:UPDATED', 'neural_network_v2:UPDATED', 'neural_network_v2:UPDATED',
+      'brand_new_flag:CREATED', 'brand_new_flag:DELETED',
+    ]);
+  });
+
+  it.skipIf(!available)('a change while another unit holds the flag waits for that unit and starts from what it committed', async () => {
+    const t = await setup();
+    const start = t.flags.get('neural_network_v2')!.percentage;
+    let reached!: () => void;
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const first = t.uow.run(async () => {
+      await t.flags.setPercentage('alice', 'neural_network_v2', 30);
+      reached();
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+    });
+    await holding;
+    let secondDone = false;
+    const second = t.flags.setPercentage('bob', 'neural_network_v2', 31).then(() => {
+      secondDone = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // (Nothing reads the database here: on SQLite a read outside the unit waits for it too.)
+    expect(secondDone).toBe(false);
+    expect(t.flags.get('neural_network_v2')!.percentage).toBe(start);
+    release();
+    await Promise.all([first, second]);
+    const audits = (await t.auditRows('neural_network_v2')).slice(-2);
+    expect(audits.map((a) => [a.actor, JSON.parse(a.before_json!).percentage, JSON.parse(a.after_json!).percentage])).toEqual([
+      ['alice', start, 30],
+      ['bob', 30, 31],
+    ]);
+    expect(t.flags.get('neural_network_v2')!.percentage).toBe(31);
   });
 
   it.skipIf(!available)('a read outside the unit never sees the unit\'s uncommitted write', async () => {

@@ -10,6 +10,7 @@ import { sql } from '../../src/db/kysely.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresDatabase, openSqliteDatabase, type Database } from '../../src/db/database.js';
 import type { Schema } from '../../src/db/schema.js';
+import { statement } from '../../src/db/statement.js';
 import { UnitOfWork, UnitOfWorkError } from '../../src/db/unit-of-work.js';
 import { createTestPostgres, postgresAvailable, type TestPostgres } from '../support/postgres.js';
 
@@ -209,6 +210,12 @@ function suite(name: string, open: () => Promise<Database>, enabled = true): voi
       expect(log).toEqual(['an after-commit callback failed: boom']);
     });
 
+    it('offers runSync on SQLite only: elsewhere canRunSync is false and runSync refuses', async () => {
+      const { uow } = await fresh();
+      expect(uow.canRunSync).toBe(database.dialect === 'sqlite');
+      if (database.dialect !== 'sqlite') expect(() => uow.runSync(() => 1)).toThrow(UnitOfWorkError);
+    });
+
     it('concurrent units do not lose updates (read-modify-write inside each unit)', async () => {
       const { uow } = await fresh();
       await database.kysely.insertInto('meta').values({ key: 'n', value: '0' }).execute();
@@ -273,6 +280,159 @@ describe('UnitOfWork on SQLite with a second process on the same file', () => {
       await ours.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('UnitOfWork.runSync on SQLite', () => {
+  const INSERT = statement('insert into "meta" ("key", "value") values (?, ?)');
+  const VALUES = statement('select "value" from "meta" order by "key"');
+  let database: Database;
+  let n = 0;
+  beforeAll(async () => {
+    database = openSqliteDatabase(':memory:');
+  });
+  afterAll(async () => {
+    await database.close();
+  });
+  const fresh = async () => {
+    await sql`DROP TABLE IF EXISTS meta`.execute(database.kysely);
+    await TABLE.execute(database.kysely);
+    const h = harness(database);
+    // One key sequence for both kinds of insert, so rows() answers them in the order written.
+    const key = () => String(n++).padStart(4, '0');
+    const insert = async (v: string) => {
+      await h.uow.db.insertInto('meta').values({ key: key(), value: v }).execute();
+    };
+    const insertSync = (v: string) => h.uow.writeSync(INSERT, [key(), v]);
+    return { ...h, insert, insertSync };
+  };
+
+  it('commits a synchronous unit, then runs its after-commit callbacks in order, and answers what fn answered', async () => {
+    const { uow, insertSync, rows } = await fresh();
+    const seen: string[] = [];
+    const answer = uow.runSync(() => {
+      expect(uow.active).toBe(true);
+      insertSync('a');
+      uow.afterCommit(() => seen.push(`one:${database.sqlite!.inTransaction}`));
+      uow.afterCommit(() => seen.push('two'));
+      expect(seen).toEqual([]);
+      return uow.querySync<{ value: string }>(VALUES, []).map((r) => r.value);
+    });
+    expect(answer).toEqual(['a']);
+    expect(seen).toEqual(['one:false', 'two']);
+    expect(uow.active).toBe(false);
+    expect(await rows()).toEqual(['a']);
+  });
+
+  it('rolls back on a throw: writes undone, after-commit callbacks dropped, rollback callbacks newest first', async () => {
+    const { uow, insertSync, rows } = await fresh();
+    const seen: string[] = [];
+    expect(() =>
+      uow.runSync(() => {
+        insertSync('a');
+        uow.afterCommit(() => seen.push('commit'));
+        uow.onRollback(() => seen.push('undo-1'));
+        uow.onRollback(() => seen.push('undo-2'));
+        boom();
+      }),
+    ).toThrow('boom');
+    expect(seen).toEqual(['undo-2', 'undo-1']);
+    expect(database.sqlite!.inTransaction).toBe(false);
+    expect(await rows()).toEqual([]);
+  });
+
+  it('nests as a savepoint: an inner failure the caller catches takes only the inner writes and callbacks', async () => {
+    const { uow, insertSync, rows } = await fresh();
+    const seen: string[] = [];
+    uow.runSync(() => {
+      insertSync('outer');
+      uow.afterCommit(() => seen.push('outer'));
+      expect(() =>
+        uow.runSync(() => {
+          insertSync('inner');
+          uow.afterCommit(() => seen.push('inner'));
+          uow.onRollback(() => seen.push('undo-inner'));
+          boom();
+        }),
+      ).toThrow('boom');
+      uow.runSync(() => {
+        insertSync('kept');
+        uow.afterCommit(() => seen.push('kept'));
+      });
+      expect(seen).toEqual(['undo-inner']);
+    });
+    expect(await rows()).toEqual(['outer', 'kept']);
+    expect(seen).toEqual(['undo-inner', 'outer', 'kept']);
+  });
+
+  it('inside an asynchronous unit it joins that unit: its callbacks wait for the outer commit, its writes roll back with it', async () => {
+    const { uow, insert, insertSync, rows } = await fresh();
+    const seen: string[] = [];
+    await uow.run(async () => {
+      await insert('outer');
+      expect(uow.canRunSync).toBe(true);
+      uow.runSync(() => {
+        insertSync('inner');
+        uow.afterCommit(() => seen.push('inner'));
+      });
+      expect(seen).toEqual([]);
+      await insert('after');
+    });
+    expect(seen).toEqual(['inner']);
+    expect(await rows()).toEqual(['outer', 'inner', 'after']);
+
+    await expect(
+      uow.run(async () => {
+        uow.runSync(() => {
+          insertSync('gone');
+          uow.afterCommit(() => seen.push('gone'));
+        });
+        await Promise.resolve();
+        boom();
+      }),
+    ).rejects.toThrow('boom');
+    expect(seen).toEqual(['inner']);
+    expect(await rows()).toEqual(['outer', 'inner', 'after']);
+  });
+
+  it('cannot run while another unit holds the connection, and refuses to then; run waits for its turn instead', async () => {
+    const { uow, insert, insertSync, rows } = await fresh();
+    let release!: () => void;
+    const holding = uow.run(async () => {
+      await insert('first');
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(uow.canRunSync).toBe(false);
+    expect(() => uow.runSync(() => insertSync('x'))).toThrow(UnitOfWorkError);
+    const waiting = uow.run(() => {
+      insertSync('second');
+    });
+    release();
+    await Promise.all([holding, waiting]);
+    expect(uow.canRunSync).toBe(true);
+    expect(await rows()).toEqual(['first', 'second']);
+  });
+
+  it('refuses what would wait: run, beforeCommit, and a function that returns a promise (rolled back)', async () => {
+    const { uow, insertSync, rows } = await fresh();
+    let nested: Promise<unknown> | null = null;
+    uow.runSync(() => {
+      nested = uow.run(async () => undefined);
+      expect(() => uow.beforeCommit(async () => undefined)).toThrow(UnitOfWorkError);
+    });
+    await expect(nested).rejects.toThrow(UnitOfWorkError);
+    expect(() =>
+      uow.runSync(() => {
+        insertSync('a');
+        return Promise.resolve(1);
+      }),
+    ).toThrow(/returned a promise/);
+    expect(await rows()).toEqual([]);
+    expect(() => uow.writeSync(INSERT, ['k', 'v'])).toThrow(UnitOfWorkError);
+    expect(() => uow.querySync(VALUES, [])).toThrow(UnitOfWorkError);
   });
 });
 
