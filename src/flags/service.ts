@@ -109,8 +109,12 @@ export class FlagService {
   /** Handles given out by `decider()`, kept pointing at each flag's current compiled form. */
   private readonly deciders = new Map<string, FlagDecider>();
   private gradualTimer: TimerHandle | null = null;
-  /** Effective percentage last published per GRADUAL flag, to publish each step once. */
-  private publishedGradual = new Map<string, number | null>();
+  /**
+   * Effective percentage last published per running GRADUAL flag (enabled, with a schedule), to
+   * publish each step once; only those flags, so a change's timer work does not grow with the
+   * number of flags.
+   */
+  private readonly publishedGradual = new Map<string, number>();
   /** Per flag, the cluster revision of the definition in memory (PostgreSQL). */
   private readonly appliedRevision = new Map<string, number>();
   private readonly domainListeners = new Set<(event: FlagChangeEvent) => void>();
@@ -154,7 +158,7 @@ export class FlagService {
       }
     }
     for (const def of await this.repo.all()) this.compiled.set(def.name, this.compile(def));
-    for (const c of this.compiled.values()) this.publishedGradual.set(c.definition.name, this.gradualPercentage(c.definition));
+    for (const c of this.compiled.values()) this.trackGradual(c.definition);
     this.scheduleGradual();
     return { imported };
   }
@@ -522,7 +526,7 @@ export class FlagService {
       const compiled = this.compile(event.flag);
       this.compiled.set(event.name, compiled);
       this.deciders.get(event.name)?.follow(compiled);
-      this.publishedGradual.set(event.name, this.gradualPercentage(event.flag));
+      this.trackGradual(event.flag);
     } else {
       this.compiled.delete(event.name);
       this.deciders.get(event.name)?.follow(undefined);
@@ -539,13 +543,29 @@ export class FlagService {
     return def.strategy === 'GRADUAL' && def.enabled ? effectivePercentage(def, this.deps.clock.now()) : null;
   }
 
+  /** Keeps `publishedGradual` to the running GRADUAL flags, with `def`'s percentage now. */
+  private trackGradual(def: FlagDefinition): void {
+    const percentage = this.gradualPercentage(def);
+    if (percentage === null || !def.gradual) this.publishedGradual.delete(def.name);
+    else this.publishedGradual.set(def.name, percentage);
+  }
+
+  /** The definitions of the running GRADUAL flags. */
+  private *runningGradual(): IterableIterator<FlagDefinition> {
+    for (const name of this.publishedGradual.keys()) {
+      const def = this.compiled.get(name)?.definition;
+      if (def) yield def;
+    }
+  }
+
   /** Arms one timer for the next step of any running gradual rollout. */
   private scheduleGradual(): void {
     this.gradualTimer?.cancel();
     this.gradualTimer = null;
+    if (this.publishedGradual.size === 0) return;
     const now = this.deps.clock.now();
     let next: number | null = null;
-    for (const { definition: def } of this.compiled.values()) {
+    for (const def of this.runningGradual()) {
       if (def.strategy !== 'GRADUAL' || !def.enabled || !def.gradual) continue;
       const at = nextGradualChangeAt(def.gradual, now);
       if (at !== null && (next === null || at < next)) next = at;
@@ -567,7 +587,7 @@ export class FlagService {
 
   private publishGradualSteps(): void {
     const now = this.deps.clock.now();
-    for (const { definition: def } of this.compiled.values()) {
+    for (const def of [...this.runningGradual()]) {
       const current = this.gradualPercentage(def);
       if (current === null || current === this.publishedGradual.get(def.name)) continue;
       this.publishedGradual.set(def.name, current);

@@ -287,6 +287,31 @@ describe('featureFlagChanged', () => {
     expect(evaluation.evaluateFlag).toMatchObject({ percentage: 12, reason: 'SPLIT' });
     expect(feed.events).toHaveLength(3);
   });
+  it('stops publishing steps once the flag leaves GRADUAL, and steps only the flags that are running', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const h = await start({ clock });
+    const client = h.wsClient();
+    const feed = subscribe(client, FeatureFlagChangedDocument, {});
+    await untilListening(h, 'featureFlagChanged');
+    const startAt = new Date(clock.now()).toISOString();
+    for (const name of ['websocket_v2', 'neural_network_v2']) {
+      await h.query(ConfigureGradualRolloutDocument, { name, startPercentage: 10, targetPercentage: 12, startAt, durationSeconds: 200 });
+    }
+    await h.query(SetFlagPercentageDocument, { name: 'neural_network_v2', percentage: 40 });
+    clock.advance(100_000);
+    clock.advance(100_000);
+    await h.query(CreateFeatureFlagDocument, { name: 'marker' });
+    const seen: string[] = [];
+    for (;;) {
+      const event = (await feed.next()).featureFlagChanged;
+      seen.push(`${event.name}:${event.action}${event.kind === 'PERCENTAGE_ADVANCED' ? `:${event.flag!.effectivePercentage}` : ''}`);
+      if (event.name === 'marker') break;
+    }
+    expect(seen).toEqual([
+      'websocket_v2:configureGradualRollout', 'neural_network_v2:configureGradualRollout', 'neural_network_v2:setFlagPercentage',
+      'websocket_v2:gradualRollout:11', 'websocket_v2:gradualRollout:12', 'marker:createFeatureFlag',
+    ]);
+  });
 });
 
 describe('persistence', () => {
