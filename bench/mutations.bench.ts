@@ -1,9 +1,11 @@
 /**
  * Persisted mutations: `setFlagPercentage` through the flag service, in process, on a real
  * database with the settings Helios ships (WAL, synchronous=NORMAL, foreign keys; see
- * src/db/connection.ts): each call is its own transaction that reads the flag, upserts it,
- * rewrites its whitelist, writes an audit row with the state before and after, recompiles the
- * flag and publishes the change. Every call sets a different percentage, so none is a no-op.
+ * src/db/connection.ts): each call is its own transaction (BEGIN IMMEDIATE; on SQLite one
+ * synchronous unit, `uow.runSync`) that reads the flag (from the store's map of known rows after
+ * `PRAGMA data_version`), updates the columns that changed, writes an audit row with the whole
+ * state before and after, recompiles the flag and publishes the change after the commit. Every
+ * call sets a different percentage, so none is a no-op.
  *
  * Baselines in the same run, same pragmas, a separate file in the same folder:
  * - the same number of raw better-sqlite3 upserts into a table shaped like feature_flags, one
