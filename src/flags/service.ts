@@ -427,7 +427,7 @@ export class FlagService {
    * again on the flag that unit created: `create` then fails with FLAG_ALREADY_EXISTS, as it
    * would have had the two run one after the other.
    */
-  private async change(
+  private change(
     actor: string,
     action: string,
     name: string,
@@ -435,9 +435,24 @@ export class FlagService {
   ): Promise<FlagDefinition | null> {
     const now = this.deps.clock.now();
     if (this.uow.canRunSync) {
-      const changed = this.changeInPlace(actor, action, name, apply, now);
-      if (changed !== NOT_IN_PLACE) return changed;
+      try {
+        const changed = this.changeInPlace(actor, action, name, apply, now);
+        if (changed !== NOT_IN_PLACE) return Promise.resolve(changed);
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
+    return this.changeInUnit(actor, action, name, apply, now);
+  }
+
+  /** `change` in a unit of work that may wait (see `changeInPlace` for the one that does not). */
+  private async changeInUnit(
+    actor: string,
+    action: string,
+    name: string,
+    apply: (current: FlagDefinition | null, now: number) => FlagDefinition | null,
+    now: number,
+  ): Promise<FlagDefinition | null> {
     const event = await retryIfCreatedMeanwhile(() => this.uow.run(async (): Promise<FlagChangeEvent | null> => {
       const current = await this.repo.get(name, { lock: true });
       const proposed = apply(current, now);
