@@ -88,6 +88,18 @@ const frameOf = (db: Kysely<Schema>, trx: Frame['trx'], depth: number): Frame =>
   db, trx, afterCommit: [], onRollback: [], beforeCommit: [], depth, done: false, savepoints: 0,
 });
 
+/** The next savepoint's name under `parent` (numbered per depth, so nested ones never collide). */
+function savepointName(parent: Frame): string {
+  return `helios_sp_${parent.depth + 1}_${parent.savepoints++}`;
+}
+
+/** A savepoint that succeeded: its callbacks join the enclosing unit's and wait for its commit. */
+function joinParent(parent: Frame, frame: Frame): void {
+  parent.afterCommit.push(...frame.afterCommit);
+  parent.onRollback.push(...frame.onRollback);
+  parent.beforeCommit.push(...frame.beforeCommit);
+}
+
 export class UnitOfWork {
   private readonly storage = new AsyncLocalStorage<Frame>();
   /** Outermost units between their first statement and done (see `body`). */
@@ -233,7 +245,7 @@ export class UnitOfWork {
   }
 
   private nestedSync<T>(parent: Frame, fn: () => T): T {
-    const name = `helios_sp_${parent.depth + 1}_${parent.savepoints++}`;
+    const name = savepointName(parent);
     this.savepointOnSqlite('savepoint', name);
     const frame = frameOf(parent.db, null, parent.depth + 1);
     let result: T;
@@ -245,8 +257,7 @@ export class UnitOfWork {
       this.rolledBack(frame);
       throw error;
     }
-    parent.afterCommit.push(...frame.afterCommit);
-    parent.onRollback.push(...frame.onRollback);
+    joinParent(parent, frame);
     return result;
   }
 
@@ -367,7 +378,7 @@ export class UnitOfWork {
   }
 
   private async nested<T>(parent: Frame, fn: () => Promise<T> | T): Promise<T> {
-    const name = `helios_sp_${parent.depth + 1}_${parent.savepoints++}`;
+    const name = savepointName(parent);
     await this.savepoint(parent, 'savepoint', name);
     const frame = frameOf(parent.db, parent.trx, parent.depth + 1);
     let result: T;
@@ -386,9 +397,7 @@ export class UnitOfWork {
       this.rolledBack(frame);
       throw error;
     }
-    parent.afterCommit.push(...frame.afterCommit);
-    parent.onRollback.push(...frame.onRollback);
-    parent.beforeCommit.push(...frame.beforeCommit);
+    joinParent(parent, frame);
     return result;
   }
 
