@@ -581,7 +581,7 @@ export class FlagService {
     const now = this.deps.clock.now();
     let next: number | null = null;
     for (const def of this.runningGradual()) {
-      if (def.strategy !== 'GRADUAL' || !def.enabled || !def.gradual) continue;
+      if (!def.gradual) continue; // never: runningGradual yields only flags with a schedule (trackGradual)
       const at = nextGradualChangeAt(def.gradual, now);
       if (at !== null && (next === null || at < next)) next = at;
     }
