@@ -18,8 +18,9 @@
  * its errors.
  *
  * Delivery (`options.delivery`). Serialising the shared result is shared too: the delivery's
- * `payloadOf` turns a result into the JSON of a `next` message's payload once per key and event,
- * and each subscriber only splices that into its own frame and writes it (`write`). The iterator
+ * `payloadOf` turns a result into a `next` message's serialised payload once per key and event
+ * (the WebSocket transport: the UTF-8 bytes of its JSON and the message's closing brace), and
+ * each subscriber only writes that after its own frame's start (`write`). The iterator
  * handed to the protocol server (src/transport/graphql-transport-ws.ts) then yields nothing:
  * it settles when the subscription ends (done) or fails (the masked error), so the server still
  * sends `complete` or `error` itself, after every `next` this subscriber wrote. Per subscriber
@@ -34,17 +35,19 @@ import { createSourceEventStream, execute, GraphQLError, type DocumentNode, type
 import { Feed, type FeedReader } from '../events.js';
 
 /** How a directly delivered subscriber's `next` frames are made and written (see the module comment). */
-export interface SubscriptionDelivery {
+export interface SubscriptionDelivery<P = string> {
   /**
-   * The JSON of a `next` message's payload for `result`. Called once per key and event, so it
-   * must depend on the result alone (all subscribers of a key share what it returns).
+   * A `next` message's payload for `result`, serialised (its JSON, or the bytes a transport
+   * writes). Called once per key, event and `payloadOf` function, so it must depend on the
+   * result alone: every subscriber of the key whose delivery has the same `payloadOf` (the same
+   * class) shares what it returns.
    */
-  payloadOf(result: ExecutionResult): string;
+  payloadOf(result: ExecutionResult): P;
   /** Writes this subscriber's frame around `payload`; `written` runs once it has been handed on, or failed. */
-  write(payload: string, written: (error?: Error) => void): void;
+  write(payload: P, written: (error?: Error | null) => void): void;
 }
 
-export interface SharedSubscriptionOptions {
+export interface SharedSubscriptionOptions<P = string> {
   /** The standard path (envelop's subscribe), for streams that fail to start. */
   subscribe: (args: ExecutionArgs) => unknown;
   /** The server's error masking, applied to each shared result's errors. */
@@ -52,15 +55,16 @@ export interface SharedSubscriptionOptions {
   /** What besides the operation decides a result, e.g. the caller's role. */
   sharingKey: string;
   /** Where this subscriber's `next` frames are made and written (one `payloadOf` per key, shared by all). */
-  delivery: SubscriptionDelivery;
+  delivery: SubscriptionDelivery<P>;
 }
 
 type Shared<T> = T | Promise<T>;
 
-/** One key's share of one event: its result and, once a subscriber asked, its payload JSON. */
+/** One key's share of one event: its result and, once a subscriber asked, its payload and who made it. */
 interface SharedEvent {
   result: Shared<ExecutionResult>;
-  payload?: Shared<string>;
+  payload?: Shared<unknown>;
+  payloadOf?: (result: ExecutionResult) => unknown;
 }
 
 const documentIds = new WeakMap<DocumentNode, number>();
@@ -108,13 +112,13 @@ function streamError(error: unknown, maskError: (error: GraphQLError) => GraphQL
 }
 
 /** What every subscriber of one `subscribeShared` call needs to share the execution of an event. */
-class SharedOperation {
+class SharedOperation<P> {
   private readonly args: ExecutionArgs;
 
   constructor(
     args: ExecutionArgs,
     private readonly key: string,
-    readonly options: SharedSubscriptionOptions,
+    readonly options: SharedSubscriptionOptions<P>,
   ) {
     // Without the root value (each event is one), which holds the operation's envelop functions.
     const { rootValue: _rootValue, ...executable } = args;
@@ -136,19 +140,26 @@ class SharedOperation {
     return share;
   }
 
-  /** The event's payload JSON for `delivery` (made by the first subscriber of the key to ask). */
-  payload(event: unknown, delivery: SubscriptionDelivery): Shared<string> {
+  /**
+   * The event's payload for `delivery`: made by the first subscriber of the key to ask, and
+   * shared with those whose delivery has the same `payloadOf` (a delivery of another kind makes
+   * its own).
+   */
+  payload(event: unknown, delivery: SubscriptionDelivery<P>): Shared<P> {
     const share = this.shareOf(event);
-    if (share.payload === undefined) {
-      const { result } = share;
-      share.payload = isPromise(result) ? result.then((r) => delivery.payloadOf(r)) : delivery.payloadOf(result);
+    if (share.payloadOf === delivery.payloadOf) return share.payload as Shared<P>;
+    const { result } = share;
+    const payload = isPromise(result) ? result.then((r) => delivery.payloadOf(r)) : delivery.payloadOf(result);
+    if (share.payloadOf === undefined) {
+      share.payload = payload;
+      share.payloadOf = delivery.payloadOf;
     }
-    return share.payload;
+    return payload;
   }
 }
 
 /** graphql-ws's `subscribe`: the event stream of `args`, each event executed once per key and shared. */
-export async function subscribeShared(args: ExecutionArgs, options: SharedSubscriptionOptions): Promise<unknown> {
+export async function subscribeShared<P>(args: ExecutionArgs, options: SharedSubscriptionOptions<P>): Promise<unknown> {
   const source = await createSourceEventStream(args);
   if (!isAsyncIterator(source)) return options.subscribe(args);
   const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? null)}\u0000${options.sharingKey}`;
@@ -162,7 +173,7 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
  * starts it, so nothing is written before graphql-ws iterates (it may return it unread when the
  * client completed the id meanwhile).
  */
-class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedReader<unknown> {
+class DeliveredStream<P> implements AsyncIterableIterator<ExecutionResult>, FeedReader<unknown> {
   private started = false;
   private ended: (() => void) | null = null;
   /** A frame handed to `write` whose `written` has not run yet. */
@@ -172,12 +183,12 @@ class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedRea
   private failure: { error: unknown } | null = null;
   private settle: { resolve: (step: IteratorResult<ExecutionResult>) => void; reject: (error: unknown) => void } | null = null;
   private settled: Promise<IteratorResult<ExecutionResult>> | null = null;
-  private readonly written = (error?: Error) => this.onWritten(error);
+  private readonly written = (error?: Error | null) => this.onWritten(error);
 
   constructor(
     private readonly source: AsyncIterator<unknown>,
-    private readonly operation: SharedOperation,
-    private readonly delivery: SubscriptionDelivery,
+    private readonly operation: SharedOperation<P>,
+    private readonly delivery: SubscriptionDelivery<P>,
   ) {}
 
   next(): Promise<IteratorResult<ExecutionResult>> {
@@ -220,26 +231,26 @@ class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedRea
     // A bus feed hands its next event over without a promise (and its hooks) per subscriber and event.
     if (this.source instanceof Feed) return this.source.read(this);
     this.source.next().then(
-      (step) => this.onStep(step),
+      (step) => this.onStep(step.done === true, step.value),
       (error: unknown) => this.end(streamError(error, this.operation.options.maskError)),
     );
   }
 
   onValue(value: unknown): void {
-    this.onStep({ value, done: false });
+    this.onStep(false, value);
   }
 
   onEnd(error: unknown): void {
-    if (error === null) this.onStep({ value: undefined, done: true });
+    if (error === null) this.onStep(true, undefined);
     else this.end(streamError(error, this.operation.options.maskError));
   }
 
-  private onStep(step: IteratorResult<unknown>): void {
+  private onStep(done: boolean, value: unknown): void {
     if (this.over) return;
-    if (step.done) return this.end(null);
-    let payload: Shared<string>;
+    if (done) return this.end(null);
+    let payload: Shared<P>;
     try {
-      payload = this.operation.payload(step.value, this.delivery);
+      payload = this.operation.payload(value, this.delivery);
     } catch (error) {
       return this.end(error);
     }
@@ -247,7 +258,7 @@ class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedRea
     else this.send(payload);
   }
 
-  private send(payload: string): void {
+  private send(payload: P): void {
     if (this.over) return;
     this.writing = true;
     try {
@@ -259,7 +270,7 @@ class DeliveredStream implements AsyncIterableIterator<ExecutionResult>, FeedRea
     }
   }
 
-  private onWritten(error?: Error): void {
+  private onWritten(error?: Error | null): void {
     this.writing = false;
     if (error) {
       void this.source.return?.();

@@ -12,7 +12,7 @@ interface Tick { n: number }
  */
 class RecordingDelivery implements SubscriptionDelivery {
   readonly payloads: string[] = [];
-  readonly pending: Array<(error?: Error) => void> = [];
+  readonly pending: Array<(error?: Error | null) => void> = [];
   hold = false;
 
   constructor(private readonly counts: { payloadOf: number }) {}
@@ -22,7 +22,7 @@ class RecordingDelivery implements SubscriptionDelivery {
     return JSON.stringify(result);
   }
 
-  write(payload: string, written: (error?: Error) => void): void {
+  write(payload: string, written: (error?: Error | null) => void): void {
     this.payloads.push(payload);
     if (this.hold) this.pending.push(written);
     else written();
@@ -31,6 +31,13 @@ class RecordingDelivery implements SubscriptionDelivery {
   release(): void {
     this.hold = false;
     for (const written of this.pending.splice(0)) written();
+  }
+}
+
+/** Another kind of delivery: its payloads are made by another function, so they are its own. */
+class TaggedDelivery extends RecordingDelivery {
+  override payloadOf(result: ExecutionResult): string {
+    return `tagged:${super.payloadOf(result)}`;
   }
 }
 
@@ -54,8 +61,7 @@ function setup() {
   const args = (query: string): ExecutionArgs => ({ schema, document: parse(query) });
   const masked: string[] = [];
   const counts = { payloadOf: 0 };
-  const subscriber = async (operation: ExecutionArgs, sharingKey: string) => {
-    const delivery = new RecordingDelivery(counts);
+  const subscriber = async (operation: ExecutionArgs, sharingKey: string, delivery = new RecordingDelivery(counts)) => {
     const stream = (await subscribeShared(operation, {
       subscribe: () => { throw new Error('standard path not expected'); },
       maskError: (error: GraphQLError) => {
@@ -70,7 +76,7 @@ function setup() {
     over.catch(() => {});
     return { delivery, stream, over };
   };
-  return { bus, args, subscriber, masked, counts, executions: () => executions };
+  return { bus, args, subscriber, masked, counts, executions: () => executions, tagged: () => new TaggedDelivery(counts) };
 }
 
 describe('subscribeShared', () => {
@@ -89,6 +95,19 @@ describe('subscribeShared', () => {
     bus.publish('tick', { n: 8 });
     expect(b.delivery.payloads).toEqual(['{"data":{"tick":{"n":7}}}', '{"data":{"tick":{"n":8}}}']);
     expect(executions()).toBe(4);
+  });
+
+  it('shares a payload only between deliveries of the same kind, and the execution between all of them', async () => {
+    const { bus, args, subscriber, counts, executions, tagged } = setup();
+    const doc = args('subscription { tick { n } }');
+    const plain = [await subscriber(doc, 'VIEWER'), await subscriber(doc, 'VIEWER')];
+    const other = [await subscriber(doc, 'VIEWER', tagged()), await subscriber(doc, 'VIEWER', tagged())];
+    bus.publish('tick', { n: 3 });
+    for (const s of plain) expect(s.delivery.payloads).toEqual(['{"data":{"tick":{"n":3}}}']);
+    for (const s of other) expect(s.delivery.payloads).toEqual(['tagged:{"data":{"tick":{"n":3}}}']);
+    // One execution; the first kind's payload is shared, the other kind makes its own per subscriber.
+    expect(executions()).toBe(1);
+    expect(counts.payloadOf).toBe(3);
   });
 
   it('detaches from the source at once when a subscriber leaves, and settles its pending next() as done', async () => {
