@@ -8,7 +8,8 @@
  * (shared-subscriptions.ts), and the JSON of the `next` payload is made once with them
  * (`nextPayloadJson`); each socket's frame is that payload with its own id spliced in
  * (`nextFrame`), the bytes graphql-ws's `JSON.stringify({ id, type, payload })` writes (tested
- * against graphql-ws itself), written straight to the socket (`SocketDelivery`).
+ * against graphql-ws itself), written straight to the socket (`SocketDelivery`), the shared
+ * payload's bytes not copied per socket (ws-text-frame.ts).
  *
  * Frame size. ws checks a frame's declared length against its `maxPayload` when it has read the
  * frame *header*, before buffering the payload, and on excess closes with 1009 "Message Too Big"
@@ -55,6 +56,7 @@ import type { GraphQLContext } from '../graphql/context.js';
 import { subscribeShared, type SubscriptionDelivery } from '../graphql/shared-subscriptions.js';
 import { errorFields, type Logger } from '../logger.js';
 import type { Connection, serveGraphQLTransportWs } from './graphql-transport-ws.js';
+import { writeTextFrame } from './ws-text-frame.js';
 
 /** The frame (message) cap before `connection_init` is acknowledged. */
 export const PRE_ACK_MAX_FRAME_BYTES = 8 * 1024;
@@ -137,24 +139,39 @@ export function nextPayloadJson(result: ExecutionResult): string {
   return JSON.stringify({ ...resultWithoutErrors, ...(errors ? { errors: errors.map((e) => e.toJSON()) } : {}) });
 }
 
-export function nextFrame(id: string, payloadJson: string): string {
-  return `{"id":${JSON.stringify(id)},"type":"next","payload":${payloadJson}}`;
+/** What comes before the payload in the `next` message for `id`. */
+export function nextFramePrefix(id: string): string {
+  return `{"id":${JSON.stringify(id)},"type":"next","payload":`;
 }
 
-/** A subscriber's `next` frames written straight to its socket, as graphql-ws's `send` would (nothing once it is not open). */
-class SocketDelivery implements SubscriptionDelivery {
+export function nextFrame(id: string, payloadJson: string): string {
+  return `${nextFramePrefix(id)}${payloadJson}}`;
+}
+
+/**
+ * A subscriber's `next` frames written straight to its socket, as graphql-ws's `send` would
+ * (nothing once it is not open): its own prefix, made at its first frame, then the payload and
+ * the closing brace, shared by every subscriber of the key (see ws-text-frame.ts).
+ */
+class SocketDelivery implements SubscriptionDelivery<Buffer> {
+  private prefix: Buffer | null = null;
+  /** Extensions are settled at the handshake, before the socket serves any operation. */
+  private readonly withExtensions: boolean;
+
   constructor(
     private readonly socket: WebSocket,
     private readonly id: string,
-  ) {}
-
-  payloadOf(result: ExecutionResult): string {
-    return nextPayloadJson(result);
+  ) {
+    this.withExtensions = socket.extensions !== '';
   }
 
-  write(payload: string, written: (error?: Error) => void): void {
+  payloadOf(result: ExecutionResult): Buffer {
+    return Buffer.from(`${nextPayloadJson(result)}}`);
+  }
+
+  write(payload: Buffer, written: (error?: Error | null) => void): void {
     if (this.socket.readyState !== this.socket.OPEN) return written();
-    this.socket.send(nextFrame(this.id, payload), written);
+    writeTextFrame(this.socket, (this.prefix ??= Buffer.from(nextFramePrefix(this.id))), payload, written, this.withExtensions);
   }
 }
 
@@ -178,7 +195,7 @@ export function createGraphQLWsTransport(options: GraphQLWsTransportOptions): Gr
   const sockets = new SocketsByToken();
   let connections: ReadonlySet<WsConnection> = new Set();
   /** Where each started operation's `next` frames go (its socket and id), for subscribeShared. */
-  const deliveries = new WeakMap<ExecutionArgs, SubscriptionDelivery>();
+  const deliveries = new WeakMap<ExecutionArgs, SubscriptionDelivery<Buffer>>();
   let stopping = false;
   let warnedFrameLimit = false;
   const quota = new ClientQuota(limits.maxWsConnectionsPerClient);
