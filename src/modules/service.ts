@@ -74,7 +74,7 @@ import { isModuleType, MODULE_TYPES, type ModuleType } from './contract.js';
 import { ModuleCounters } from './metrics-counts.js';
 import { dependencyOrder, dependentsOf, findCycle, loadedDependentsDeep, topologicalOrder } from './graph.js';
 import { createHost } from './host.js';
-import { breakerNameOf, canaryBreakerNameOf, Invocation, type InvokeResult, type Live } from './invocation.js';
+import { breakerNameOf, canaryBreakerNameOf, idleLive, Invocation, type InvokeResult, type Live } from './invocation.js';
 import { ModulePathError, resolveModulePath } from './paths.js';
 import { ModuleRepository, ModuleRowExistsError, type ModuleRecord } from './repository.js';
 import { MODULE_STATES, type ModuleState } from './states.js';
@@ -263,7 +263,7 @@ export class ModuleService {
       // Rows written before errors were sanitized on write get the same treatment once, here.
       const lastError = record.lastError === null ? null : storedErrorMessage(record.lastError);
       this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
-      this.live.set(record.name, { active: null, gate: null, canary: null });
+      this.live.set(record.name, idleLive(record.name));
       await this.deps.breakers.getOrCreate(breakerNameOf(record.name));
       this.reportState(this.records.get(record.name)!);
     }
@@ -423,7 +423,7 @@ export class ModuleService {
           this.announce('registerModule', actor, record, { deleted: false, reload: false });
           this.uow.afterCommit(() => {
             this.records.set(name, record);
-            this.live.set(name, { active: null, gate: null, canary: null });
+            this.live.set(name, idleLive(name));
             this.publish(record, 'UNLOADED', 'registerModule', actor, null);
             this.reportState(record);
           });
@@ -1154,7 +1154,7 @@ export class ModuleService {
     if (!record) {
       record = { ...shared, state: 'UNLOADED', lastError: null, loadedAt: null };
       this.records.set(name, record);
-      this.live.set(name, { active: null, gate: null, canary: null });
+      this.live.set(name, idleLive(name));
       this.deps.breakers.getOrCreate(breakerNameOf(name));
       this.publish(record, 'UNLOADED', event.action, actor, null);
       this.reportState(record);
