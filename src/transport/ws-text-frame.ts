@@ -61,26 +61,56 @@ function headerWith(head: Buffer, length: number): Buffer {
   return out;
 }
 
+type Written = (error?: Error | null) => void;
+
+/** Callbacks of frames the kernel took at once, run together in one tick (see writeTextFrame). */
+let tookAtOnce: Written[] = [];
+const NOTHING = Buffer.alloc(0);
+
+function runTookAtOnce(): void {
+  const batch = tookAtOnce;
+  tookAtOnce = [];
+  let failure: { error: unknown } | null = null;
+  for (const written of batch) {
+    try {
+      written();
+    } catch (error) {
+      // Every other frame's callback still runs; the first error surfaces as a callback's would.
+      failure ??= { error };
+    }
+  }
+  if (failure) throw failure.error;
+}
+
 /**
  * Writes the text message `head` + `tail` (UTF-8 bytes) to an open socket; `written` runs as
- * `ws.send`'s callback does (once the data is handed to the kernel, or with the write's error).
- * `withExtensions` is whether the handshake negotiated an extension (`ws.extensions`, fixed from
- * then on, so a caller writing many frames to one socket can read it once).
+ * `ws.send`'s callback does: never before this returns, once the data is handed to the kernel,
+ * or with the write's error. `withExtensions` is whether the handshake negotiated an extension
+ * (`ws.extensions`, fixed from then on, so a caller writing many frames to one socket can read
+ * it once).
+ *
+ * The frame is written without a callback of its own. When the kernel took all of it at once
+ * (nothing left in the socket's buffer: the usual case), `written` joins the callbacks run in
+ * one `process.nextTick` for all the frames of this turn, instead of one tick per socket, as
+ * Node's stream would schedule for a callback per write. Otherwise (a peer that does not read,
+ * a write still pending before it, or a socket that failed) an empty write queued behind the
+ * frame carries `written`, so it runs when the frame is out, or with the error, exactly when a
+ * callback on the frame's own write would have.
  */
-export function writeTextFrame(
-  ws: WebSocket,
-  head: Buffer,
-  tail: Buffer,
-  written: (error?: Error | null) => void,
-  withExtensions = ws.extensions !== '',
-): void {
+export function writeTextFrame(ws: WebSocket, head: Buffer, tail: Buffer, written: Written, withExtensions = ws.extensions !== ''): void {
   const socket = withExtensions ? null : directSocket(ws);
-  if (!socket) {
+  if (!socket || !socket.writable) {
     ws.send(Buffer.concat([head, tail]), { binary: false }, written);
     return;
   }
   socket.cork();
   socket.write(headerWith(head, head.length + tail.length));
-  socket.write(tail, written);
+  socket.write(tail);
   socket.uncork();
+  if (socket.writableLength === 0 && !socket.destroyed) {
+    if (tookAtOnce.length === 0) process.nextTick(runTookAtOnce);
+    tookAtOnce.push(written);
+  } else {
+    socket.write(NOTHING, written);
+  }
 }

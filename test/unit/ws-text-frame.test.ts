@@ -124,6 +124,53 @@ describe('writeTextFrame', () => {
     expect(received[0]).toEqual({ text: '{"compressed":true}', binary: false });
   });
 
+  it('runs the callback only after it returned, once the frame is out', async () => {
+    const { server, received } = await connect();
+    const calls: Array<Error | null | undefined> = [];
+    for (let i = 0; i < 3; i++) writeTextFrame(server, Buffer.from(`{"n":`), Buffer.from(`${i}}`), (error) => calls.push(error));
+    expect(calls).toEqual([]);
+    await until(() => calls.length === 3 && received.length === 3);
+    expect(calls.every((error) => error == null)).toBe(true);
+    expect(received.map((r) => r.text)).toEqual(['{"n":0}', '{"n":1}', '{"n":2}']);
+  });
+
+  /** Frames of 64 KiB to a peer that does not read, until the server's socket holds some back; the last one's callback state. */
+  async function fillUntilHeldBack(server: WebSocket): Promise<{ frames: number; last: { done: boolean; error: Error | null | undefined } }> {
+    const tail = Buffer.alloc(65_536, 'x');
+    let frames = 0;
+    let last = { done: false, error: undefined as Error | null | undefined };
+    while (rawSocket(server).writableLength === 0 && frames < 2_000) {
+      const state = { done: false, error: undefined as Error | null | undefined };
+      writeTextFrame(server, Buffer.from('{"big":"'), tail, (error) => Object.assign(state, { done: true, error }));
+      last = state;
+      frames++;
+    }
+    expect(rawSocket(server).writableLength).toBeGreaterThan(0);
+    // Several turns of the loop: a frame the kernel has not taken keeps its callback waiting.
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(last.done).toBe(false);
+    return { frames, last };
+  }
+
+  it('holds the callback of a frame the peer has not taken until it drains (backpressure)', async () => {
+    const { server, client, received } = await connect();
+    rawSocket(client).pause();
+    const { frames, last } = await fillUntilHeldBack(server);
+    rawSocket(client).resume();
+    await until(() => last.done);
+    expect(last.error ?? null).toBeNull();
+    await until(() => received.length === frames);
+  });
+
+  it('gives a held-back frame the error when its socket fails', async () => {
+    const { server, client } = await connect();
+    rawSocket(client).pause();
+    const { last } = await fillUntilHeldBack(server);
+    rawSocket(server).destroy();
+    await until(() => last.done);
+    expect(last.error).toBeInstanceOf(Error);
+  });
+
   it("reports the socket's write error to the callback, as ws.send does", async () => {
     const { server } = await connect();
     rawSocket(server).destroy();
