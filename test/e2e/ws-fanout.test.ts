@@ -6,7 +6,10 @@
  *   must escape, many of them on one socket, and the same data as a graphql-ws client receives;
  * - an error in a shared result is masked for every subscriber (no detail leaks), each socket
  *   still getting its own frame;
- * - a subscriber that completes stops receiving while the others go on.
+ * - a subscriber that completes stops receiving while the others go on;
+ * - a socket that stops reading holds only itself back: its frames wait for the kernel, its feed
+ *   fills and ends it with SLOW_CONSUMER after the frames it was sent, in order, while another
+ *   socket gets every event.
  */
 import { CloseCode, MessageType, stringifyMessage } from 'graphql-ws';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -65,6 +68,13 @@ class RawSubscriber {
 
   close(): void {
     this.ws.close(1000);
+  }
+
+  /** Stops (or resumes) reading the TCP socket, as a client that does not keep up. */
+  reading(on: boolean): void {
+    const socket = (this.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    if (on) socket.resume();
+    else socket.pause();
   }
 }
 
@@ -163,6 +173,51 @@ describe('fan-out: one serialised payload per distinct subscription, one frame p
     h.server.app.services.bus.publish('breakerStateChanged', transition('fanout_after'));
     await Promise.all(sockets.map((s) => s.until(3)));
     sockets.forEach((s) => s.close());
+  });
+
+  it('holds a socket that does not read to its own queue and ends it with SLOW_CONSUMER, the others unaffected', async () => {
+    const h = await startTestServer();
+    servers.push(h);
+    const healthy = new RawSubscriber(h.wsUrl);
+    const slow = new RawSubscriber(h.wsUrl);
+    await Promise.all([healthy.init(), slow.init()]);
+    healthy.send({ id: 'healthy', type: 'subscribe', payload: { query: 'subscription { breakerStateChanged { name } }' } });
+    slow.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { breakerStateChanged { name } }' } });
+    await untilListening(h, 'breakerStateChanged', 2);
+    slow.reading(false);
+    // 8 KiB frames: the kernel's buffers (a few MB on loopback) fill within the first ~600, then
+    // the slow subscriber's feed queues up to 1,024 events and is ended.
+    const EVENTS = 3_000;
+    const padding = 'x'.repeat(8_192);
+    const { bus } = h.server.app.services;
+    for (let i = 0; i < EVENTS; i++) {
+      bus.publish('breakerStateChanged', transition(`${i}:${padding}`));
+      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await healthy.until(1 + EVENTS);
+    const names = healthy.frames.slice(1).map((f) => (JSON.parse(String(f)) as { payload: { data: { breakerStateChanged: { name: string } } } }).payload.data.breakerStateChanged.name);
+    expect(names.map((n) => Number(n.split(':')[0]))).toEqual(Array.from({ length: EVENTS }, (_, i) => i));
+    // The slow subscriber's feed was detached when it overflowed; the healthy one still listens.
+    expect(h.server.app.services.bus.listenerCount('breakerStateChanged')).toBe(1);
+
+    slow.reading(true);
+    const deadline = Date.now() + 10_000;
+    const last = () => (slow.frames.length > 1 ? (JSON.parse(String(slow.frames.at(-1))) as { id: string; type: string; payload: unknown }) : null);
+    while (last()?.type !== 'error' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    const end = last()!;
+    expect(end).toMatchObject({ id: 'slow', type: 'error', payload: [{ extensions: { code: 'SLOW_CONSUMER' } }] });
+    // Before it, the events it had been sent, in order and none lost, and fewer than all of them.
+    const got = slow.frames.slice(1, -1).map((f) => JSON.parse(String(f)) as { id: string; type: string; payload: { data: { breakerStateChanged: { name: string } } } });
+    expect(got.every((m) => m.id === 'slow' && m.type === 'next')).toBe(true);
+    expect(got.map((m) => Number(m.payload.data.breakerStateChanged.name.split(':')[0]))).toEqual(Array.from({ length: got.length }, (_, i) => i));
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThan(EVENTS - 1_024);
+
+    // Both sockets and the server live on.
+    bus.publish('breakerStateChanged', transition('after'));
+    await healthy.until(2 + EVENTS);
+    healthy.close();
+    slow.close();
   });
 
   it('still refuses a duplicate id on a socket with 4409, as graphql-ws', async () => {
