@@ -144,8 +144,14 @@ export function nextFramePrefix(id: string): string {
   return `{"id":${JSON.stringify(id)},"type":"next","payload":`;
 }
 
+/** What comes from the payload on in a `next` message: the payload's JSON and the closing brace. */
+export function nextFrameTail(payloadJson: string): string {
+  return `${payloadJson}}`;
+}
+
+/** The whole `next` message for `id`: the prefix, then the tail, as SocketDelivery writes them. */
 export function nextFrame(id: string, payloadJson: string): string {
-  return `${nextFramePrefix(id)}${payloadJson}}`;
+  return nextFramePrefix(id) + nextFrameTail(payloadJson);
 }
 
 /**
@@ -166,7 +172,7 @@ class SocketDelivery implements SubscriptionDelivery<Buffer> {
   }
 
   payloadOf(result: ExecutionResult): Buffer {
-    return Buffer.from(`${nextPayloadJson(result)}}`);
+    return Buffer.from(nextFrameTail(nextPayloadJson(result)));
   }
 
   write(payload: Buffer, written: (error?: Error | null) => void): void {
