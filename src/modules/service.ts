@@ -263,8 +263,9 @@ export class ModuleService {
       // Rows written before errors were sanitized on write get the same treatment once, here.
       const lastError = record.lastError === null ? null : storedErrorMessage(record.lastError);
       this.records.set(record.name, { ...record, state: 'UNLOADED', lastError });
-      this.live.set(record.name, idleLive(record.name));
-      await this.deps.breakers.getOrCreate(breakerNameOf(record.name));
+      const live = idleLive(record.name);
+      this.live.set(record.name, live);
+      await this.deps.breakers.getOrCreate(live.breakerName);
       this.reportState(this.records.get(record.name)!);
     }
     let recovered = 0;
@@ -1154,8 +1155,9 @@ export class ModuleService {
     if (!record) {
       record = { ...shared, state: 'UNLOADED', lastError: null, loadedAt: null };
       this.records.set(name, record);
-      this.live.set(name, idleLive(name));
-      this.deps.breakers.getOrCreate(breakerNameOf(name));
+      const idle = idleLive(name);
+      this.live.set(name, idle);
+      this.deps.breakers.getOrCreate(idle.breakerName);
       this.publish(record, 'UNLOADED', event.action, actor, null);
       this.reportState(record);
     }
