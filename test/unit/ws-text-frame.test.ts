@@ -46,7 +46,7 @@ function bytesWritten(ws: WebSocket, fn: () => void): Buffer {
   const socket = rawSocket(ws);
   const chunks: Buffer[] = [];
   const spy = vi.spyOn(socket, 'write').mockImplementation(((chunk: Buffer | string, ...rest: unknown[]) => {
-    chunks.push(Buffer.isBuffer(chunk) ? Buffer.from(chunk) : Buffer.from(chunk));
+    chunks.push(Buffer.from(chunk));
     const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
     callback?.();
     return true;
