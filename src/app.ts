@@ -120,6 +120,7 @@ export async function createApp(config: HeliosConfig, options: AppOptions = {}):
           initTimeoutMs: config.modules.initTimeoutMs,
           callTimeoutMs: config.modules.callTimeoutMs,
           maxResultBytes: config.modules.maxResultBytes,
+          workerSpinMicros: config.modules.workerSpinMicros,
         },
         drainTimeoutMs: config.modules.drainTimeoutMs,
         maxRestarts: config.modules.maxRestarts,

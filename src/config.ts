@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { parseAnonymousMode, resolveAnonymousRole, type AnonymousMode } from './auth/anonymous.js';
 import { DEFAULT_HARDENING_LIMITS, type HardeningLimits } from './hardening/limits.js';
+import { DEFAULT_SPIN_MICROS } from './modules/runtime/spin-wait.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
@@ -53,6 +54,8 @@ export interface HeliosConfig {
     maxRestarts: number;
     /** The largest result a module call may return (its structured-clone size). */
     maxResultBytes: number;
+    /** WORKER: how long each side of a call waits awake for the other before sleeping (0: off). */
+    workerSpinMicros: number;
   };
 }
 
@@ -139,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       drainTimeoutMs: intFrom(env, 'HELIOS_MODULE_DRAIN_TIMEOUT_MS', 5_000, 0, 600_000),
       maxRestarts: intFrom(env, 'HELIOS_MODULE_MAX_RESTARTS', 5, 0, 1000),
       maxResultBytes: intFrom(env, 'HELIOS_MODULE_MAX_RESULT_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      workerSpinMicros: intFrom(env, 'HELIOS_MODULE_WORKER_SPIN_US', DEFAULT_SPIN_MICROS, 0, 1_000),
     },
   };
 }

@@ -34,6 +34,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL/);
     expect(() => loadConfig({ HELIOS_GRAPHIQL: 'maybe' })).toThrow(/HELIOS_GRAPHIQL/);
   });
+
+  it('reads how long WORKER calls wait awake: 50 us by default, 0 turns it off, past 1000 refused', () => {
+    expect(loadConfig({}).modules.workerSpinMicros).toBe(50);
+    expect(loadConfig({ HELIOS_MODULE_WORKER_SPIN_US: '0' }).modules.workerSpinMicros).toBe(0);
+    expect(loadConfig({ HELIOS_MODULE_WORKER_SPIN_US: '200' }).modules.workerSpinMicros).toBe(200);
+    expect(() => loadConfig({ HELIOS_MODULE_WORKER_SPIN_US: '1001' })).toThrow(/HELIOS_MODULE_WORKER_SPIN_US must be an integer between 0 and 1000/);
+    expect(() => loadConfig({ HELIOS_MODULE_WORKER_SPIN_US: '-1' })).toThrow(ConfigError);
+  });
 });
 
 describe('migrations', () => {

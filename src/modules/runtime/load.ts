@@ -12,11 +12,18 @@ import {
 } from './version.js';
 import { loadWorkerVersion } from './worker-version.js';
 
+/** Limits where 0 means "off" rather than an impossible bound. */
+const MAY_BE_ZERO: ReadonlySet<keyof ModuleLimits> = new Set(['workerSpinMicros']);
+
 function resolveLimits(given: Partial<ModuleLimits> | undefined): ModuleLimits {
   const limits: ModuleLimits = { ...DEFAULT_MODULE_LIMITS };
   for (const [key, value] of Object.entries(given ?? {}) as [keyof ModuleLimits, number | undefined][]) {
     if (value === undefined) continue;
-    if (!(typeof value === 'number' && value > 0)) throw new TypeError(`limits.${key} must be a positive number, got ${String(value)}`);
+    if (MAY_BE_ZERO.has(key)) {
+      if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0)) throw new TypeError(`limits.${key} must be a number >= 0, got ${String(value)}`);
+    } else if (!(typeof value === 'number' && value > 0)) {
+      throw new TypeError(`limits.${key} must be a positive number, got ${String(value)}`);
+    }
     limits[key] = value;
   }
   return limits;

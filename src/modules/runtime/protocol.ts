@@ -3,6 +3,7 @@
  * nesting on the hot path (`call` / `ok`), so a round trip costs one structured clone each
  * way. Each side numbers its own requests; replies carry the requester's id.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { FlagDefinition } from '../../flags/engine.js';
 import type { BreakerConfig } from '../../breakers/config.js';
 import type { InvocationContext, ModuleLogLevel, ModuleType } from '../contract.js';
@@ -76,4 +77,10 @@ export interface WorkerBootData {
   /** A `call` result whose structured clone would be larger is not sent (RESULT_TOO_LARGE). */
   maxResultBytes: number;
   memoryReportIntervalMs: number;
+  /** Everything the worker posts goes here (the host takes replies from it while it spins, see spin-wait.ts). */
+  replies: MessagePort;
+  /** SharedArrayBuffer counters: SIGNAL_TO_WORKER and SIGNAL_TO_HOST (spin-wait.ts). */
+  signals: Int32Array;
+  /** How long the worker waits awake for the next request after an answer; 0: it does not. */
+  spinMicros: number;
 }

@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.js';
 import type { EvaluationContext } from '../../flags/engine.js';
 import type { ModuleType } from '../contract.js';
 import type { ModuleHost } from './host.js';
+import { DEFAULT_SPIN_MICROS } from './spin-wait.js';
 
 export const MODULE_ISOLATIONS = ['WORKER', 'INLINE'] as const;
 export type ModuleIsolation = (typeof MODULE_ISOLATIONS)[number];
@@ -37,6 +38,11 @@ export interface ModuleLimits {
    * one is dropped where it was produced and the call fails with RESULT_TOO_LARGE.
    */
   maxResultBytes: number;
+  /**
+   * WORKER: how long (microseconds) each side of a call waits awake for the other's message
+   * before it sleeps in its event loop (spin-wait.ts). 0 turns it off.
+   */
+  workerSpinMicros: number;
 }
 
 export const DEFAULT_MODULE_LIMITS: Readonly<ModuleLimits> = Object.freeze({
@@ -48,6 +54,7 @@ export const DEFAULT_MODULE_LIMITS: Readonly<ModuleLimits> = Object.freeze({
   maxOldGenerationSizeMb: 128,
   memoryReportIntervalMs: 500,
   maxResultBytes: 1024 * 1024,
+  workerSpinMicros: DEFAULT_SPIN_MICROS,
 });
 
 export interface LoadModuleVersionOptions {

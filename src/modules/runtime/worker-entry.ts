@@ -7,8 +7,9 @@
  * a hostile module: module code can reach `parentPort`, the file system and everything else
  * Node offers.
  */
+import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { compileFlag, type CompiledFlag, type FlagDefinition } from '../../flags/engine.js';
 import { buildModuleContext, type ContextBridge } from './context.js';
 import { readModuleDefinition } from './definition.js';
@@ -17,15 +18,46 @@ import { clipModuleText, fromRemoteError, toRemoteError } from './errors.js';
 import type { BreakerAdmission } from './host.js';
 import type { HostToWorker, InstanceRequest, LoadStage, WorkerBootData, WorkerToHost } from './protocol.js';
 import { cloneSizeUpTo } from './result-size.js';
+import { SIGNAL_TO_HOST, SIGNAL_TO_WORKER, SpinWait } from './spin-wait.js';
 import type { ModuleMemoryUsage } from './version.js';
 
 if (!parentPort) throw new Error('worker-entry must run in a worker thread');
-const port = parentPort;
+/** The host's messages arrive here; everything this worker says goes to `boot.replies`. */
+const inbox = parentPort;
 const boot = workerData as WorkerBootData;
+const { replies, signals } = boot;
 
 function post(message: WorkerToHost): void {
-  port.postMessage(message);
+  replies.postMessage(message);
+  Atomics.add(signals, SIGNAL_TO_HOST, 1);
 }
+
+/**
+ * A module's own code may post on `parentPort` too (the host checks whatever arrives and ends
+ * the version on garbage): that goes the same way as everything else, so it stays in order with
+ * this worker's answers.
+ */
+Object.defineProperty(inbox, 'postMessage', {
+  value: (message: unknown, transfer?: Parameters<MessagePort['postMessage']>[1]) => {
+    replies.postMessage(message, transfer);
+    Atomics.add(signals, SIGNAL_TO_HOST, 1);
+  },
+});
+
+/**
+ * After an answer, with nothing else in progress, the worker waits awake for the next request
+ * (spin-wait.ts), but only while calls come in a burst: a request that arrived less than
+ * `BURST_MS` after the one before.
+ */
+const BURST_MS = 1;
+const spin = new SpinWait({ budgetMicros: boot.spinMicros });
+/** Host messages taken so far, by either path (the counter the host bumps is SIGNAL_TO_WORKER). */
+let consumed = 0;
+let running = 0;
+let lastCallAt = Number.NEGATIVE_INFINITY;
+let inBurst = false;
+/** The last wait for a request timed out: the next one to arrive tells the back-off how late it was. */
+let spunOut = false;
 
 function compileAll(definitions: FlagDefinition[]): Map<string, CompiledFlag> {
   const compiled = new Map<string, CompiledFlag>();
@@ -91,7 +123,46 @@ const bridge: ContextBridge = {
   },
 };
 
-async function answer(request: InstanceRequest): Promise<void> {
+function answer(request: InstanceRequest): void {
+  if (request.t === 'call') {
+    const now = performance.now();
+    inBurst = now - lastCallAt < BURST_MS;
+    lastCallAt = now;
+  }
+  running++;
+  void reply(request).finally(answered);
+}
+
+function answered(): void {
+  if (--running > 0 || !inBurst) return;
+  awaitNext();
+}
+
+function awaitNext(): void {
+  while (running === 0) {
+    const outcome = spin.wait(signals, SIGNAL_TO_WORKER, consumed);
+    if (outcome === 'yield') {
+      setImmediate(awaitNext);
+      return;
+    }
+    if (outcome !== 'arrived') {
+      spunOut = outcome === 'timedOut';
+      return;
+    }
+    spin.settled();
+    drainInbox();
+  }
+}
+
+/** Takes the host's messages already queued, without waiting for the event loop. */
+function drainInbox(): void {
+  for (let taken = receiveMessageOnPort(inbox); taken !== undefined; taken = receiveMessageOnPort(inbox)) {
+    consumed = (consumed + 1) | 0;
+    dispatch(taken.message as HostToWorker);
+  }
+}
+
+async function reply(request: InstanceRequest): Promise<void> {
   let value: unknown;
   try {
     value = await driver!.handle(request);
@@ -123,7 +194,16 @@ function memoryUsage(): ModuleMemoryUsage {
   };
 }
 
-port.on('message', (message: HostToWorker) => {
+inbox.on('message', (message: HostToWorker) => {
+  if (spunOut) {
+    spunOut = false;
+    spin.arrivedLate();
+  }
+  consumed = (consumed + 1) | 0;
+  dispatch(message);
+});
+
+function dispatch(message: HostToWorker): void {
   switch (message.t) {
     case 'call':
     case 'health':
@@ -131,7 +211,7 @@ port.on('message', (message: HostToWorker) => {
     case 'import':
     case 'test':
     case 'dispose':
-      void answer(message);
+      answer(message);
       break;
     case 'ok':
     case 'err': {
@@ -156,7 +236,7 @@ port.on('message', (message: HostToWorker) => {
       throw new Error(`unknown message ${JSON.stringify(unknown)}`);
     }
   }
-});
+}
 
 // Memory outside the heap has no V8 limit; the host enforces one from these reports. A module
 // busy in a synchronous loop sends none until it yields (the heap limit still holds then).

@@ -19,7 +19,7 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { TimerHandle } from '../../clock.js';
 import {
   clipModuleText,
@@ -34,6 +34,7 @@ import type { BreakerAdmission, BreakerOutcome } from './host.js';
 import { MalformedWorkerMessage, parseReplyValue, parseWorkerMessage } from './messages.js';
 import type { PendingEntry } from './pending.js';
 import type { HostToWorker, InstanceRequest, LoadStage, ReplyErrorKind, WorkerBootData, WorkerToHost } from './protocol.js';
+import { createSignals, SIGNAL_TO_HOST, SIGNAL_TO_WORKER, SpinWait } from './spin-wait.js';
 import { ModuleVersionBase, type ResolvedLoadOptions } from './version-base.js';
 import type { LoadedModuleVersion, ModuleExitInfo, ModuleExitReason, ModuleMemoryUsage } from './version.js';
 
@@ -99,6 +100,8 @@ function heapFlagWarning(): string | null {
 
 export function loadWorkerVersion(options: ResolvedLoadOptions): Promise<LoadedModuleVersion> {
   const host = options.host;
+  const channel = new MessageChannel();
+  const signals = createSignals();
   const boot: WorkerBootData = {
     name: options.name,
     version: options.version,
@@ -109,6 +112,9 @@ export function loadWorkerVersion(options: ResolvedLoadOptions): Promise<LoadedM
     flags: host.flags.snapshot(),
     maxResultBytes: options.limits.maxResultBytes,
     memoryReportIntervalMs: options.limits.memoryReportIntervalMs,
+    replies: channel.port2,
+    signals,
+    spinMicros: options.limits.workerSpinMicros,
   };
   const { script, eval: isEval } = workerScript();
   const { maxOldGenerationSizeMb, maxYoungGenerationSizeMb, stackSizeMb } = options.limits;
@@ -117,16 +123,18 @@ export function loadWorkerVersion(options: ResolvedLoadOptions): Promise<LoadedM
     worker = new Worker(script, {
       eval: isEval,
       workerData: boot,
+      transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb, maxYoungGenerationSizeMb, stackSizeMb },
     });
   } catch (error) {
     // Typically a config or previous state that cannot be cloned.
+    channel.port1.close();
     const remote = toRemoteError(error);
     return Promise.reject(
       new ModuleLoadError('MODULE_LOAD_FAILED', `${options.name}@${options.version}: cannot start its worker: ${remote.message}`, options.name, options.version, remote),
     );
   }
-  const version = new WorkerModuleVersion(options, worker);
+  const version = new WorkerModuleVersion(options, worker, channel.port1, signals);
   const warning = heapFlagWarning();
   if (warning) version.warn(warning);
   return version.ready;
@@ -148,10 +156,18 @@ class WorkerModuleVersion extends ModuleVersionBase {
   private readonly permits = new Map<string, number>();
   private readonly exited: Promise<void>;
   private resolveExited!: () => void;
+  private readonly spin: SpinWait;
+  /** Messages taken from `replies` so far, by either path (the worker bumps SIGNAL_TO_HOST per post). */
+  private received = 0;
+  /** The call whose spin timed out, until its answer arrives (0: none). */
+  private spunOutOn = 0;
 
   constructor(
     options: ResolvedLoadOptions,
     private readonly worker: Worker,
+    /** Everything the worker's own code posts arrives here. */
+    private readonly replies: MessagePort,
+    private readonly signals: Int32Array,
   ) {
     super(options);
     this.ready = new Promise((resolve, reject) => {
@@ -159,6 +175,16 @@ class WorkerModuleVersion extends ModuleVersionBase {
       this.rejectReady = reject;
     });
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));
+    this.spin = new SpinWait({ budgetMicros: options.limits.workerSpinMicros });
+    replies.on('message', (message: unknown) => {
+      this.received = (this.received + 1) | 0;
+      this.onMessage(message);
+      if (this.spunOutOn !== 0 && !this.pending.has(this.spunOutOn)) {
+        this.spunOutOn = 0;
+        this.spin.arrivedLate();
+      }
+    });
+    // Only a module's own code posts to parentPort; checked the same way.
     worker.on('message', (message: unknown) => this.onMessage(message));
     worker.on('error', (error: Error) => {
       this.lastWorkerError = error;
@@ -194,11 +220,52 @@ class WorkerModuleVersion extends ModuleVersionBase {
 
   protected send(request: InstanceRequest): void {
     try {
-      this.worker.postMessage(request);
+      this.postToWorker(request);
     } catch (error) {
       const entry = this.pending.take(request.id);
       entry?.reject(this.callError('NOT_CLONEABLE', entry.label, `the argument cannot be sent to the module: ${toRemoteError(error).message}`));
+      return;
     }
+    // A lone call (the sequential case) waits awake for its answer, after the caller's
+    // synchronous code, as a message handler would run (spin-wait.ts).
+    if (request.t === 'call' && this.spin.enabled && this.pending.inFlightCalls === 1) {
+      const id = request.id;
+      queueMicrotask(() => this.awaitReply(id));
+    }
+  }
+
+  /** Spins for the reply to `id`; whatever else the worker posted meanwhile is handled on the way, in order. */
+  private awaitReply(id: number): void {
+    while (this.pending.inFlightCalls === 1 && this.pending.has(id)) {
+      const outcome = this.spin.wait(this.signals, SIGNAL_TO_HOST, this.received);
+      if (outcome === 'yield') {
+        setImmediate(() => this.awaitReply(id));
+        return;
+      }
+      if (outcome !== 'arrived') {
+        if (outcome === 'timedOut') this.spunOutOn = id;
+        return;
+      }
+      this.takeReplies();
+      if (!this.pending.has(id)) {
+        this.spin.settled();
+        return;
+      }
+    }
+  }
+
+  /** Handles the worker's messages already queued, without waiting for the event loop. */
+  private takeReplies(): void {
+    for (let taken = receiveMessageOnPort(this.replies); taken !== undefined; taken = receiveMessageOnPort(this.replies)) {
+      this.received = (this.received + 1) | 0;
+      this.onMessage(taken.message);
+    }
+  }
+
+  /** Every message to the worker goes through here: the counter lets a spinning worker see it. */
+  private postToWorker(message: HostToWorker): void {
+    this.worker.postMessage(message);
+    Atomics.add(this.signals, SIGNAL_TO_WORKER, 1);
   }
 
   protected stop(reason: ModuleExitReason, message: string): Promise<void> {
@@ -230,7 +297,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
   private post(message: HostToWorker): void {
     if (this.exit) return;
     try {
-      this.worker.postMessage(message);
+      this.postToWorker(message);
     } catch (error) {
       this.log('error', `cannot send a message to the module's worker: ${toRemoteError(error).message}`);
     }
@@ -391,7 +458,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
   private replyToWorker(id: number, value: unknown): void {
     if (this.exit) return;
     try {
-      this.worker.postMessage({ t: 'ok', id, value } satisfies HostToWorker);
+      this.postToWorker({ t: 'ok', id, value });
     } catch (error) {
       this.post({ t: 'err', id, error: { name: 'DataCloneError', message: toRemoteError(error).message, code: 'NOT_CLONEABLE' } });
     }
@@ -409,6 +476,9 @@ class WorkerModuleVersion extends ModuleVersionBase {
 
   private onWorkerExit(exitCode: number): void {
     this.unsubscribeFlags();
+    // What the worker posted before it stopped is handled before its exit (as on parentPort).
+    this.takeReplies();
+    this.replies.close();
     const error = this.lastWorkerError;
     let exit: ModuleExitInfo;
     if (this.requestedExit) {
