@@ -6,9 +6,11 @@
  *   same module's `echo` (imported and created in this process): sequential awaited calls,
  *   cases interleaved round by round, median round; then throughput with 32 calls in flight;
  *   beside them the channel's floor, a bare worker thread echoing the same message shape over
- *   postMessage (goal, issue 15: WORKER <= 6x INLINE), and a second floor, the same bare echo
+ *   postMessage (goal, issue 15: WORKER <= 6x INLINE), a second floor, the same bare echo
  *   with the worker blocked in `Atomics.wait` instead of its event loop (the best a
- *   shared-memory wake-up can do while the server's thread itself never blocks);
+ *   shared-memory wake-up can do while the server's thread itself never blocks), and a third,
+ *   the same echo with both threads waiting awake for each other up to Helios's spin budget
+ *   (the hand-off Helios's WORKER calls use, spin-wait.ts, without anything else of Helios);
  * - over HTTP, `invokeModule` with autocannon (32 connections, Helios in a child process,
  *   admin Bearer token) for both isolations, next to a Helios `evaluateFlag` query on the same
  *   server as the HTTP floor.
@@ -17,9 +19,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { createApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { DEFAULT_SPIN_MICROS } from '../src/modules/runtime/spin-wait.js';
 import type { BenchReport, BenchRow } from './report.js';
 import { HTTP_CONNECTIONS, HTTP_DURATION_S, describeFailures, isClean, warmAndLoad, type LoadResult } from './support/load.js';
 import { makeBenchModulesDir } from './support/modules.js';
@@ -143,6 +146,67 @@ function rawAtomicsEcho(): EchoChannel {
   });
 }
 
+/**
+ * The spinning floor: the same bare echo, each side waiting awake for the other's message for
+ * up to `DEFAULT_SPIN_MICROS` (Helios's default, spin-wait.ts) before it sleeps, with the same
+ * counters bumped after each post and `receiveMessageOnPort` to take what arrived. None of
+ * Helios's bounds (back-off, event-loop turns, bursts only) and nothing else of Helios: what
+ * Helios's WORKER path costs over the hand-off it uses.
+ */
+function rawSpinEcho(): EchoChannel {
+  const counters = new Int32Array(new SharedArrayBuffer(8)); // [0] posts to the worker, [1] answers
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(
+    `const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+    const { port, counters, budgetMs } = workerData;
+    let taken = 0;
+    const answer = (m) => {
+      taken++;
+      port.postMessage({ t: 'ok', id: m.id, value: m.arg });
+      Atomics.add(counters, 1, 1);
+    };
+    port.on('message', (m) => {
+      answer(m);
+      const end = performance.now() + budgetMs;
+      while (performance.now() < end) {
+        if (Atomics.load(counters, 0) === taken) continue;
+        for (let r = receiveMessageOnPort(port); r; r = receiveMessageOnPort(port)) answer(r.message);
+        break;
+      }
+    });`,
+    { eval: true, workerData: { port: port2, counters, budgetMs: DEFAULT_SPIN_MICROS / 1000 }, transferList: [port2] },
+  );
+  const waiting = new Map<number, (value: unknown) => void>();
+  let id = 0;
+  let answers = 0;
+  const settle = (m: { id: number; value: unknown }) => {
+    answers++;
+    const resolve = waiting.get(m.id);
+    waiting.delete(m.id);
+    resolve?.(m.value);
+  };
+  port1.on('message', settle);
+  return {
+    call: (arg) => new Promise((resolve) => {
+      const next = ++id;
+      waiting.set(next, resolve);
+      port1.postMessage({ t: 'call', id: next, method: 'echo', arg });
+      Atomics.add(counters, 0, 1);
+      queueMicrotask(() => {
+        const end = performance.now() + DEFAULT_SPIN_MICROS / 1000;
+        while (waiting.has(next) && performance.now() < end) {
+          if (Atomics.load(counters, 1) === answers) continue;
+          for (let r = receiveMessageOnPort(port1); r; r = receiveMessageOnPort(port1)) settle(r.message as { id: number; value: unknown });
+        }
+      });
+    }),
+    close: async () => {
+      port1.close();
+      return worker.terminate();
+    },
+  };
+}
+
 async function registerAndLoad(app: App, name: string, isolation: 'WORKER' | 'INLINE'): Promise<void> {
   await app.services.modules.register('bench', { name, modulePath: 'echo.js', version: '1.0.0', isolation });
   await app.services.modules.load('bench', name);
@@ -152,13 +216,14 @@ export default async function run(): Promise<BenchReport> {
   const modules = makeBenchModulesDir();
   const dbDir = mkdtempSync(path.join(tmpdir(), 'helios-bench-invoke-'));
   const notes: string[] = [];
-  type Case = 'direct' | 'inline' | 'worker' | 'rawWorker' | 'rawAtomics';
-  const seq: Record<Case, number[]> = { direct: [], inline: [], worker: [], rawWorker: [], rawAtomics: [] };
-  const conc: Record<Case, number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0, rawAtomics: 0 };
+  type Case = 'direct' | 'inline' | 'worker' | 'rawWorker' | 'rawAtomics' | 'rawSpin';
+  const seq: Record<Case, number[]> = { direct: [], inline: [], worker: [], rawWorker: [], rawAtomics: [], rawSpin: [] };
+  const conc: Record<Case, number> = { direct: 0, inline: 0, worker: 0, rawWorker: 0, rawAtomics: 0, rawSpin: 0 };
   const noUsage = (): Usage => ({ calls: 0, cpuUs: 0, voluntarySwitches: 0 });
-  const usage: Record<Case, Usage> = { direct: noUsage(), inline: noUsage(), worker: noUsage(), rawWorker: noUsage(), rawAtomics: noUsage() };
+  const usage: Record<Case, Usage> = { direct: noUsage(), inline: noUsage(), worker: noUsage(), rawWorker: noUsage(), rawAtomics: noUsage(), rawSpin: noUsage() };
   const raw = rawWorkerEcho();
   const rawAtomics = rawAtomicsEcho();
+  const rawSpin = rawSpinEcho();
   const app = await createApp(loadConfig({
     HELIOS_DB_PATH: path.join(dbDir, 'helios.db'),
     HELIOS_MODULES_DIR: modules.dir,
@@ -176,6 +241,7 @@ export default async function run(): Promise<BenchReport> {
       worker: () => service.invoke('echo_worker', 'echo', ARG),
       rawWorker: () => raw.call(ARG),
       rawAtomics: () => rawAtomics.call(ARG),
+      rawSpin: () => rawSpin.call(ARG),
     };
     const check = await service.invoke('echo_worker', 'echo', ARG);
     if (JSON.stringify(check.result) !== JSON.stringify(ARG)) throw new Error(`worker echo answered ${JSON.stringify(check)}`);
@@ -195,6 +261,7 @@ export default async function run(): Promise<BenchReport> {
   } finally {
     await raw.close();
     await rawAtomics.close();
+    await rawSpin.close();
     await app.close();
     rmSync(dbDir, { recursive: true, force: true });
   }
@@ -229,6 +296,7 @@ export default async function run(): Promise<BenchReport> {
   const w = median(seq.worker);
   const rw = median(seq.rawWorker);
   const ra = median(seq.rawAtomics);
+  const rs = median(seq.rawSpin);
   const floor = http.floor!;
   const hi = http.inline!;
   const hw = http.worker!;
@@ -241,11 +309,14 @@ export default async function run(): Promise<BenchReport> {
     { case: 'modules.invoke, WORKER vs the raw postMessage round trip', value: round(w, 1), unit: 'ns/call', baseline: 'raw postMessage round trip', ratio: ratio(w, rw) },
     { case: 'raw echo, worker blocked in Atomics.wait, woken by Atomics.notify (shared-memory wake floor)', value: round(ra, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(ra, i) },
     { case: 'shared-memory wake floor vs the raw postMessage round trip', value: round(ra, 1), unit: 'ns/call', baseline: 'raw postMessage round trip', ratio: ratio(ra, rw) },
+    { case: `raw echo, both threads waiting awake up to ${DEFAULT_SPIN_MICROS} us (spinning floor)`, value: round(rs, 1), unit: 'ns/call', baseline: 'INLINE', ratio: ratio(rs, i) },
+    { case: 'modules.invoke, WORKER vs the spinning floor', value: round(w, 1), unit: 'ns/call', baseline: 'spinning floor', ratio: ratio(w, rs) },
     { case: `throughput, ${IN_FLIGHT} in flight: direct`, value: round(conc.direct, 0), unit: 'calls/s', baseline: 'direct', ratio: 1 },
     { case: `throughput, ${IN_FLIGHT} in flight: INLINE`, value: round(conc.inline, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.inline, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: WORKER`, value: round(conc.worker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.worker, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: raw postMessage echo`, value: round(conc.rawWorker, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawWorker, conc.direct) },
     { case: `throughput, ${IN_FLIGHT} in flight: raw echo woken by Atomics.notify`, value: round(conc.rawAtomics, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawAtomics, conc.direct) },
+    { case: `throughput, ${IN_FLIGHT} in flight: raw echo, spinning`, value: round(conc.rawSpin, 0), unit: 'calls/s', baseline: 'direct', ratio: ratio(conc.rawSpin, conc.direct) },
     { case: 'HTTP evaluateFlag on the same server (floor)', value: round(floor.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: 1 },
     { case: 'HTTP invokeModule, INLINE', value: round(hi.rps, 0), unit: 'req/s', baseline: 'evaluateFlag', ratio: ratio(hi.rps, floor.rps) },
     { case: 'HTTP invokeModule, WORKER', value: round(hw.rps, 0), unit: 'req/s', baseline: 'invokeModule INLINE', ratio: ratio(hw.rps, hi.rps) },
@@ -259,7 +330,7 @@ export default async function run(): Promise<BenchReport> {
   // the cross-CPU wake-up"): CPU time about equal to the wall time per call means the former.
   const perCall = (u: Usage) => `${round(u.cpuUs / u.calls, 1)} us of CPU and ${round(u.voluntarySwitches / u.calls, 2)} voluntary context switches`;
   notes.push(
-    `Per sequential call, over all timed rounds, the whole process (every thread): WORKER ${perCall(usage.worker)} (wall ${round(w / 1000, 1)} us); bare postMessage echo ${perCall(usage.rawWorker)} (wall ${round(rw / 1000, 1)} us); INLINE ${perCall(usage.inline)}.`,
+    `Per sequential call, over all timed rounds, the whole process (every thread): WORKER ${perCall(usage.worker)} (wall ${round(w / 1000, 1)} us); bare postMessage echo ${perCall(usage.rawWorker)} (wall ${round(rw / 1000, 1)} us); spinning floor ${perCall(usage.rawSpin)} (wall ${round(rs / 1000, 1)} us); INLINE ${perCall(usage.inline)}.`,
   );
   if (!isClean(hi) || !isClean(hw)) notes.push('Some HTTP responses were not the expected answer: see the counts above.');
   return { name: 'invoke', rows, notes };
