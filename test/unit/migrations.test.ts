@@ -36,6 +36,31 @@ describe('migrations for both dialects', () => {
     expect(postgresMigrations.map((m) => `${m.version}_${m.name}`)).toEqual(sqliteMigrations.map((m) => `${m.version}_${m.name}`));
   });
 
+  it('rebuild the SQLite audit log without AUTOINCREMENT, keeping its rows and ids; new ids follow the largest', async () => {
+    const lite = openSqliteDatabase(':memory:');
+    try {
+      const before = sqliteMigrations.filter((m) => m.version < 9);
+      await migrateDatabase(lite, before);
+      const db = lite.sqlite!;
+      const insert = db.prepare("INSERT INTO audit_log (at, actor, action, target_type, target, before_json, after_json) VALUES (?, 'admin', 'setFlagPercentage', 'FEATURE_FLAG', ?, NULL, '{}')");
+      for (let i = 1; i <= 5; i++) insert.run(i, `flag_${i}`);
+      db.prepare('DELETE FROM audit_log WHERE id = 2').run();
+      expect(db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").get()).toEqual({ seq: 5 });
+      expect(await migrateDatabase(lite, sqliteMigrations)).toEqual(sqliteMigrations.filter((m) => m.version >= 9).map((m) => m.version));
+      expect(db.prepare('SELECT id, at, target FROM audit_log ORDER BY id').all()).toEqual([
+        { id: 1, at: 1, target: 'flag_1' }, { id: 3, at: 3, target: 'flag_3' }, { id: 4, at: 4, target: 'flag_4' }, { id: 5, at: 5, target: 'flag_5' },
+      ]);
+      expect((db.prepare("SELECT sql FROM sqlite_master WHERE name = 'audit_log'").get() as { sql: string }).sql).not.toMatch(/AUTOINCREMENT/);
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'audit_log_target'").get()).toEqual({ name: 'audit_log_target' });
+      insert.run(6, 'flag_6');
+      expect(db.prepare('SELECT max(id) AS id FROM audit_log').get()).toEqual({ id: 6 });
+      // Nothing keeps a sequence for it any more: an insert writes no second table.
+      expect(db.prepare("SELECT count(*) AS n FROM sqlite_sequence WHERE name = 'audit_log'").get()).toEqual({ n: 0 });
+    } finally {
+      await lite.close();
+    }
+  });
+
   it.skipIf(!postgresAvailable())('create the same tables and columns on SQLite and PostgreSQL; concurrent migrators apply each file once', async () => {
     const lite = openSqliteDatabase(':memory:');
     const pgdb = await createTestPostgres('migrations');
