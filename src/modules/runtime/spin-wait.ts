@@ -98,18 +98,16 @@ export class SpinWait {
 
   /**
    * Spins until the counter at `index` moves past `consumed`: 'arrived' (the caller takes the
-   * message(s) and calls `settled` once what it waited for is among them), or the budget ran
-   * out: 'timedOut' (the caller calls `arrivedLate` when it does come). 'off' when spinning is
-   * off or backing off. 'yield' when the event loop is due a turn: the caller may wait again
-   * from a `setImmediate`.
+   * message(s) and calls `settled` once what it waited for is among them; a counter ahead of
+   * what the port holds is the caller's to resynchronise), or the budget ran out: 'timedOut'
+   * (the caller calls `arrivedLate` when it does come). 'off' when spinning is off or backing
+   * off. 'yield' when the event loop is due a turn: the caller may wait again from a
+   * `setImmediate`.
    */
   wait(signals: Int32Array, index: number, consumed: number): SpinOutcome {
     if (this.budgetMs === 0) return 'off';
-    if (unconsumed(signals, index, consumed)) return 'arrived';
-    if (this.skip > 0) {
-      this.skip--;
-      return 'off';
-    }
+    // Checked first, even with messages waiting: a side that keeps posting does not keep this
+    // thread from its event loop either.
     const start = this.now();
     if (this.stretchStart < 0) {
       this.stretchStart = start;
@@ -118,6 +116,11 @@ export class SpinWait {
       });
     } else if (start - this.stretchStart > MAX_STRETCH_MS) {
       return 'yield';
+    }
+    if (unconsumed(signals, index, consumed)) return 'arrived';
+    if (this.skip > 0) {
+      this.skip--;
+      return 'off';
     }
     const deadline = start + this.budgetMs;
     while (!unconsumed(signals, index, consumed)) {

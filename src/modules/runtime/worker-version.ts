@@ -13,6 +13,11 @@
  * outside its heap (ArrayBuffers, Buffers) past `maxOldGenerationSizeMb` ends it as
  * OUT_OF_MEMORY, as running out of heap does.
  *
+ * The worker posts everything on a `MessageChannel` of its own (`replies`), and each side
+ * bumps a shared counter after each post, so a lone call's answer can be taken with
+ * `receiveMessageOnPort` while the server's thread waits awake for it for a bounded time
+ * (spin-wait.ts); whatever is taken that way goes through the same checks as a message event.
+ *
  * The worker runs `worker-entry.js` next to this file when it exists (built code); from the
  * TypeScript sources (vitest, tsx) it registers tsx inside the worker first, because on
  * Node 20 an `--import tsx` in the worker's execArgv does not apply to its entry module.
@@ -246,7 +251,12 @@ class WorkerModuleVersion extends ModuleVersionBase {
         if (outcome === 'timedOut') this.spunOutOn = id;
         return;
       }
-      this.takeReplies();
+      if (this.takeReplies() === 0) {
+        // The counter says more than the port holds (module code can reach the shared words):
+        // believe the port, and let the event loop deliver the answer.
+        this.received = Atomics.load(this.signals, SIGNAL_TO_HOST);
+        return;
+      }
       if (!this.pending.has(id)) {
         this.spin.settled();
         return;
@@ -254,12 +264,15 @@ class WorkerModuleVersion extends ModuleVersionBase {
     }
   }
 
-  /** Handles the worker's messages already queued, without waiting for the event loop. */
-  private takeReplies(): void {
+  /** Handles the worker's messages already queued, without waiting for the event loop; returns how many. */
+  private takeReplies(): number {
+    let count = 0;
     for (let taken = receiveMessageOnPort(this.replies); taken !== undefined; taken = receiveMessageOnPort(this.replies)) {
+      count++;
       this.received = (this.received + 1) | 0;
       this.onMessage(taken.message);
     }
+    return count;
   }
 
   /** Every message to the worker goes through here: the counter lets a spinning worker see it. */
