@@ -32,7 +32,7 @@ export const SIGNAL_TO_HOST = 1;
 export const SIGNAL_WORDS = 2;
 
 export const DEFAULT_SPIN_MICROS = 50;
-/** The longest stretch of hand-offs without an event-loop turn; then a wait is skipped. */
+/** The longest stretch of hand-offs without an event-loop turn; then a wait answers 'yield'. */
 export const MAX_STRETCH_MS = 1;
 /** A miss whose message comes later than this many budgets counts towards the back-off. */
 export const LATE_FACTOR = 10;

@@ -27,22 +27,20 @@ const inbox = parentPort;
 const boot = workerData as WorkerBootData;
 const { replies, signals } = boot;
 
-function post(message: WorkerToHost): void {
-  replies.postMessage(message);
+/** Every post to the host: the counter lets a spinning host see it. */
+function postToHost(message: unknown, transfer?: Parameters<MessagePort['postMessage']>[1]): void {
+  replies.postMessage(message, transfer);
   Atomics.add(signals, SIGNAL_TO_HOST, 1);
 }
+
+const post: (message: WorkerToHost) => void = postToHost;
 
 /**
  * A module's own code may post on `parentPort` too (the host checks whatever arrives and ends
  * the version on garbage): that goes the same way as everything else, so it stays in order with
  * this worker's answers.
  */
-Object.defineProperty(inbox, 'postMessage', {
-  value: (message: unknown, transfer?: Parameters<MessagePort['postMessage']>[1]) => {
-    replies.postMessage(message, transfer);
-    Atomics.add(signals, SIGNAL_TO_HOST, 1);
-  },
-});
+Object.defineProperty(inbox, 'postMessage', { value: postToHost });
 
 /**
  * After an answer, with nothing else in progress, the worker waits awake for the next request
@@ -163,10 +161,15 @@ function drainInbox(): number {
   let count = 0;
   for (let taken = receiveMessageOnPort(inbox); taken !== undefined; taken = receiveMessageOnPort(inbox)) {
     count++;
-    consumed = (consumed + 1) | 0;
-    dispatch(taken.message as HostToWorker);
+    take(taken.message as HostToWorker);
   }
   return count;
+}
+
+/** One host message, by either path. */
+function take(message: HostToWorker): void {
+  consumed = (consumed + 1) | 0;
+  dispatch(message);
 }
 
 async function reply(request: InstanceRequest): Promise<void> {
@@ -206,8 +209,7 @@ inbox.on('message', (message: HostToWorker) => {
     spunOut = false;
     spin.arrivedLate();
   }
-  consumed = (consumed + 1) | 0;
-  dispatch(message);
+  take(message);
 });
 
 function dispatch(message: HostToWorker): void {

@@ -182,8 +182,7 @@ class WorkerModuleVersion extends ModuleVersionBase {
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));
     this.spin = new SpinWait({ budgetMicros: options.limits.workerSpinMicros });
     replies.on('message', (message: unknown) => {
-      this.received = (this.received + 1) | 0;
-      this.onMessage(message);
+      this.receive(message);
       if (this.spunOutOn !== 0 && !this.pending.has(this.spunOutOn)) {
         this.spunOutOn = 0;
         this.spin.arrivedLate();
@@ -269,10 +268,15 @@ class WorkerModuleVersion extends ModuleVersionBase {
     let count = 0;
     for (let taken = receiveMessageOnPort(this.replies); taken !== undefined; taken = receiveMessageOnPort(this.replies)) {
       count++;
-      this.received = (this.received + 1) | 0;
-      this.onMessage(taken.message);
+      this.receive(taken.message);
     }
     return count;
+  }
+
+  /** One message from `replies`, by either path. */
+  private receive(message: unknown): void {
+    this.received = (this.received + 1) | 0;
+    this.onMessage(message);
   }
 
   /** Every message to the worker goes through here: the counter lets a spinning worker see it. */
